@@ -1,0 +1,60 @@
+//! Framing: `COBS(payload ‖ CRC-32(payload) as u32 LE) ‖ 0x00` (SPEC.md, "Framing").
+
+use crate::{DecodeError, EncodeError, Frame, MAX_RAW_LEN, cobs, crc::crc32};
+
+/// Encodes `frame` for the wire into `out` (COBS, CRC and the trailing `0x00` delimiter),
+/// returning the number of bytes written. [`crate::MAX_WIRE_LEN`] bytes always suffice.
+pub fn encode(frame: &Frame, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut raw = [0u8; MAX_RAW_LEN];
+    let payload_len = frame.to_payload(&mut raw)?;
+    let (payload, rest) = raw.split_at_mut(payload_len);
+    let crc_bytes = crc32(payload).to_le_bytes();
+    let crc_slot = rest.get_mut(..4).ok_or(EncodeError::TooManyReadings)?;
+    crc_slot.copy_from_slice(&crc_bytes);
+    let raw_len = payload_len.saturating_add(4);
+    let needed = cobs::max_encoded_len(raw_len).saturating_add(1);
+    let raw = raw.get(..raw_len).ok_or(EncodeError::TooManyReadings)?;
+    let n = cobs::encode(raw, out).map_err(|_| EncodeError::BufferTooSmall { needed })?;
+    let delimiter = out.get_mut(n).ok_or(EncodeError::BufferTooSmall { needed })?;
+    *delimiter = 0;
+    Ok(n.saturating_add(1))
+}
+
+/// Encodes `frame` into a new `Vec` (with the trailing delimiter).
+#[cfg(feature = "std")]
+pub fn encode_to_vec(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = vec![0u8; crate::MAX_WIRE_LEN];
+    let n = encode(frame, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Decodes one frame from its wire bytes. The trailing `0x00` delimiter may be present or
+/// not; there must be no other zero byte. For a byte stream use [`crate::Decoder`].
+pub fn decode(wire: &[u8]) -> Result<Frame, DecodeError> {
+    let wire = wire.strip_suffix(&[0]).unwrap_or(wire);
+    let mut raw = [0u8; MAX_RAW_LEN];
+    let n = cobs::decode(wire, &mut raw).map_err(|_| {
+        if wire.len() > crate::MAX_WIRE_LEN {
+            DecodeError::FrameTooLong
+        } else {
+            DecodeError::Cobs
+        }
+    })?;
+    decode_raw(raw.get(..n).unwrap_or(&[]))
+}
+
+/// Checks the CRC of a COBS-decoded frame and parses its payload.
+pub fn decode_raw(raw: &[u8]) -> Result<Frame, DecodeError> {
+    let too_short = DecodeError::TooShort { len: raw.len() };
+    if raw.len() < crate::frame::HEADER_LEN.saturating_add(4) {
+        return Err(too_short);
+    }
+    let (payload, crc) = raw.split_last_chunk::<4>().ok_or(too_short)?;
+    let received = u32::from_le_bytes(*crc);
+    let computed = crc32(payload);
+    if received != computed {
+        return Err(DecodeError::Crc { received, computed });
+    }
+    Frame::from_payload(payload)
+}

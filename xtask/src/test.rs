@@ -1,0 +1,28 @@
+//! `cargo xtask test`: every test in the repository, in the order that fails fastest.
+
+use crate::cmd::{Result, cmd, project_root};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only the host workspace tests (skip firmware, QEMU and end-to-end).
+    #[arg(long)]
+    pub host_only: bool,
+}
+
+pub fn run(args: Args) -> Result {
+    let root = project_root();
+    // 1. The protocol crate must build for the firmware target with default features off: it
+    //    is what proves it stays no_std and allocation-free.
+    cmd("cargo")
+        .args(["build", "-p", "beacon-protocol", "--no-default-features", "--features", "defmt"])
+        .args(["--target", "thumbv7em-none-eabihf"])
+        .dir(&root)
+        .run()?;
+    // 2. The host workspace: unit, property, integration and end-to-end tests.
+    cmd("cargo").args(["test", "--workspace", "--all-targets"]).dir(&root).run()?;
+    cmd("cargo").args(["test", "--workspace", "--doc"]).dir(&root).run()?;
+    if args.host_only {
+        return Ok(());
+    }
+    Ok(())
+}
