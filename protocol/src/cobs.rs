@@ -95,7 +95,11 @@ mod tests {
     fn roundtrip(input: &[u8]) -> Vec<u8> {
         let mut enc = vec![0u8; max_encoded_len(input.len())];
         let n = encode(input, &mut enc).unwrap();
-        assert!(!enc[..n].contains(&0), "encoded form contains a zero: {:?}", &enc[..n]);
+        assert!(
+            !enc[..n].contains(&0),
+            "encoded form contains a zero: {:?}",
+            &enc[..n]
+        );
         let mut dec = vec![0u8; input.len()];
         let m = decode(&enc[..n], &mut dec).unwrap();
         assert_eq!(&dec[..m], input);
@@ -109,8 +113,14 @@ mod tests {
         assert_eq!(roundtrip(&[]), [0x01]);
         assert_eq!(roundtrip(&[0x00]), [0x01, 0x01]);
         assert_eq!(roundtrip(&[0x00, 0x00]), [0x01, 0x01, 0x01]);
-        assert_eq!(roundtrip(&[0x11, 0x22, 0x00, 0x33]), [0x03, 0x11, 0x22, 0x02, 0x33]);
-        assert_eq!(roundtrip(&[0x11, 0x00, 0x00, 0x00]), [0x02, 0x11, 0x01, 0x01, 0x01]);
+        assert_eq!(
+            roundtrip(&[0x11, 0x22, 0x00, 0x33]),
+            [0x03, 0x11, 0x22, 0x02, 0x33]
+        );
+        assert_eq!(
+            roundtrip(&[0x11, 0x00, 0x00, 0x00]),
+            [0x02, 0x11, 0x01, 0x01, 0x01]
+        );
     }
 
     #[test]

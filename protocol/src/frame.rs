@@ -112,7 +112,10 @@ impl Reading {
             Self::Humidity { centi_percent } => w.put(&centi_percent.to_le_bytes()),
             Self::Status(code) => w.put(&code.to_le_bytes()),
             Self::Counter(n) => w.put(&n.to_le_bytes()),
-            Self::Boot { firmware: [a, b, c], board } => w.put(&[a, b, c, board]),
+            Self::Boot {
+                firmware: [a, b, c],
+                board,
+            } => w.put(&[a, b, c, board]),
             Self::Unknown { kind, .. } => Err(EncodeError::UnknownKind(kind)),
         }
     }
@@ -125,15 +128,25 @@ impl Reading {
         let two = || value.try_into().map_err(|_| bad());
         let four = || <[u8; 4]>::try_from(value).map_err(|_| bad());
         Ok(match kind {
-            kind::TEMPERATURE => Self::Temperature { centi_celsius: i16::from_le_bytes(two()?) },
-            kind::HUMIDITY => Self::Humidity { centi_percent: u16::from_le_bytes(two()?) },
+            kind::TEMPERATURE => Self::Temperature {
+                centi_celsius: i16::from_le_bytes(two()?),
+            },
+            kind::HUMIDITY => Self::Humidity {
+                centi_percent: u16::from_le_bytes(two()?),
+            },
             kind::STATUS => Self::Status(u16::from_le_bytes(two()?)),
             kind::COUNTER => Self::Counter(u32::from_le_bytes(four()?)),
             kind::BOOT => {
                 let [a, b, c, board] = four()?;
-                Self::Boot { firmware: [a, b, c], board }
+                Self::Boot {
+                    firmware: [a, b, c],
+                    board,
+                }
             }
-            _ => Self::Unknown { kind, len: u8::try_from(value.len()).map_err(|_| bad())? },
+            _ => Self::Unknown {
+                kind,
+                len: u8::try_from(value.len()).map_err(|_| bad())?,
+            },
         })
     }
 }
@@ -148,7 +161,10 @@ pub struct Readings {
 impl Readings {
     /// No readings.
     pub const fn new() -> Self {
-        Self { items: [Reading::Status(0); MAX_READINGS], len: 0 }
+        Self {
+            items: [Reading::Status(0); MAX_READINGS],
+            len: 0,
+        }
     }
 
     /// The readings, in order.
@@ -158,7 +174,10 @@ impl Readings {
 
     /// Appends a reading; fails when the frame is full.
     pub fn push(&mut self, reading: Reading) -> Result<(), EncodeError> {
-        let slot = self.items.get_mut(self.len).ok_or(EncodeError::TooManyReadings)?;
+        let slot = self
+            .items
+            .get_mut(self.len)
+            .ok_or(EncodeError::TooManyReadings)?;
         *slot = reading;
         self.len = self.len.saturating_add(1);
         Ok(())
@@ -218,7 +237,13 @@ pub struct Frame {
 impl Frame {
     /// A frame with no readings.
     pub const fn new(device_id: u32, seq: u32, uptime_ms: u64) -> Self {
-        Self { flags: 0, device_id, seq, uptime_ms, readings: Readings::new() }
+        Self {
+            flags: 0,
+            device_id,
+            seq,
+            uptime_ms,
+            readings: Readings::new(),
+        }
     }
 
     /// Adds a reading; fails when the frame already holds [`MAX_READINGS`].
@@ -235,7 +260,8 @@ impl Frame {
     /// Length of the payload (header and readings, before the CRC).
     pub fn payload_len(&self) -> usize {
         self.readings.iter().fold(HEADER_LEN, |n, r| {
-            n.saturating_add(2).saturating_add(usize::from(r.value_len()))
+            n.saturating_add(2)
+                .saturating_add(usize::from(r.value_len()))
         })
     }
 
@@ -246,7 +272,11 @@ impl Frame {
             return Err(EncodeError::TooManyReadings);
         }
         let count = u8::try_from(self.readings.len()).map_err(|_| EncodeError::TooManyReadings)?;
-        let mut w = Writer { buf: out.get_mut(..needed).ok_or(EncodeError::BufferTooSmall { needed })? };
+        let mut w = Writer {
+            buf: out
+                .get_mut(..needed)
+                .ok_or(EncodeError::BufferTooSmall { needed })?,
+        };
         w.put(&[VERSION, self.flags])?;
         w.put(&self.device_id.to_le_bytes())?;
         w.put(&self.seq.to_le_bytes())?;
@@ -262,7 +292,9 @@ impl Frame {
     /// Parses a payload (CRC already checked and removed).
     pub fn from_payload(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(payload);
-        let too_short = DecodeError::TooShort { len: payload.len().saturating_add(4) };
+        let too_short = DecodeError::TooShort {
+            len: payload.len().saturating_add(4),
+        };
         let [version, flags] = r.array().ok_or(too_short)?;
         if version != VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
@@ -274,12 +306,20 @@ impl Frame {
         if usize::from(count) > MAX_READINGS {
             return Err(DecodeError::TooManyReadings(count));
         }
-        let mut frame = Frame { flags, device_id, seq, uptime_ms, readings: Readings::new() };
+        let mut frame = Frame {
+            flags,
+            device_id,
+            seq,
+            uptime_ms,
+            readings: Readings::new(),
+        };
         for index in 0..count {
             let truncated = DecodeError::TruncatedReading { index };
             let [kind, len] = r.array().ok_or(truncated)?;
             let value = r.take(usize::from(len)).ok_or(truncated)?;
-            frame.push(Reading::read(kind, value)?).map_err(|_| DecodeError::TooManyReadings(count))?;
+            frame
+                .push(Reading::read(kind, value)?)
+                .map_err(|_| DecodeError::TooManyReadings(count))?;
         }
         if !r.0.is_empty() {
             return Err(DecodeError::TrailingBytes { count: r.0.len() });

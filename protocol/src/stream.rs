@@ -58,7 +58,13 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder at stream offset 0.
     pub const fn new() -> Self {
-        Self { buf: [0; MAX_WIRE_LEN], len: 0, overflowed: false, start: 0, pos: 0 }
+        Self {
+            buf: [0; MAX_WIRE_LEN],
+            len: 0,
+            overflowed: false,
+            start: 0,
+            pos: 0,
+        }
     }
 
     /// Bytes taken so far.
@@ -96,7 +102,10 @@ impl Decoder {
         let len = self.len;
         self.reset();
         if overflowed {
-            return Some(Err(FrameError { offset, error: DecodeError::FrameTooLong }));
+            return Some(Err(FrameError {
+                offset,
+                error: DecodeError::FrameTooLong,
+            }));
         }
         if len == 0 {
             return None;
@@ -114,7 +123,10 @@ impl Decoder {
     /// Like every iterator it is lazy: bytes it has not reached when it is dropped are not
     /// taken, so iterate to the end (`for`, `collect`) unless you mean to stop.
     pub fn feed<'a>(&'a mut self, bytes: &'a [u8]) -> Feed<'a> {
-        Feed { decoder: self, bytes: bytes.iter() }
+        Feed {
+            decoder: self,
+            bytes: bytes.iter(),
+        }
     }
 }
 

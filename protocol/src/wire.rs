@@ -15,7 +15,9 @@ pub fn encode(frame: &Frame, out: &mut [u8]) -> Result<usize, EncodeError> {
     let needed = cobs::max_encoded_len(raw_len).saturating_add(1);
     let raw = raw.get(..raw_len).ok_or(EncodeError::TooManyReadings)?;
     let n = cobs::encode(raw, out).map_err(|_| EncodeError::BufferTooSmall { needed })?;
-    let delimiter = out.get_mut(n).ok_or(EncodeError::BufferTooSmall { needed })?;
+    let delimiter = out
+        .get_mut(n)
+        .ok_or(EncodeError::BufferTooSmall { needed })?;
     *delimiter = 0;
     Ok(n.saturating_add(1))
 }

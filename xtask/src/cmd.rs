@@ -49,7 +49,10 @@ pub struct Cmd {
 /// Starts building a command: `cmd("cargo").args(["test"]).dir(root).run()?`.
 pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
     let program = program.as_ref();
-    Cmd { inner: Command::new(program), display: program.to_string_lossy().into_owned() }
+    Cmd {
+        inner: Command::new(program),
+        display: program.to_string_lossy().into_owned(),
+    }
 }
 
 impl Cmd {
@@ -92,7 +95,10 @@ impl Cmd {
         eprintln!("$ {}", self.display);
         let started = Instant::now();
         let status = self.inner.status().map_err(|e| {
-            Error(format!("could not start `{}`: {e}; is it installed and on PATH?", self.display))
+            Error(format!(
+                "could not start `{}`: {e}; is it installed and on PATH?",
+                self.display
+            ))
         })?;
         if !status.success() {
             bail!(
@@ -107,7 +113,10 @@ impl Cmd {
     /// Runs the command and returns its stdout; fails unless it exits 0.
     pub fn read(mut self) -> Result<String> {
         let out = self.inner.output().map_err(|e| {
-            Error(format!("could not start `{}`: {e}; is it installed and on PATH?", self.display))
+            Error(format!(
+                "could not start `{}`: {e}; is it installed and on PATH?",
+                self.display
+            ))
         })?;
         if !out.status.success() {
             bail!(

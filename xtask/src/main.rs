@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Project automation: run `cargo xtask help <command>`")]
+#[command(
+    name = "cargo xtask",
+    about = "Project automation: run `cargo xtask help <command>`"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

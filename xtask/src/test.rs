@@ -14,13 +14,26 @@ pub fn run(args: Args) -> Result {
     // 1. The protocol crate must build for the firmware target with default features off: it
     //    is what proves it stays no_std and allocation-free.
     cmd("cargo")
-        .args(["build", "-p", "beacon-protocol", "--no-default-features", "--features", "defmt"])
+        .args([
+            "build",
+            "-p",
+            "beacon-protocol",
+            "--no-default-features",
+            "--features",
+            "defmt",
+        ])
         .args(["--target", "thumbv7em-none-eabihf"])
         .dir(&root)
         .run()?;
     // 2. The host workspace: unit, property, integration and end-to-end tests.
-    cmd("cargo").args(["test", "--workspace", "--all-targets"]).dir(&root).run()?;
-    cmd("cargo").args(["test", "--workspace", "--doc"]).dir(&root).run()?;
+    cmd("cargo")
+        .args(["test", "--workspace", "--all-targets"])
+        .dir(&root)
+        .run()?;
+    cmd("cargo")
+        .args(["test", "--workspace", "--doc"])
+        .dir(&root)
+        .run()?;
     if args.host_only {
         return Ok(());
     }

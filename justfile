@@ -1,0 +1,20 @@
+# Short names for the everyday commands. Every recipe calls `cargo xtask`, which does the real
+# work, so the project works without `just` too. `just --list` shows them.
+
+default:
+    @just --list
+
+# Run every test in the repository (what CI runs).
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Format all code: host workspace and firmware.
+fmt:
+    cargo fmt --all
+    cd firmware && cargo fmt --all
+
+# Lint as CI does: rustfmt check and clippy with warnings denied, host and firmware.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cd firmware && cargo fmt --all --check && cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,194 @@
+//! Property tests: round trips, chunking, and "never panics, never accepts a corrupted frame".
+
+use beacon_protocol::{
+    DecodeError, Decoder, Frame, MAX_READINGS, MAX_WIRE_LEN, Reading, cobs, crc::crc32, decode,
+    encode,
+};
+use proptest::prelude::*;
+
+fn reading() -> impl Strategy<Value = Reading> {
+    prop_oneof![
+        any::<i16>().prop_map(|centi_celsius| Reading::Temperature { centi_celsius }),
+        any::<u16>().prop_map(|centi_percent| Reading::Humidity { centi_percent }),
+        any::<u32>().prop_map(Reading::Counter),
+        any::<u16>().prop_map(Reading::Status),
+        (any::<[u8; 3]>(), any::<u8>())
+            .prop_map(|(firmware, board)| Reading::Boot { firmware, board }),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u64>(),
+        prop::collection::vec(reading(), 0..=MAX_READINGS),
+    )
+        .prop_map(|(flags, device_id, seq, uptime_ms, readings)| {
+            let mut f = Frame::new(device_id, seq, uptime_ms);
+            f.flags = flags;
+            for r in readings {
+                f.push(r).unwrap();
+            }
+            f
+        })
+}
+
+fn wire(f: &Frame) -> Vec<u8> {
+    let mut buf = [0u8; MAX_WIRE_LEN];
+    let n = encode(f, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Does `f` re-encode to bytes whose CRC is consistent? (A decoded frame always must.)
+fn crc_consistent(f: &Frame) -> bool {
+    let mut raw = [0u8; 256];
+    let n = f.to_payload(&mut raw).unwrap();
+    let w = wire(f);
+    let mut dec = [0u8; 300];
+    let m = cobs::decode(&w[..w.len() - 1], &mut dec).unwrap();
+    m == n + 4 && dec[..n] == raw[..n] && dec[n..m] == crc32(&raw[..n]).to_le_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Checks: R-ENC-1, R-WIRE-1 (no zero byte inside an encoded frame).
+    #[test]
+    fn encode_then_decode_is_identity(f in frame()) {
+        let w = wire(&f);
+        prop_assert_eq!(w.last(), Some(&0));
+        prop_assert!(!w[..w.len() - 1].contains(&0));
+        prop_assert!(w.len() <= MAX_WIRE_LEN);
+        prop_assert_eq!(decode(&w), Ok(f));
+    }
+
+    /// Checks: R-DEC-1: any split of a stream of frames into chunks gives the same frames.
+    #[test]
+    fn chunking_does_not_matter(frames in prop::collection::vec(frame(), 1..6),
+                                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let stream: Vec<u8> = frames.iter().flat_map(wire).collect();
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len())).collect();
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+        let mut decoder = Decoder::new();
+        let mut got = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            got.extend(decoder.feed(&stream[start..cut]));
+            start = cut;
+        }
+        let got: Vec<Frame> = got.into_iter().map(Result::unwrap).collect();
+        prop_assert_eq!(got, frames);
+        prop_assert_eq!(decoder.pending(), 0);
+    }
+
+    /// Checks: R-SAFE-1, R-SAFE-2, R-DEC-3: arbitrary bytes never panic, and any frame that
+    /// comes out is internally consistent (its own CRC checks).
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2_000)) {
+        let _ = decode(&bytes);
+        let mut decoder = Decoder::new();
+        for f in decoder.feed(&bytes).flatten() {
+            prop_assert!(crc_consistent(&f));
+        }
+        prop_assert!(decoder.pending() <= MAX_WIRE_LEN);
+    }
+
+    /// Checks: R-SAFE-2, R-DEC-2: a frame with one bit flipped is rejected (CRC-32 catches every
+    /// single-bit error), and the next frame after it still decodes.
+    #[test]
+    fn bit_flips_are_rejected_and_the_stream_resyncs(f in frame(), next in frame(),
+                                                     bit in any::<prop::sample::Index>()) {
+        let mut w = wire(&f);
+        let body = w.len() - 1; // never flip the delimiter itself
+        let bit = bit.index(body * 8);
+        w[bit / 8] ^= 1 << (bit % 8);
+        let mut decoder = Decoder::new();
+        let mut stream = w.clone();
+        stream.extend(wire(&next));
+        let got: Vec<_> = decoder.feed(&stream).collect();
+        // The corrupted frame is rejected. If the flip created a zero byte it splits the frame
+        // into two bad pieces; either way no corrupted frame is accepted.
+        prop_assert!(!got.iter().any(|r| r.as_ref().ok() == Some(&f) && w != wire(&f)));
+        prop_assert!(got.iter().filter(|r| r.is_ok()).all(|r| r.as_ref().ok() == Some(&next)));
+        prop_assert_eq!(got.last().copied(), Some(Ok(next)));
+    }
+
+    /// Checks: R-SAFE-1, R-DEC-2: a truncated frame followed by a good one: one error, then
+    /// the good frame.
+    #[test]
+    fn truncated_frames_are_one_error_then_resync(f in frame(), next in frame(),
+                                                  keep in any::<prop::sample::Index>()) {
+        let w = wire(&f);
+        let keep = keep.index(w.len() - 1).max(1); // a non-empty prefix, without the delimiter
+        let mut stream = w[..keep].to_vec();
+        stream.push(0);
+        stream.extend(wire(&next));
+        let got: Vec<_> = Decoder::new().feed(&stream).collect();
+        prop_assert_eq!(got.len(), 2);
+        prop_assert!(got[0].is_err());
+        prop_assert_eq!(got[1], Ok(next));
+    }
+
+    /// Checks: R-DEC-2: garbage before a frame costs at most one error.
+    #[test]
+    fn garbage_prefix_costs_at_most_one_error(garbage in prop::collection::vec(1u8.., 0..600), f in frame()) {
+        let mut stream = garbage.clone();
+        stream.push(0);
+        stream.extend(wire(&f));
+        let got: Vec<_> = Decoder::new().feed(&stream).collect();
+        prop_assert_eq!(got.last().copied(), Some(Ok(f)));
+        prop_assert!(got.len() <= 2);
+    }
+}
+
+/// Checks: R-DEC-3: an endless run without a delimiter is dropped with one FrameTooLong.
+#[test]
+fn endless_garbage_is_bounded_and_reported_once() {
+    let mut decoder = Decoder::new();
+    let junk = vec![0x55u8; 100_000];
+    assert_eq!(decoder.feed(&junk).count(), 0);
+    assert!(decoder.pending() <= MAX_WIRE_LEN);
+    let got: Vec<_> = decoder.feed(&[0]).collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].unwrap_err().error, DecodeError::FrameTooLong);
+    assert_eq!(got[0].unwrap_err().offset, 0);
+    let f = Frame::new(1, 2, 3);
+    assert_eq!(decoder.feed(&wire(&f)).collect::<Vec<_>>(), [Ok(f)]);
+}
+
+/// Checks: R-DEC-4: errors carry the stream offset where the bad frame started.
+#[test]
+fn errors_name_the_offset_of_the_bad_frame() {
+    let good = wire(&Frame::new(1, 1, 1));
+    let mut stream = good.clone();
+    stream.extend([0x09, 0x01, 0x00]); // bad COBS at offset good.len()
+    let got: Vec<_> = Decoder::new().feed(&stream).collect();
+    let err = got[1].unwrap_err();
+    assert_eq!(err.offset, good.len() as u64);
+    assert_eq!(err.error, DecodeError::Cobs);
+    assert!(
+        err.to_string().contains(&format!("byte {}", good.len())),
+        "{err}"
+    );
+}
+
+/// Checks: R-ENC-2: a buffer too small is an error, not a panic or a partial write past it.
+#[test]
+fn encoder_refuses_small_buffers() {
+    let f = Frame::new(1, 2, 3).with(Reading::Counter(9)).unwrap();
+    let full = wire(&f);
+    for len in 0..full.len() {
+        let mut buf = vec![0xAAu8; len];
+        assert!(encode(&f, &mut buf).is_err(), "len {len}");
+    }
+    let too_many =
+        (0..=MAX_READINGS).try_fold(Frame::new(0, 0, 0), |f, _| f.with(Reading::Status(0)));
+    assert!(too_many.is_err());
+    let unknown = Frame::new(0, 0, 0)
+        .with(Reading::Unknown { kind: 0x7F, len: 1 })
+        .unwrap();
+    assert!(encode(&unknown, &mut [0u8; MAX_WIRE_LEN]).is_err());
+}
