@@ -1,0 +1,299 @@
+//! `cargo xtask new <path> --name <name>`: start a new project from this repository.
+//!
+//! Copies the files git tracks (never target/, local config or other ignored files), renames
+//! the project token everywhere (file contents and paths, in its four spellings), drops the
+//! parts the user opted out of, and starts a fresh git history. The same code runs in place for
+//! the cargo-generate hook (`--in-place`), so both paths give the same tree.
+//!
+//! Opt-out sections: a line containing the marker `template:<part>:begin` (part is `firmware`
+//! or `service`) starts a block that runs to the line containing `template:<part>:end`; when
+//! that part is dropped, the block and its marker lines are removed. Use the comment syntax of
+//! the file (`#`, `//`, `<!-- -->`).
+
+use crate::bail;
+use crate::cmd::{Result, cmd, project_root};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The template's project name, as it appears in crate names, paths and docs.
+/// TODO(2): after `cargo xtask new`, this constant holds your project's name, so a project made
+/// from this one can be a template in turn.
+pub const TEMPLATE_NAME: &str = "beacon";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to create the project (must not exist, or be an empty directory).
+    pub path: Option<PathBuf>,
+    /// The new project's name: lowercase letters, digits and '-', starting with a letter.
+    #[arg(long)]
+    pub name: String,
+    /// The real board the firmware targets besides QEMU.
+    #[arg(long, default_value = "nrf52840", value_parser = ["nrf52840"])]
+    pub board: String,
+    /// Leave out the firmware (firmware/, its tests, docs and recipes).
+    #[arg(long)]
+    pub no_firmware: bool,
+    /// Leave out the service, the gateway and the demo (services/).
+    #[arg(long)]
+    pub no_service: bool,
+    /// Rename this tree in place instead of copying (what the cargo-generate hook runs).
+    #[arg(long, conflicts_with = "path")]
+    pub in_place: bool,
+    /// Do not create a git repository in the new project.
+    #[arg(long)]
+    pub no_git: bool,
+    /// Run the new project's `cargo xtask test` at the end.
+    #[arg(long)]
+    pub test: bool,
+}
+
+/// The four spellings of a project name.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub kebab: String,
+    pub snake: String,
+    pub upper: String,
+    pub title: String,
+}
+
+impl Names {
+    pub fn new(name: &str) -> Result<Self> {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-')
+            && !name.contains("--");
+        if !valid {
+            bail!(
+                "invalid project name `{name}`: use lowercase letters, digits and single '-', \
+                 starting with a letter (e.g. `acme-sensors`)"
+            );
+        }
+        let title = name
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            })
+            .collect::<String>();
+        Ok(Self {
+            kebab: name.to_string(),
+            snake: name.replace('-', "_"),
+            upper: name.replace('-', "_").to_ascii_uppercase(),
+            title,
+        })
+    }
+
+    /// Replaces every spelling of `from` in `text` with the matching spelling of `self`.
+    pub fn rename(&self, from: &Names, text: &str) -> String {
+        text.replace(&from.upper, &self.upper)
+            .replace(&from.title, &self.title)
+            .replace(&format!("{}_", from.snake), &format!("{}_", self.snake))
+            .replace(&from.kebab, &self.kebab)
+    }
+}
+
+/// Which optional parts to drop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drop {
+    pub firmware: bool,
+    pub service: bool,
+}
+
+impl Drop {
+    fn drops_path(&self, path: &str) -> bool {
+        let firmware_paths = ["firmware/", "docs/embedded.md"];
+        // The demo boots QEMU firmware; without firmware it has nothing to show.
+        let demo_paths = ["services/demo/"];
+        let service_paths = ["services/", "docs/async.md"];
+        (self.firmware && firmware_paths.iter().chain(&demo_paths).any(|p| path.starts_with(p)))
+            || (self.service && service_paths.iter().any(|p| path.starts_with(p)))
+    }
+
+    fn sections(&self) -> [(&'static str, bool); 2] {
+        [("firmware", self.firmware), ("service", self.service)]
+    }
+}
+
+/// Removes opt-out sections (see the module docs) from `text`.
+pub fn strip_sections(text: &str, drop: Drop) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut skipping: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        let mut marker = false;
+        for (part, dropped) in drop.sections() {
+            if line.contains(&format!("template:{part}:begin")) {
+                marker = true;
+                if dropped && skipping.is_none() {
+                    skipping = Some(part);
+                }
+            } else if line.contains(&format!("template:{part}:end")) {
+                marker = true;
+                if skipping == Some(part) {
+                    skipping = None;
+                    continue;
+                }
+            }
+        }
+        if skipping.is_none() && !marker {
+            out.push_str(line);
+        } else if skipping.is_none() && marker && !drop.sections().iter().any(|(_, d)| *d) {
+            // Nothing dropped: keep the markers, so the new project can itself be a template.
+            out.push_str(line);
+        }
+    }
+    if let Some(part) = skipping {
+        bail!("unterminated `template:{part}:begin` section: add a `template:{part}:end` line");
+    }
+    Ok(out)
+}
+
+/// The files to copy: what git tracks, plus new files git would track (not ignored).
+fn template_files(root: &Path) -> Result<Vec<String>> {
+    let tracked = cmd("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .dir(root)
+        .read()
+        .map_err(|e| crate::cmd::Error(format!("{e}\nhint: run this from a git checkout of the template")))?;
+    let files: BTreeSet<String> = tracked
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .filter(|f| root.join(f).is_file())
+        .map(str::to_string)
+        .collect();
+    Ok(files.into_iter().collect())
+}
+
+pub fn run(args: Args) -> Result {
+    let root = project_root();
+    let to = Names::new(&args.name)?;
+    let from = Names::new(TEMPLATE_NAME)?;
+    let drop = Drop { firmware: args.no_firmware, service: args.no_service };
+    if args.in_place {
+        let files = template_files(&root)?;
+        generate(&root, &root, &files, &from, &to, drop)?;
+        println!("renamed this tree to `{}`", to.kebab);
+        return Ok(());
+    }
+    let Some(dest) = args.path else {
+        bail!("missing <path>: say where to create the project, e.g. `cargo xtask new ../{} --name {}`", to.kebab, to.kebab);
+    };
+    if dest.exists() && fs::read_dir(&dest).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty: pick a new path", dest.display());
+    }
+    let files = template_files(&root)?;
+    generate(&root, &dest, &files, &from, &to, drop)?;
+    if !args.no_git {
+        cmd("git").args(["init", "--quiet", "--initial-branch=main"]).dir(&dest).read()?;
+        cmd("git").args(["add", "--all"]).dir(&dest).read()?;
+        cmd("git")
+            .args(["-c", "user.name=xtask new", "-c", "user.email=xtask-new@localhost"])
+            .args(["commit", "--quiet", "-m"])
+            .arg(format!("Start {} from the {TEMPLATE_NAME} template", to.kebab))
+            .dir(&dest)
+            .read()?;
+    }
+    println!("created {} in {}", to.kebab, dest.display());
+    if args.test {
+        cmd("cargo").args(["xtask", "test"]).dir(&dest).run()?;
+    } else {
+        println!("next: cd {} && cargo xtask test", dest.display());
+    }
+    Ok(())
+}
+
+/// Writes the renamed, trimmed copy of `files` (relative to `src`) into `dest`. With
+/// `src == dest` it rewrites in place and removes dropped and renamed-away files.
+pub fn generate(src: &Path, dest: &Path, files: &[String], from: &Names, to: &Names, drop: Drop) -> Result {
+    let in_place = src == dest;
+    let mut written = 0usize;
+    for rel in files {
+        let source = src.join(rel);
+        if drop.drops_path(rel) {
+            if in_place {
+                fs::remove_file(&source)?;
+            }
+            continue;
+        }
+        let target = dest.join(to.rename(from, rel));
+        let bytes = fs::read(&source)
+            .map_err(|e| crate::cmd::Error(format!("cannot read {}: {e}", source.display())))?;
+        let bytes = match String::from_utf8(bytes) {
+            Ok(text) => {
+                let text = strip_sections(&text, drop)
+                    .map_err(|e| crate::cmd::Error(format!("{rel}: {e}")))?;
+                to.rename(from, &text).into_bytes()
+            }
+            Err(e) => e.into_bytes(), // binary (e.g. fuzz corpus): copied as is
+        };
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&target, bytes)?;
+        if in_place && target != source {
+            fs::remove_file(&source)?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&source).map(|m| m.permissions().mode()).unwrap_or(0o644);
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+        }
+        written += 1;
+    }
+    if written == 0 {
+        bail!("no files found to copy from {}: is it a git checkout?", src.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_have_four_spellings() {
+        let n = Names::new("acme-sensors").unwrap();
+        assert_eq!((n.kebab.as_str(), n.snake.as_str()), ("acme-sensors", "acme_sensors"));
+        assert_eq!((n.upper.as_str(), n.title.as_str()), ("ACME_SENSORS", "AcmeSensors"));
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_a_hint() {
+        for bad in ["", "Acme", "1acme", "acme_x", "acme-", "a--b", "acme sensors"] {
+            let err = Names::new(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid project name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rename_covers_every_spelling() {
+        let from = Names::new("beacon").unwrap();
+        let to = Names::new("acme-sensors").unwrap();
+        let text = "beacon-protocol beacon_protocol::Frame BEACON_LISTEN Beacon beacon";
+        assert_eq!(
+            to.rename(&from, text),
+            "acme-sensors-protocol acme_sensors_protocol::Frame ACME_SENSORS_LISTEN AcmeSensors acme-sensors"
+        );
+    }
+
+    #[test]
+    fn sections_are_dropped_or_kept() {
+        // Markers built at run time, so this file itself holds no marker line.
+        let (begin, end) = (format!("template:{}:begin", "firmware"), format!("template:{}:end", "firmware"));
+        let text = &format!("a\n# {begin}\nfw\n# {end}\nb\n");
+        let dropped = strip_sections(text, Drop { firmware: true, service: false }).unwrap();
+        assert_eq!(dropped, "a\nb\n");
+        let kept = strip_sections(text, Drop::default()).unwrap();
+        assert_eq!(&kept, text);
+        let other = strip_sections(text, Drop { firmware: false, service: true }).unwrap();
+        assert_eq!(other, "a\nfw\nb\n");
+    }
+
+    #[test]
+    fn unterminated_sections_are_an_error() {
+        let text = format!("# template:{}:begin\nx\n", "service");
+        let err = strip_sections(&text, Drop { firmware: false, service: true });
+        assert!(err.unwrap_err().to_string().contains(&format!("template:{}:end", "service")));
+    }
+}
