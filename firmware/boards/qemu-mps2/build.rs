@@ -1,0 +1,17 @@
+//! Puts this board's memory.x where cortex-m-rt's link.x finds it, and passes the linker
+//! scripts. Link arguments live here rather than in `.cargo/config.toml` rustflags so that a
+//! user's RUSTFLAGS export (which replaces config rustflags) cannot break the link.
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::write(out.join("memory.x"), include_bytes!("memory.x")).expect("write memory.x");
+    fs::write(out.join("device.x"), include_bytes!("device.x")).expect("write device.x");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-changed=device.x");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-link-arg-bins=--nmagic");
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+}
