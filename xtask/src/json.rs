@@ -95,7 +95,9 @@ fn escape(s: &str, out: &mut String) {
 /// Enough to read back our own files without a parser.
 pub fn find_field(text: &str, key: &str) -> Option<String> {
     let needle = format!("\"{key}\": ");
-    let line = text.lines().find_map(|l| l.trim_start().strip_prefix(needle.as_str()))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(needle.as_str()))?;
     let v = line.trim_end_matches(',');
     Some(v.trim_matches('"').to_string())
 }
@@ -110,10 +112,11 @@ mod tests {
             ("name", Json::str("a \"q\"\n\u{1}")),
             ("n", Json::Num(1.5)),
             ("k", Json::Num(3.0)),
-            ("list", Json::Arr(vec![Json::Bool(true), Json::Null])),
+            ("list", Json::Arr(vec![Json::Bool(true), Json::Num(f64::NAN)])),
         ]);
         let s = j.pretty();
         assert!(s.contains(r#""name": "a \"q\"\n\u0001""#), "{s}");
+        assert!(s.contains("null"), "NaN prints as null: {s}");
         assert_eq!(find_field(&s, "n").as_deref(), Some("1.5000"));
         assert_eq!(find_field(&s, "k").as_deref(), Some("3"));
     }

@@ -4,8 +4,15 @@
 //! Exit codes: 0 success; 1 a step failed (the message says which and what to do next);
 //! 2 bad command-line usage.
 
+mod bench_build;
 mod cmd;
+mod doctor;
+mod fast;
+mod json;
+mod setup;
+mod sha256;
 mod test;
+mod toml_lite;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +29,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Install and configure every tool the project uses (toolchains/manifest.toml): rustup
+    /// components, the Cranelift nightly, mold, QEMU, probe-rs, tokio-console, just; write
+    /// .cargo/local.toml and .cargo/fast.toml for this machine.
+    Setup(setup::Args),
+    /// Check this machine: tools vs pins, and proof from built binaries that the chosen
+    /// linker, Cranelift (host fast loop) and --cfg tokio_unstable are really in effect.
+    Doctor(doctor::Args),
+    /// Measure stock stable vs the fast loop (clean and incremental builds) and mold vs LLD;
+    /// writes target/bench-build.json.
+    BenchBuild(bench_build::Args),
+    /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
+    Fast(fast::Args),
     /// Run every test in the repository: the host workspace, the protocol crate built for the
     /// firmware target, the firmware's host tests and QEMU boot, and the end-to-end tests.
     Test(test::Args),
@@ -30,6 +49,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Setup(args) => setup::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::BenchBuild(args) => bench_build::run(args),
+        Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
     };
     match result {

@@ -37,7 +37,8 @@ impl Doc {
 
     /// A required string: the error names the key and the file's role.
     pub fn req(&self, key: &str) -> Result<&str> {
-        self.str(key).ok_or_else(|| Error(format!("missing key `{key}` in the manifest")))
+        self.str(key)
+            .ok_or_else(|| Error(format!("missing key `{key}` in the manifest")))
     }
 
     pub fn list(&self, key: &str) -> Vec<String> {
@@ -59,21 +60,33 @@ pub fn parse(text: &str) -> Result<Doc> {
         }
         let err = |what: &str| Error(format!("line {}: {what}: `{}`", n + 1, raw.trim()));
         if let Some(rest) = line.strip_prefix('[') {
-            let name = rest.strip_suffix(']').ok_or_else(|| err("unclosed table header"))?;
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| err("unclosed table header"))?;
             let name = name.trim();
             if name.is_empty() || name.starts_with('[') {
                 return Err(err("unsupported table header"));
             }
-            table = name.split('.').map(unquote_key).collect::<Vec<_>>().join(".");
+            table = name
+                .split('.')
+                .map(unquote_key)
+                .collect::<Vec<_>>()
+                .join(".");
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or_else(|| err("expected `key = value`"))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| err("expected `key = value`"))?;
         let key = unquote_key(key.trim());
         if key.is_empty() {
             return Err(err("empty key"));
         }
         let value = parse_value(value.trim()).ok_or_else(|| err("unsupported value"))?;
-        let full = if table.is_empty() { key } else { format!("{table}.{key}") };
+        let full = if table.is_empty() {
+            key
+        } else {
+            format!("{table}.{key}")
+        };
         if doc.values.insert(full.clone(), value).is_some() {
             return Err(err(&format!("duplicate key `{full}`")));
         }
@@ -83,7 +96,10 @@ pub fn parse(text: &str) -> Result<Doc> {
 
 fn unquote_key(k: &str) -> String {
     let k = k.trim();
-    k.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(k).to_string()
+    k.strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .unwrap_or(k)
+        .to_string()
 }
 
 /// Drops a `#` comment that is not inside a string.
@@ -114,7 +130,9 @@ fn parse_value(v: &str) -> Option<Value> {
         }
         return Some(Value::List(out));
     }
-    let bare = v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    let bare = v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
     (bare && !v.is_empty()).then(|| Value::Str(v.to_string()))
 }
 

@@ -95,7 +95,11 @@ pub fn apply(path: &Path, header: &str, body: &str, force: bool) -> Result<Strin
             let bak = backup_path(path);
             fs::copy(path, &bak)?;
             write_atomic(path, &text)?;
-            Ok(format!("replaced {} (your version is in {})", path.display(), bak.display()))
+            Ok(format!(
+                "replaced {} (your version is in {})",
+                path.display(),
+                bak.display()
+            ))
         }
         State::Edited => {
             show_diff(path, &text);
@@ -130,7 +134,10 @@ pub fn undo(path: &Path) -> Result<String> {
     fs::remove_file(path)?;
     if bak.exists() {
         fs::rename(&bak, path)?;
-        return Ok(format!("removed setup's version, restored yours from {}", bak.display()));
+        return Ok(format!(
+            "removed setup's version, restored yours from {}",
+            bak.display()
+        ));
     }
     Ok(format!("removed {}", path.display()))
 }
@@ -150,7 +157,10 @@ fn show_diff(path: &Path, text: &str) {
             return;
         }
     }
-    eprintln!("--- what setup would write to {} ---\n{text}---", path.display());
+    eprintln!(
+        "--- what setup would write to {} ---\n{text}---",
+        path.display()
+    );
 }
 
 #[cfg(test)]
@@ -168,11 +178,19 @@ mod tests {
     fn idempotent_write_then_undo() {
         let d = tmpdir("idem");
         let p = d.join("local.toml");
-        assert!(apply(&p, "h", "a = 1\n", false).unwrap().starts_with("wrote"));
+        assert!(
+            apply(&p, "h", "a = 1\n", false)
+                .unwrap()
+                .starts_with("wrote")
+        );
         let first = fs::read_to_string(&p).unwrap();
         assert_eq!(apply(&p, "h", "a = 1\n", false).unwrap(), "unchanged");
         assert_eq!(fs::read_to_string(&p).unwrap(), first);
-        assert!(apply(&p, "h", "a = 2\n", false).unwrap().starts_with("updated"));
+        assert!(
+            apply(&p, "h", "a = 2\n", false)
+                .unwrap()
+                .starts_with("updated")
+        );
         assert!(undo(&p).unwrap().starts_with("removed"));
         assert!(!p.exists());
         assert_eq!(undo(&p).unwrap(), "nothing to undo");
@@ -188,15 +206,32 @@ mod tests {
         fs::write(&p, &edited).unwrap();
         assert_eq!(inspect(&p, "a = 1\n"), State::Edited);
         let kept = apply(&p, "h", "a = 3\n", false).unwrap();
-        assert!(kept.starts_with("kept") && kept.contains("--force"), "{kept}");
-        assert_eq!(fs::read_to_string(&p).unwrap(), edited, "edited file must be untouched");
-        assert!(undo(&p).unwrap().starts_with("left"), "undo must not delete an edited file");
+        assert!(
+            kept.starts_with("kept") && kept.contains("--force"),
+            "{kept}"
+        );
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            edited,
+            "edited file must be untouched"
+        );
+        assert!(
+            undo(&p).unwrap().starts_with("left"),
+            "undo must not delete an edited file"
+        );
         assert_eq!(fs::read_to_string(&p).unwrap(), edited);
 
         apply(&p, "h", "a = 3\n", true).unwrap();
-        assert_eq!(fs::read_to_string(d.join("local.toml.bak")).unwrap(), edited);
+        assert_eq!(
+            fs::read_to_string(d.join("local.toml.bak")).unwrap(),
+            edited
+        );
         assert!(undo(&p).unwrap().contains("restored"));
-        assert_eq!(fs::read_to_string(&p).unwrap(), edited, "undo puts the person's file back");
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            edited,
+            "undo puts the person's file back"
+        );
         assert!(!d.join("local.toml.bak").exists());
         fs::remove_dir_all(&d).unwrap();
     }

@@ -49,7 +49,10 @@ impl Pm {
             Pm::Zypper => &["zypper", "--non-interactive", "install"],
             Pm::Brew => &["brew", "install"],
         };
-        v.iter().map(|s| s.to_string()).chain([pkg.to_string()]).collect()
+        v.iter()
+            .map(|s| s.to_string())
+            .chain([pkg.to_string()])
+            .collect()
     }
 
     /// Whether installing needs root (brew refuses to run as root).
@@ -111,7 +114,14 @@ impl Platform {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
                 .unwrap_or(false),
         };
-        Platform { os, distro: id, pm, arch, root, sudo: on_path("sudo") }
+        Platform {
+            os,
+            distro: id,
+            pm,
+            arch,
+            root,
+            sudo: on_path("sudo"),
+        }
     }
 
     pub fn is_linux(&self) -> bool {
@@ -137,7 +147,10 @@ fn os_release(text: &str) -> (String, String) {
             .unwrap_or_default()
     };
     let id = get("ID");
-    (if id.is_empty() { "unknown".into() } else { id }, get("ID_LIKE"))
+    (
+        if id.is_empty() { "unknown".into() } else { id },
+        get("ID_LIKE"),
+    )
 }
 
 fn pick_pm(os: &str, id: &str, like: &str) -> Option<Pm> {
@@ -156,7 +169,9 @@ fn pick_pm(os: &str, id: &str, like: &str) -> Option<Pm> {
             return Some(pm);
         }
     }
-    [Pm::Apt, Pm::Dnf, Pm::Pacman, Pm::Zypper].into_iter().find(|pm| on_path(pm.bin()))
+    [Pm::Apt, Pm::Dnf, Pm::Pacman, Pm::Zypper]
+        .into_iter()
+        .find(|pm| on_path(pm.bin()))
 }
 
 #[cfg(test)]

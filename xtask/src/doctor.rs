@@ -1,0 +1,544 @@
+//! `cargo xtask doctor`: checks this machine against toolchains/manifest.toml and proves the
+//! dev-loop settings are really in effect, from freshly built binaries rather than from config
+//! files: the linker and the code generator each leave their name in the ELF `.comment`
+//! section, and a probe program reports whether `--cfg tokio_unstable` reached it.
+//!
+//! Exit code 1 when something the project needs is missing or wrong; warnings do not fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cmd::{Error, Result, on_path};
+use crate::json::Json;
+use crate::setup::{self, Ctx, tool_version, version_at_least};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+}
+
+fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+    }
+}
+
+/// The strings in an ELF file's `.comment` section (32- or 64-bit, little-endian).
+pub fn elf_comment(path: &Path) -> Option<Vec<String>> {
+    let data = std::fs::read(path).ok()?;
+    if data.get(..4)? != b"\x7fELF" || *data.get(5)? != 1 {
+        return None;
+    }
+    let is64 = *data.get(4)? == 2;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?) as usize);
+    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?) as usize);
+    let word = |o: usize| if is64 { u64_at(o) } else { u32_at(o) };
+    let (shoff, shentsize, shnum, shstrndx) = if is64 {
+        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?)
+    } else {
+        (u32_at(0x20)?, u16_at(0x2e)?, u16_at(0x30)?, u16_at(0x32)?)
+    };
+    // (name offset, file offset, size) of section i
+    let section = |i: usize| {
+        let base = shoff + i * shentsize;
+        let (off, size) = if is64 {
+            (word(base + 0x18)?, word(base + 0x20)?)
+        } else {
+            (word(base + 0x10)?, word(base + 0x14)?)
+        };
+        Some((u32_at(base)?, off, size))
+    };
+    let (_, str_off, str_size) = section(shstrndx)?;
+    let names = data.get(str_off..str_off + str_size)?;
+    for i in 0..shnum {
+        let (name, off, size) = section(i)?;
+        let n = names.get(name..)?;
+        let n = &n[..n.iter().position(|b| *b == 0)?];
+        if n == b".comment" {
+            let body = data.get(off..off + size)?;
+            return Some(
+                body.split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
+            );
+        }
+    }
+    Some(Vec::new())
+}
+
+/// What a `.comment` says about the linker.
+pub fn linker_of(comment: &[String]) -> String {
+    for c in comment {
+        if let Some(l) = c.strip_prefix("Linker: ") {
+            return l.split(" (").next().unwrap_or(l).to_string();
+        }
+        if c.starts_with("mold ") {
+            return c.split(" (").next().unwrap_or(c).to_string();
+        }
+    }
+    "GNU ld or unknown (no linker line in .comment)".into()
+}
+
+const PROBE_MAIN: &str = r#"fn main() {
+    println!("tokio_unstable={}", cfg!(tokio_unstable));
+}
+"#;
+
+/// A tiny crate under the project's target/ so cargo applies the project's own config.
+fn probe_crate(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/xtask-doctor/probe");
+    std::fs::create_dir_all(dir.join("src"))?;
+    let manifest = "[package]\nname = \"doctor-probe\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[lints.rust]\nunexpected_cfgs = { level = \"allow\" }\n";
+    for (p, text) in [
+        (dir.join("Cargo.toml"), manifest),
+        (dir.join("src/main.rs"), PROBE_MAIN),
+    ] {
+        if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {
+            std::fs::write(&p, text)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Builds the probe (fresh link each time) and returns the binary's path.
+fn build_probe(dir: &Path, mut c: Command, profile: &str) -> Result<PathBuf> {
+    // Touch main.rs so the binary is really re-linked with the current settings.
+    let main = dir.join("src/main.rs");
+    std::fs::write(
+        &main,
+        format!("{PROBE_MAIN}// {:?}\n", std::time::SystemTime::now()),
+    )?;
+    let out = c
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .map_err(|e| Error(format!("could not run cargo: {e}")))?;
+    if !out.status.success() {
+        crate::bail!(
+            "probe build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(dir.join("target").join(profile).join("doctor-probe"))
+}
+
+pub fn run(args: Args) -> Result {
+    let ctx = Ctx::load()?;
+    let checks = checks(&ctx);
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if args.json {
+        let items = checks
+            .iter()
+            .map(|c| {
+                let s = match c.status {
+                    Status::Ok => "ok",
+                    Status::Warn => "warn",
+                    Status::Fail => "fail",
+                };
+                Json::obj([
+                    ("name", Json::str(c.name)),
+                    ("status", Json::str(s)),
+                    ("detail", Json::str(&c.detail)),
+                ])
+            })
+            .collect();
+        print!(
+            "{}",
+            Json::obj([
+                ("ok", Json::Bool(failed == 0)),
+                ("checks", Json::Arr(items))
+            ])
+            .pretty()
+        );
+    } else {
+        for c in &checks {
+            let tag = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("{tag}  {:<16} {}", c.name, c.detail);
+        }
+    }
+    if failed > 0 {
+        crate::bail!("{failed} check(s) failed; `cargo xtask setup` fixes most of them");
+    }
+    Ok(())
+}
+
+fn checks(ctx: &Ctx) -> Vec<Check> {
+    let mut out = Vec::new();
+    let stable = ctx.stable().unwrap_or("?").to_string();
+    let nightly = ctx.nightly().unwrap_or_else(|_| "?".into());
+    let rustup = on_path("rustup");
+    let comps = |kind: &str, tc: &str| {
+        if !rustup {
+            return String::new();
+        }
+        Command::new("rustup")
+            .args([kind, "list", "--installed", "--toolchain", tc])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+
+    // Toolchains.
+    let have_c = comps("component", &stable);
+    if !rustup {
+        out.push(check(
+            "stable",
+            Status::Fail,
+            "rustup not found: install it from https://rustup.rs",
+        ));
+    } else if have_c.is_empty() {
+        out.push(check(
+            "stable",
+            Status::Fail,
+            format!("{stable} not installed: run `cargo xtask setup --only rust`"),
+        ));
+    } else {
+        let miss: Vec<_> = ctx
+            .toolchain
+            .list("toolchain.components")
+            .into_iter()
+            .filter(|c| !have_c.lines().any(|l| l.starts_with(c.as_str())))
+            .collect();
+        if miss.is_empty() {
+            out.push(check(
+                "stable",
+                Status::Ok,
+                format!("{stable} with its components"),
+            ));
+        } else {
+            out.push(check(
+                "stable",
+                Status::Fail,
+                format!(
+                    "{stable} lacks {}: run `cargo xtask setup --only rust`",
+                    miss.join(",")
+                ),
+            ));
+        }
+    }
+    let have_t = comps("target", &stable);
+    for t in ctx.toolchain.list("toolchain.targets") {
+        if have_t.lines().any(|l| l.trim() == t) {
+            out.push(check(
+                "thumb target",
+                Status::Ok,
+                format!("{t} installed for {stable}"),
+            ));
+        } else {
+            out.push(check(
+                "thumb target",
+                Status::Fail,
+                format!("{t} missing: run `rustup target add --toolchain {stable} {t}`"),
+            ));
+        }
+    }
+    let fast_cfg = setup::fast_toml(&ctx.root);
+    let fast_set_up = fast_cfg.is_file();
+    let have_n = comps("component", &nightly);
+    let cl = have_n
+        .lines()
+        .any(|l| l.starts_with("rustc-codegen-cranelift"));
+    out.push(match (cl, fast_set_up) {
+        (true, _) => check("nightly", Status::Ok, format!("{nightly} with Cranelift")),
+        (false, true) => check("nightly", Status::Fail, format!("{nightly} with Cranelift missing but .cargo/fast.toml uses it: run `cargo xtask setup --only nightly`")),
+        (false, false) => check("nightly", Status::Warn, format!("{nightly} with Cranelift not installed (fast loop off): run `cargo xtask setup`")),
+    });
+
+    // Tools, against the pins.
+    let bench = setup::bench_link_choice(&ctx.root);
+    let local = std::fs::read_to_string(setup::local_toml(&ctx.root)).unwrap_or_default();
+    let mold_chosen = local
+        .lines()
+        .any(|l| l.contains("fuse-ld=mold") || (l.contains("--ld-path=") && l.contains("mold")));
+    match setup::find_mold(&ctx.home) {
+        Some((p, v)) => out.push(check(
+            "mold",
+            Status::Ok,
+            format!(
+                "{v} ({}); {}",
+                p.display(),
+                if mold_chosen {
+                    "in use (local.toml)"
+                } else {
+                    "installed, not selected"
+                }
+            ),
+        )),
+        None if mold_chosen => out.push(check(
+            "mold",
+            Status::Fail,
+            "local.toml selects mold but it is not installed: run `cargo xtask setup --only mold`",
+        )),
+        None if ctx.platform.is_linux() => out.push(check(
+            "mold",
+            Status::Warn,
+            "not installed (optional; LLD is the default): `cargo xtask setup --only mold`",
+        )),
+        None => out.push(check("mold", Status::Ok, "not used on this OS")),
+    }
+    let qbin = ctx.manifest.str("qemu.bin").unwrap_or("qemu-system-arm");
+    let qmin = ctx.manifest.str("qemu.min-version").unwrap_or("0");
+    out.push(match on_path(qbin).then(|| tool_version(qbin)).flatten() {
+        Some(v) if version_at_least(&v, qmin) => check("qemu", Status::Ok, format!("{qbin} {v}")),
+        Some(v) => check(
+            "qemu",
+            Status::Fail,
+            format!("{qbin} {v} is older than {qmin}: upgrade it"),
+        ),
+        None => check(
+            "qemu",
+            Status::Fail,
+            format!(
+                "{qbin} missing (the firmware tests run on it): `cargo xtask setup --only qemu`"
+            ),
+        ),
+    });
+    for (tool, name) in [
+        ("probe-rs", "probe-rs"),
+        ("tokio-console", "tokio-console"),
+        ("just", "just"),
+    ] {
+        let bin = ctx.manifest.str(&format!("{tool}.bin")).unwrap_or(tool);
+        let want = ctx.manifest.str(&format!("{tool}.version")).unwrap_or("?");
+        out.push(match on_path(bin).then(|| tool_version(bin)).flatten() {
+            Some(v) if v == want => check(name, Status::Ok, format!("{v} (pinned {want})")),
+            Some(v) => check(
+                name,
+                Status::Warn,
+                format!("{v}, pinned {want}: `cargo xtask setup --only {tool}`"),
+            ),
+            None => check(
+                name,
+                Status::Fail,
+                format!("missing (pinned {want}): `cargo xtask setup --only {tool}`"),
+            ),
+        });
+    }
+    if on_path("probe-rs") {
+        let probes = Command::new("probe-rs")
+            .arg("list")
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default();
+        let probes = probes.trim().replace('\n', "; ");
+        out.push(check(
+            "probes",
+            Status::Ok,
+            if probes.is_empty() {
+                "probe-rs list: (no output)".to_string()
+            } else {
+                format!("probe-rs list: {probes}")
+            },
+        ));
+    }
+
+    // Rustflags that silently replace the config's.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            out.push(check("rustflags env", Status::Warn, format!("{var}={v:?} replaces every rustflags entry from .cargo config (tokio_unstable, linker flags); unset it, or add `--cfg tokio_unstable` to it")));
+        }
+    }
+
+    // Proof from freshly built binaries.
+    match probe_crate(&ctx.root) {
+        Err(e) => out.push(check(
+            "probe build",
+            Status::Fail,
+            format!("could not create the probe crate: {e}"),
+        )),
+        Ok(dir) => {
+            let mut c = Command::new("cargo");
+            c.args(["build", "--quiet"]);
+            match build_probe(&dir, c, "debug") {
+                Err(e) => out.push(check(
+                    "linker",
+                    Status::Fail,
+                    format!("stable probe build failed: {e}"),
+                )),
+                Ok(bin) => {
+                    let comment = elf_comment(&bin).unwrap_or_default();
+                    let linker = linker_of(&comment);
+                    let uses_mold = linker.contains("mold");
+                    out.push(match (mold_chosen, uses_mold) {
+                        (true, true) | (false, false) => {
+                            let why = match &bench {
+                                Some((w, r)) => format!("bench-build chose {w}, mold/LLD {r}"),
+                                None => "not measured yet: `cargo xtask bench-build`".into(),
+                            };
+                            check("linker", Status::Ok, format!("{linker} ({why})"))
+                        }
+                        (true, false) => check("linker", Status::Fail, format!("local.toml selects mold but the binary was linked by {linker}: check RUSTFLAGS and .cargo/local.toml")),
+                        (false, true) => check("linker", Status::Warn, format!("linked by {linker} though setup did not choose it (set elsewhere?)")),
+                    });
+                    let cfg = Command::new(&bin)
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    out.push(if cfg.contains("tokio_unstable=true") {
+                        check("tokio_unstable", Status::Ok, "--cfg tokio_unstable reaches host builds")
+                    } else {
+                        check("tokio_unstable", Status::Fail, "--cfg tokio_unstable is NOT in effect (a RUSTFLAGS export replaces the config's flags?): tokio-console cannot attach")
+                    });
+                }
+            }
+            if fast_set_up && cl {
+                let mut c = Command::new("rustup");
+                c.args(["run", &nightly, "cargo", "--config"])
+                    .arg(&fast_cfg)
+                    .args(["build", "--quiet", "--profile", "fast"]);
+                out.push(match build_probe(&dir, c, "fast") {
+                    Err(e) => check("cranelift", Status::Fail, format!("fast-loop probe build failed: {e}")),
+                    Ok(bin) => {
+                        let comment = elf_comment(&bin).unwrap_or_default();
+                        if comment.iter().any(|c| c.contains("cranelift")) {
+                            check("cranelift", Status::Ok, format!("host fast builds use Cranelift ({})", comment.iter().find(|c| c.contains("cranelift")).cloned().unwrap_or_default()))
+                        } else {
+                            check("cranelift", Status::Fail, format!("the fast-loop binary was not built by Cranelift (.comment: {})", comment.join(" | ")))
+                        }
+                    }
+                });
+            } else if !fast_set_up {
+                out.push(check(
+                    "cranelift",
+                    Status::Warn,
+                    "fast loop not set up (.cargo/fast.toml missing): run `cargo xtask setup`",
+                ));
+            }
+        }
+    }
+    out.push(firmware_backend(ctx, &stable));
+    out
+}
+
+/// The firmware must stay on LLVM: it builds with the pinned stable (which has no Cranelift),
+/// never with the fast config; a built firmware ELF's `.comment` confirms it.
+fn firmware_backend(ctx: &Ctx, stable: &str) -> Check {
+    let fw = ctx.root.join("firmware");
+    for f in [
+        fw.join(".cargo/config.toml"),
+        fw.join("Cargo.toml"),
+        fw.join("rust-toolchain.toml"),
+    ] {
+        if std::fs::read_to_string(&f).is_ok_and(|t| {
+            t.lines().any(|l| {
+                !l.trim_start().starts_with('#')
+                    && (l.contains("cranelift") || l.contains("nightly"))
+            })
+        }) {
+            return check(
+                "firmware llvm",
+                Status::Fail,
+                format!(
+                    "{} mentions cranelift/nightly: the firmware must build with LLVM on {stable}",
+                    f.display()
+                ),
+            );
+        }
+    }
+    let mut elves = Vec::new();
+    for profile in ["debug", "release"] {
+        let dir = fw.join("target/thumbv7em-none-eabihf").join(profile);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_file() && p.extension().is_none() && elf_comment(&p).is_some() {
+                    elves.push(p);
+                }
+            }
+        }
+    }
+    for elf in &elves {
+        if elf_comment(elf)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.contains("cranelift"))
+        {
+            return check(
+                "firmware llvm",
+                Status::Fail,
+                format!("{} was built by Cranelift", elf.display()),
+            );
+        }
+    }
+    let proof = if elves.is_empty() {
+        "no firmware ELF built yet to inspect".to_string()
+    } else {
+        format!("{} firmware ELF(s) checked: LLVM", elves.len())
+    };
+    check(
+        "firmware llvm",
+        Status::Ok,
+        format!(
+            "firmware builds with {stable} (no Cranelift there; fast.toml is host-only); {proof}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_comment_of_a_real_binary() {
+        // The test binary itself: built by rustc, so its .comment names rustc and a linker.
+        let me = std::env::current_exe().unwrap();
+        let comment = elf_comment(&me).expect("an ELF with a readable section table");
+        assert!(
+            comment.iter().any(|c| c.starts_with("rustc version")),
+            "{comment:?}"
+        );
+        assert!(!linker_of(&comment).is_empty());
+        assert!(elf_comment(Path::new("Cargo.toml")).is_none());
+    }
+
+    #[test]
+    fn names_the_linker() {
+        let lld = vec![
+            "rustc version 1.95.0".into(),
+            "Linker: LLD 22.1.0 (/checkout/src/llvm-project/llvm abc)".into(),
+        ];
+        assert_eq!(linker_of(&lld), "LLD 22.1.0");
+        let mold = vec![
+            "GCC: (Debian 12.2.0-14) 12.2.0".into(),
+            "mold 1.10.1 (compatible with GNU ld)".into(),
+        ];
+        assert_eq!(linker_of(&mold), "mold 1.10.1");
+    }
+}
