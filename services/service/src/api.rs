@@ -1,0 +1,695 @@
+//! The HTTP API: router, shared state, handlers, error answers.
+//!
+//! TODO(6): your API routes. Every route is listed in [`router`] and in `openapi.json`.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::{
+    IngestBatch, IngestOutcome, NewReading, ReadingQuery, RegisterRequest, StoredReading,
+    now_millis,
+};
+use crate::store::{DynStore, NewDevice, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// The content type of a body of concatenated protocol frames.
+pub const FRAMES_CONTENT_TYPE: &str = "application/x-beacon-frames";
+
+/// Seconds a client should wait after a 503.
+const RETRY_AFTER_SECS: u32 = 1;
+
+/// State shared by every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// The storage backend, chosen at run time (dynamic dispatch, see `store::DynStore`).
+    pub store: Arc<dyn DynStore>,
+    /// Device id -> ingest token, loaded at start-up and kept in step with registrations, so
+    /// authorising an ingest never touches the store.
+    tokens: RwLock<HashMap<u32, Arc<str>>>,
+    /// The configuration.
+    pub config: Config,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Newly stored readings, one message per ingest, for the SSE stream.
+    events: broadcast::Sender<Arc<[StoredReading]>>,
+    /// Cancelled when shutdown begins: ends the open SSE streams so the server can drain.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for dyn DynStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn DynStore")
+    }
+}
+
+impl AppState {
+    /// Builds the state, loading the registered devices from the store.
+    pub async fn new(config: Config, store: Arc<dyn DynStore>) -> Result<Arc<Self>, StoreError> {
+        let devices = store.devices().await?;
+        let tokens = devices
+            .into_iter()
+            .map(|d| (d.device.id, Arc::from(d.token)))
+            .collect();
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(Self {
+            store,
+            tokens: RwLock::new(tokens),
+            config,
+            metrics: Metrics::default(),
+            events,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    fn token_of(&self, id: u32) -> Option<Arc<str>> {
+        // Send across .await: this std RwLock guard lives only inside this non-async function,
+        // so it can never be held across an .await (which would make the handler's future
+        // !Send and fail to compile under axum; see ASYNC.md and tests/ui/).
+        self.tokens.read().ok().and_then(|t| t.get(&id).cloned())
+    }
+
+    fn remember(&self, id: u32, token: &str) {
+        if let Ok(mut t) = self.tokens.write() {
+            t.insert(id, Arc::from(token));
+        }
+    }
+}
+
+/// An error answer: a status and a JSON body `{"error": "...", "field"?: "...", "offset"?: n}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short, lowercase, says what to do next.
+    pub message: String,
+    /// The JSON path of the offending field, when there is one.
+    pub field: Option<String>,
+    /// The byte offset of the offending frame, for frame bodies.
+    pub offset: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            field: None,
+            offset: None,
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: &self.message,
+            field: self.field.as_deref(),
+            offset: self.offset,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            StoreError::Internal(m) => {
+                tracing::error!("{m}");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal store error; see the service log",
+                )
+            }
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::bad_request(format!(
+            "bad path: {}; device ids are integers 0..=4294967295",
+            e.body_text()
+        ))
+        .field("id")
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+/// Request ids: a process-wide counter (cheaper than a UUID, unique per process run).
+#[derive(Debug, Clone, Default)]
+struct CounterId(Arc<AtomicU64>);
+
+impl MakeRequestId for CounterId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Relaxed) + 1;
+        Some(RequestId::new(HeaderValue::from(n)))
+    }
+}
+
+/// The application: every route and layer. Tests drive it in-process with `oneshot`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let timeout = state.config.request_timeout();
+    let api = Router::new()
+        .route("/api/v1/devices", post(register).get(list_devices))
+        .route(
+            "/api/v1/devices/{id}/readings",
+            post(ingest).get(query_readings),
+        )
+        .route("/api/v1/latest", get(latest))
+        .route("/api/v1/stream", get(stream))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/", get(dashboard))
+        // Bodies beyond the limit get 413 from the `Bytes` extractor.
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
+        .with_state(state);
+    let x_request_id = header::HeaderName::from_static("x-request-id");
+    api.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(
+                x_request_id.clone(),
+                CounterId::default(),
+            ))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", id, method = %req.method(), uri = %req.uri())
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            // Times the response head only: an open SSE stream is not cut off.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                timeout,
+            ))
+            // Queries and the dashboard compress well; SSE and small bodies are skipped.
+            .layer(CompressionLayer::new()),
+    )
+}
+
+/// Counts requests by route and status.
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.metrics.request(
+        route.as_deref().unwrap_or("unmatched"),
+        method.as_str(),
+        response.status().as_u16(),
+    );
+    response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without an early exit, so response timing does not leak the token's prefix.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn new_token() -> Result<String, ApiError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot generate a token: {e}"),
+            )
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let err = ApiError::bad_request(format!("invalid json: {}", e.inner()));
+        if path == "." { err } else { err.field(path) }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid json: {e}")))?;
+    Ok(value)
+}
+
+fn validate_token(token: &str) -> Result<(), ApiError> {
+    if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "token must be 1..=256 printable ascii characters, no spaces",
+        )
+        .field("token"));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/devices`: register a device (idempotent with an explicit id and token).
+async fn register(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.config.provisioning_token
+        && !bearer(&headers).is_some_and(|t| same_token(t, expected))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
+        ));
+    }
+    let req: RegisterRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RegisterRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let token = match req.token {
+        Some(t) => {
+            validate_token(&t)?;
+            t
+        }
+        None => new_token()?,
+    };
+    let registered = state
+        .store
+        .register(NewDevice {
+            id: req.id,
+            token,
+            name: req.name,
+        })
+        .await?;
+    state.remember(registered.device.id, &registered.token);
+    let status = if registered.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(registered)).into_response())
+}
+
+/// `GET /api/v1/devices`.
+async fn list_devices(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let devices = state.store.devices().await?;
+    state.metrics.store_read_latency.observe(started.elapsed());
+    let devices: Vec<_> = devices.into_iter().map(|d| d.device).collect();
+    Ok(Json(serde_json::json!({ "devices": devices })).into_response())
+}
+
+/// Checks the bearer token of an ingest; registers the device first under `--auto-register`.
+async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(presented) = bearer(headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing token: send `Authorization: Bearer <device token>`",
+        ));
+    };
+    match state.token_of(id) {
+        Some(expected) if same_token(presented, &expected) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("wrong token for device {id}"),
+        )),
+        None if state.config.auto_register => {
+            validate_token(presented)?;
+            let device = NewDevice {
+                id: Some(id),
+                token: presented.to_owned(),
+                name: None,
+            };
+            let registered = state.store.register(device).await.map_err(|e| match e {
+                StoreError::Conflict(_) => ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("wrong token for device {id}"),
+                ),
+                e => e.into(),
+            })?;
+            state.remember(id, &registered.token);
+            Ok(())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown device {id}; register it first with POST /api/v1/devices"),
+        )),
+    }
+}
+
+/// Decodes a body of concatenated wire frames.
+fn decode_frames(id: u32, body: &[u8]) -> Result<Vec<NewReading>, ApiError> {
+    let mut decoder = beacon_protocol::Decoder::new();
+    let mut out = Vec::with_capacity(body.len() / 24);
+    let mut frame_start = 0u64;
+    for &byte in body {
+        match decoder.push(byte) {
+            None => {
+                // Leading delimiters (empty frames) are skipped by the decoder; track the start.
+                if byte == 0 && decoder.pending() == 0 {
+                    frame_start = decoder.position();
+                }
+            }
+            Some(Ok(frame)) => {
+                if frame.device_id != id {
+                    return Err(ApiError {
+                        offset: Some(frame_start),
+                        ..ApiError::bad_request(format!(
+                            "frame at byte {frame_start} is from device {}, not device {id}; post each device's frames to its own url",
+                            frame.device_id
+                        ))
+                    });
+                }
+                out.push(NewReading::from_frame(&frame));
+                frame_start = decoder.position();
+            }
+            Some(Err(e)) => {
+                return Err(ApiError {
+                    offset: Some(e.offset),
+                    ..ApiError::bad_request(format!("{e}; nothing in this request was stored"))
+                });
+            }
+        }
+    }
+    if decoder.pending() > 0 {
+        return Err(ApiError {
+            offset: Some(frame_start),
+            ..ApiError::bad_request(format!(
+                "truncated frame at byte {frame_start}: the body must end with a 0x00 delimiter"
+            ))
+        });
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/devices/{id}/readings`: JSON batch or concatenated frames. Answers after the
+/// readings are durable.
+async fn ingest(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    let Path(id) = id?;
+    authorize(&state, id, &headers).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let readings = match content_type.as_str() {
+        "application/json" => {
+            let batch: IngestBatch = parse_json(&body)?;
+            for (i, r) in batch.readings.iter().enumerate() {
+                if r.device_id.is_some_and(|d| d != id) {
+                    return Err(ApiError::bad_request(format!(
+                        "reading is for device {}, not device {id}; post each device's readings to its own url",
+                        r.device_id.unwrap_or_default()
+                    ))
+                    .field(format!("readings[{i}].device_id")));
+                }
+            }
+            batch.readings
+        }
+        FRAMES_CONTENT_TYPE => decode_frames(id, &body)?,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported content type {other:?}; send application/json or {FRAMES_CONTENT_TYPE}"
+                ),
+            ));
+        }
+    };
+    if readings.len() > state.config.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} readings in one request, the limit is {}; split the batch",
+                readings.len(),
+                state.config.max_batch
+            ),
+        ));
+    }
+    let received_at_ms = now_millis();
+    let readings: Vec<StoredReading> = readings
+        .into_iter()
+        .map(|r| StoredReading {
+            device_id: id,
+            seq: r.seq,
+            uptime_ms: r.uptime_ms,
+            sampled_at_ms: r.sampled_at_ms.unwrap_or(received_at_ms),
+            received_at_ms,
+            values: r.values,
+        })
+        .collect();
+    let started = Instant::now();
+    let result = state.store.ingest(readings).await;
+    state
+        .metrics
+        .store_ingest_latency
+        .observe(started.elapsed());
+    let ingested = result.inspect_err(|e| {
+        if matches!(e, StoreError::Unavailable(_)) {
+            state.metrics.store_unavailable.fetch_add(1, Relaxed);
+        }
+    })?;
+    let outcome = IngestOutcome {
+        accepted: ingested.accepted.len(),
+        duplicates: ingested.duplicates,
+    };
+    state
+        .metrics
+        .readings_accepted
+        .fetch_add(outcome.accepted as u64, Relaxed);
+    state
+        .metrics
+        .readings_duplicate
+        .fetch_add(outcome.duplicates as u64, Relaxed);
+    if outcome.accepted > 0 && state.events.receiver_count() > 0 {
+        // No receiver, no copy: the common case under load pays nothing for the stream.
+        let _ = state.events.send(Arc::from(ingested.accepted));
+    }
+    Ok(Json(outcome))
+}
+
+/// Query parameters of `GET /api/v1/devices/{id}/readings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadingsParams {
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<u32>,
+    after_seq: Option<u32>,
+}
+
+const MAX_PAGE: u32 = 10_000;
+
+/// `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_seq=`.
+async fn query_readings(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u32>, PathRejection>,
+    params: Result<Query<ReadingsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    if state.token_of(id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown device {id}; list devices with GET /api/v1/devices"),
+        ));
+    }
+    let limit = p.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be 1..={MAX_PAGE}")).field("limit"));
+    }
+    let query = ReadingQuery {
+        device_id: id,
+        from_ms: p.from.unwrap_or(i64::MIN),
+        to_ms: p.to.unwrap_or(i64::MAX),
+        after_seq: p.after_seq,
+        limit,
+    };
+    let started = Instant::now();
+    let readings = state.store.query(query).await?;
+    state.metrics.store_read_latency.observe(started.elapsed());
+    let next_after_seq = if readings.len() == limit as usize {
+        readings.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(
+        Json(serde_json::json!({ "readings": readings, "next_after_seq": next_after_seq }))
+            .into_response(),
+    )
+}
+
+/// `GET /api/v1/latest`: the most recent reading of each device.
+async fn latest(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let readings = state.store.latest().await?;
+    state.metrics.store_read_latency.observe(started.elapsed());
+    Ok(Json(serde_json::json!({ "readings": readings })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamParams {
+    device_id: Option<u32>,
+}
+
+/// Decrements the SSE gauge when the stream is dropped (client gone or shutdown).
+struct SseGuard(Arc<AppState>);
+impl Drop for SseGuard {
+    fn drop(&mut self) {
+        self.0.metrics.sse_clients.fetch_sub(1, Relaxed);
+    }
+}
+
+/// `GET /api/v1/stream`: newly stored readings as server-sent events (`event: readings`, data a
+/// JSON array). A client too slow to keep up gets `event: lagged` with the number of skipped
+/// batches, and the stream carries on.
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params?;
+    state.metrics.sse_clients.fetch_add(1, Relaxed);
+    let guard = SseGuard(Arc::clone(&state));
+    let rx = state.events.subscribe();
+    // Cancellation on shutdown: the stream ends when the shutdown token fires, so graceful
+    // shutdown does not wait forever on open streams.
+    let events = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .filter_map(move |msg| {
+            let _keep = &guard;
+            let event = match msg {
+                Ok(batch) => {
+                    let selected: Vec<&StoredReading> = batch
+                        .iter()
+                        .filter(|r| p.device_id.is_none_or(|d| d == r.device_id))
+                        .collect();
+                    if selected.is_empty() {
+                        None
+                    } else {
+                        Event::default().event("readings").json_data(&selected).ok()
+                    }
+                }
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(
+                    Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"skipped\":{n}}}")),
+                ),
+            };
+            std::future::ready(event.map(Ok::<_, std::convert::Infallible>))
+        });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `GET /readyz`: 200 when the store takes writes and shutdown has not begun.
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down",
+        ));
+    }
+    state.store.ready().await?;
+    Ok("ready\n")
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

@@ -1,0 +1,109 @@
+//! Command-line and environment configuration. Every flag has a `BEACON_*` environment
+//! fallback, so a container or a systemd unit configures the service without arguments.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The telemetry service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "beacon-service",
+    version,
+    about = "The beacon telemetry service: ingest, store, query, stream"
+)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: put a reverse proxy (TLS) in front to expose
+    /// it. Port 0 picks a free port; the bound address is printed on stdout.
+    #[arg(long, env = "BEACON_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The SQLite database file (created when missing).
+    #[arg(long, env = "BEACON_DB", default_value = "beacon.db")]
+    pub db: PathBuf,
+
+    /// Provisioning token: when set, `POST /api/v1/devices` requires
+    /// `Authorization: Bearer <this>`. When unset, registration is open (fine on loopback).
+    #[arg(long, env = "BEACON_PROVISIONING_TOKEN", hide_env_values = true)]
+    pub provisioning_token: Option<String>,
+
+    /// Register unknown devices on first ingest, with the bearer token they present
+    /// (trust on first use). For demos and closed networks.
+    #[arg(long, env = "BEACON_AUTO_REGISTER")]
+    pub auto_register: bool,
+
+    /// Largest request body accepted, in bytes; bigger ones get 413.
+    #[arg(long, env = "BEACON_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most readings in one ingest request.
+    #[arg(long, env = "BEACON_MAX_BATCH", default_value_t = 10_000)]
+    pub max_batch: usize,
+
+    /// Per-request timeout in seconds (not applied to the open SSE stream body).
+    #[arg(long, env = "BEACON_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Ingest requests that may wait for the storage writer; beyond that, 503 + Retry-After.
+    #[arg(long, env = "BEACON_WRITE_QUEUE", default_value_t = 1024)]
+    pub write_queue: usize,
+
+    /// Upper bound on the database size in MiB; writes beyond it get 503 (unbounded when unset).
+    #[arg(long, env = "BEACON_MAX_DB_MB")]
+    pub max_db_mb: Option<u64>,
+
+    /// fsync on every commit (`full`, durable across power loss) or only at checkpoints
+    /// (`normal`, durable across a process crash).
+    #[arg(long, env = "BEACON_SYNC", default_value = "full", value_parser = ["full", "normal"])]
+    pub sync: String,
+
+    /// Seconds to wait for in-flight requests after a shutdown signal before closing anyway.
+    #[arg(long, env = "BEACON_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log filter (tracing EnvFilter syntax). `RUST_LOG` wins when set.
+    #[arg(
+        long,
+        env = "BEACON_LOG",
+        default_value = "info,beacon_service=info,tower_http=info"
+    )]
+    pub log: String,
+
+    /// Serve tokio-console's gRPC API (needs the `console` cargo feature).
+    #[arg(long, env = "BEACON_CONSOLE")]
+    pub console: bool,
+
+    /// Where the console API listens. Loopback only: it exposes the runtime's internals.
+    #[arg(long, env = "BEACON_CONSOLE_ADDR", default_value = "127.0.0.1:6669")]
+    pub console_addr: SocketAddr,
+
+    /// How long the console keeps finished tasks, in seconds. Each costs about 50 KB for this
+    /// long (DESIGN.md): under connection churn (one task per connection) memory is about
+    /// connections/s x retention x 50 KB, so keep it short.
+    #[arg(long, env = "BEACON_CONSOLE_RETENTION_SECS", default_value_t = 5)]
+    pub console_retention_secs: u64,
+}
+
+impl Config {
+    /// Parses a config from arguments (the first is the program name), as the binary does.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+
+    /// Defaults for a database at `db`, as in tests.
+    pub fn for_db(db: impl Into<PathBuf>) -> Self {
+        let mut c = Self::parse_from(["beacon-service"]);
+        c.db = db.into();
+        c
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}

@@ -1,0 +1,66 @@
+//! The `beacon-service` binary: configuration, logging, the listener and the shutdown signal;
+//! everything else is the library (`beacon_service::run`).
+
+use clap::Parser as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = beacon_service::Config::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(config: beacon_service::Config) -> Result<(), String> {
+    beacon_service::telemetry::init(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        format!("cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)", config.listen)
+    })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line to find the port when --listen asks for port 0.
+    println!("beacon-service listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, db = %config.db.display(), "listening");
+    beacon_service::run(config, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (what systemd, Docker and Kubernetes send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received ctrl-c"),
+        () = term => tracing::info!("received sigterm"),
+    }
+}

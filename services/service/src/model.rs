@@ -1,0 +1,203 @@
+//! The JSON data model (see the crate docs, "Data model").
+
+use beacon_protocol::{Frame, Reading as WireReading};
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type UnixMillis = i64;
+
+/// The wall clock, in [`UnixMillis`].
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One measured value inside a reading. Serialised with a `kind` tag, e.g.
+/// `{"kind":"temperature_c","value":21.5}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Value {
+    /// Degrees Celsius.
+    TemperatureC {
+        /// The temperature.
+        value: f64,
+    },
+    /// Relative humidity, percent.
+    HumidityPct {
+        /// The humidity.
+        value: f64,
+    },
+    /// A monotonic event counter.
+    Counter {
+        /// The count.
+        value: u32,
+    },
+    /// A status code (`beacon_protocol::status`: 1 heartbeat, 2 sensor fault, 3 tx overflow).
+    Status {
+        /// The code.
+        value: u16,
+    },
+    /// Sent once at device start-up.
+    Boot {
+        /// Firmware version, `"major.minor.patch"`.
+        firmware: String,
+        /// Board id (`beacon_protocol::frame::board`).
+        board: u8,
+    },
+    /// A reading of a kind this service does not know (kept so nothing is silently dropped).
+    Unknown {
+        /// The wire kind code.
+        code: u8,
+        /// Its value length in bytes.
+        len: u8,
+    },
+}
+
+impl From<&WireReading> for Value {
+    fn from(r: &WireReading) -> Self {
+        match *r {
+            WireReading::Temperature { centi_celsius } => Value::TemperatureC {
+                value: f64::from(centi_celsius) / 100.0,
+            },
+            WireReading::Humidity { centi_percent } => Value::HumidityPct {
+                value: f64::from(centi_percent) / 100.0,
+            },
+            WireReading::Counter(n) => Value::Counter { value: n },
+            WireReading::Status(code) => Value::Status { value: code },
+            WireReading::Boot {
+                firmware: [a, b, c],
+                board,
+            } => Value::Boot {
+                firmware: format!("{a}.{b}.{c}"),
+                board,
+            },
+            WireReading::Unknown { kind, len } => Value::Unknown { code: kind, len },
+        }
+    }
+}
+
+/// A reading as a client sends it: one device frame, identified by `(device_id, seq)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReading {
+    /// The device; optional in JSON (defaults to the device in the URL path), and when given it
+    /// must match it.
+    #[serde(default)]
+    pub device_id: Option<u32>,
+    /// The device's frame sequence number. With `device_id` it identifies the reading: a
+    /// repeated pair is a retry and is stored once.
+    pub seq: u32,
+    /// Milliseconds since the device booted, when it sampled.
+    pub uptime_ms: u64,
+    /// Wall-clock sample time, assigned by the gateway (devices have no clock). When absent,
+    /// the service uses its receive time.
+    #[serde(default)]
+    pub sampled_at_ms: Option<UnixMillis>,
+    /// The measured values.
+    pub values: Vec<Value>,
+}
+
+impl NewReading {
+    /// The reading a decoded wire frame carries; `sampled_at_ms` is left to the service.
+    pub fn from_frame(frame: &Frame) -> Self {
+        Self {
+            device_id: Some(frame.device_id),
+            seq: frame.seq,
+            uptime_ms: frame.uptime_ms,
+            sampled_at_ms: None,
+            values: frame.readings.iter().map(Value::from).collect(),
+        }
+    }
+}
+
+/// The JSON body of `POST /api/v1/devices/{id}/readings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch {
+    /// The readings, in any order.
+    pub readings: Vec<NewReading>,
+}
+
+/// A reading ready for the store: every field resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReading {
+    /// The device.
+    pub device_id: u32,
+    /// The device's frame sequence number.
+    pub seq: u32,
+    /// Milliseconds since the device booted.
+    pub uptime_ms: u64,
+    /// Wall-clock sample time (gateway-assigned, or the receive time).
+    pub sampled_at_ms: UnixMillis,
+    /// When the service received the request that carried it. `received_at_ms -
+    /// sampled_at_ms` is the device-to-service latency.
+    pub received_at_ms: UnixMillis,
+    /// The measured values.
+    pub values: Vec<Value>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    /// Readings stored by this request.
+    pub accepted: usize,
+    /// Readings already stored before (retries): nothing new was written for them.
+    pub duplicates: usize,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The device id (the `device_id` in its frames). TODO(3): your device id scheme.
+    pub id: u32,
+    /// Free-form label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When it was first registered.
+    pub registered_at_ms: UnixMillis,
+}
+
+/// The JSON body of `POST /api/v1/devices`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The id to register; the service picks the next free one when absent.
+    #[serde(default)]
+    pub id: Option<u32>,
+    /// The device's ingest token; the service generates one when absent. Giving it makes
+    /// registration idempotent: registering the same id with the same token again is a no-op.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Free-form label.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The device.
+    #[serde(flatten)]
+    pub device: Device,
+    /// Its ingest token: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// `false` when the device was already registered with this token.
+    pub created: bool,
+}
+
+/// A query over one device's readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadingQuery {
+    /// The device.
+    pub device_id: u32,
+    /// Inclusive lower bound on `sampled_at_ms`.
+    pub from_ms: UnixMillis,
+    /// Exclusive upper bound on `sampled_at_ms`.
+    pub to_ms: UnixMillis,
+    /// Only readings with `seq` greater than this (the paging cursor).
+    pub after_seq: Option<u32>,
+    /// At most this many readings, in `seq` order.
+    pub limit: u32,
+}

@@ -1,0 +1,161 @@
+//! Storage: the [`Store`] trait, its object-safe twin [`DynStore`], and the backends.
+//!
+//! TODO(7): your storage backend. The trait is shaped for a networked database too (a
+//! PostgreSQL backend would hold a connection pool and implement the same methods with
+//! `tokio-postgres`/`sqlx`; nothing in the trait is SQLite-specific).
+
+pub mod sqlite;
+
+use crate::model::{Device, ReadingQuery, Registered, StoredReading};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Why the store could not do something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Temporarily cannot take the request (queue full, disk full, shutting down). The HTTP
+    /// layer answers 503 with `Retry-After`; nothing was written.
+    Unavailable(String),
+    /// The request conflicts with stored state (e.g. a device id registered with another token).
+    Conflict(String),
+    /// A bug or corruption; nothing was written.
+    Internal(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(m) | Self::Conflict(m) | Self::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A device registration as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The id; `None` lets the store pick the next free one.
+    pub id: Option<u32>,
+    /// The ingest token.
+    pub token: String,
+    /// Free-form label.
+    pub name: Option<String>,
+}
+
+/// A device with its token (for the service's in-memory token check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceWithToken {
+    /// The device.
+    pub device: Device,
+    /// Its ingest token.
+    pub token: String,
+}
+
+/// What [`Store::ingest`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ingested {
+    /// The readings this call stored (handed back so the caller can publish them, no copy).
+    pub accepted: Vec<StoredReading>,
+    /// How many were already stored (retries).
+    pub duplicates: usize,
+}
+
+/// The storage interface.
+///
+/// # async fn in traits
+/// Each method is an `async fn` in the implementations (see `sqlite.rs`): Rust 1.75+ supports
+/// that natively. The trait spells the return type as `impl Future<Output = ...> + Send`
+/// (what `async fn` desugars to, plus `Send`): a plain `async fn` in a public trait cannot
+/// promise that its future is `Send`, and the server runs handlers on a multi-threaded
+/// runtime, where every future held across an `.await` must be `Send`. Implementations still
+/// just write `async fn`.
+///
+/// # Contract
+/// - [`Store::ingest`] returns only after the readings are durable (committed and synced):
+///   the HTTP answer "accepted" means the data survives a crash or a SIGTERM.
+/// - A reading whose `(device_id, seq)` is already stored is a duplicate: counted, not written.
+/// - [`Store::close`] finishes every ingest queued before it, then flushes.
+pub trait Store: Send + Sync + 'static {
+    /// Registers a device, idempotently: the same id with the same token returns the stored
+    /// device with `created: false`; the same id with another token is a
+    /// [`StoreError::Conflict`].
+    fn register(
+        &self,
+        device: NewDevice,
+    ) -> impl Future<Output = Result<Registered, StoreError>> + Send;
+    /// Every registered device, with its token, by id.
+    fn devices(&self) -> impl Future<Output = Result<Vec<DeviceWithToken>, StoreError>> + Send;
+    /// Stores readings durably; see the contract above.
+    fn ingest(
+        &self,
+        readings: Vec<StoredReading>,
+    ) -> impl Future<Output = Result<Ingested, StoreError>> + Send;
+    /// One device's readings in a time range, in `seq` order, paged.
+    fn query(
+        &self,
+        query: ReadingQuery,
+    ) -> impl Future<Output = Result<Vec<StoredReading>, StoreError>> + Send;
+    /// The most recently sampled reading of every device that has one.
+    fn latest(&self) -> impl Future<Output = Result<Vec<StoredReading>, StoreError>> + Send;
+    /// `Ok` when the store can take writes (for `/readyz`).
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Finishes queued writes and flushes; later writes fail with [`StoreError::Unavailable`].
+    fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A boxed, `Send` future: what [`DynStore`] methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Store`], made object-safe so the app can hold an `Arc<dyn DynStore>` and pick the backend
+/// at run time (SQLite in production, a failing stand-in in tests).
+///
+/// # Why not `Arc<dyn Store>`, and why not the `async-trait` crate
+/// A trait with `async fn` (or `-> impl Future`) is not dyn-compatible: every implementation
+/// returns a different, unnamed future type, so there is no single vtable signature. The
+/// `async-trait` crate solves that by boxing *every* call of *every* implementation, even
+/// under static dispatch, and hides the signatures behind a macro. Here the boxing happens in
+/// one place, only at the dynamic-dispatch boundary: this trait returns [`BoxFuture`], and
+/// the blanket impl below wraps any [`Store`] (the same pattern the `dynosaur` crate
+/// generates, written out by hand so there is nothing to learn). Code generic over `S: Store`
+/// pays no allocation.
+pub trait DynStore: Send + Sync + 'static {
+    /// See [`Store::register`].
+    fn register(&self, device: NewDevice) -> BoxFuture<'_, Result<Registered, StoreError>>;
+    /// See [`Store::devices`].
+    fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceWithToken>, StoreError>>;
+    /// See [`Store::ingest`].
+    fn ingest(&self, readings: Vec<StoredReading>) -> BoxFuture<'_, Result<Ingested, StoreError>>;
+    /// See [`Store::query`].
+    fn query(&self, query: ReadingQuery) -> BoxFuture<'_, Result<Vec<StoredReading>, StoreError>>;
+    /// See [`Store::latest`].
+    fn latest(&self) -> BoxFuture<'_, Result<Vec<StoredReading>, StoreError>>;
+    /// See [`Store::ready`].
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`Store::close`].
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+impl<S: Store> DynStore for S {
+    fn register(&self, device: NewDevice) -> BoxFuture<'_, Result<Registered, StoreError>> {
+        Box::pin(Store::register(self, device))
+    }
+    fn devices(&self) -> BoxFuture<'_, Result<Vec<DeviceWithToken>, StoreError>> {
+        Box::pin(Store::devices(self))
+    }
+    fn ingest(&self, readings: Vec<StoredReading>) -> BoxFuture<'_, Result<Ingested, StoreError>> {
+        Box::pin(Store::ingest(self, readings))
+    }
+    fn query(&self, query: ReadingQuery) -> BoxFuture<'_, Result<Vec<StoredReading>, StoreError>> {
+        Box::pin(Store::query(self, query))
+    }
+    fn latest(&self) -> BoxFuture<'_, Result<Vec<StoredReading>, StoreError>> {
+        Box::pin(Store::latest(self))
+    }
+    fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(Store::ready(self))
+    }
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(Store::close(self))
+    }
+}

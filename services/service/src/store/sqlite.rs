@@ -1,0 +1,571 @@
+//! The embedded SQLite backend (WAL mode) with a single writer and group commit.
+//!
+//! # Keeping blocking work off the async workers
+//! rusqlite is a blocking API: a query or a commit (an `fsync`) can take milliseconds, and a
+//! tokio worker thread that blocks that long stalls every other task scheduled on it. So:
+//! - **Writes** go to one dedicated *writer* ([`writer_loop`]) that runs on tokio's blocking
+//!   pool (`spawn_blocking`), named `sqlite-writer` in tokio-console. Handlers send it a
+//!   command over a bounded channel and `.await` a oneshot answer; the worker thread is free
+//!   meanwhile.
+//! - **Group commit**: the writer takes every command waiting in the channel (up to
+//!   `max_group_rows` readings) and commits them in ONE transaction, so one `fsync` serves many
+//!   concurrent requests. Each request is answered after that commit: "accepted" is durable.
+//! - **Reads** run on the blocking pool too (`sqlite-read` tasks), each on a pooled read-only
+//!   connection; WAL lets them proceed while the writer commits.
+//! - **Back-pressure**: the channel is bounded. When it is full the store answers
+//!   [`StoreError::Unavailable`] at once (HTTP 503 + `Retry-After`) instead of queueing without
+//!   limit.
+
+use super::{DeviceWithToken, Ingested, NewDevice, Store, StoreError};
+use crate::model::{Device, ReadingQuery, Registered, StoredReading, Value, now_millis};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// How the SQLite store is set up.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file; created when missing (with its `-wal` and `-shm` companions).
+    pub path: PathBuf,
+    /// Ingest requests that may wait for the writer before new ones get 503.
+    pub write_queue: usize,
+    /// Most readings committed in one transaction.
+    pub max_group_rows: usize,
+    /// Upper bound on the database size; writes beyond it fail with 503 (SQLite "full").
+    pub max_db_bytes: Option<u64>,
+    /// `PRAGMA synchronous=FULL` (fsync on every commit: durable across power loss). When
+    /// `false`, `NORMAL`: durable across a process crash, not a power cut.
+    pub sync_full: bool,
+}
+
+impl SqliteConfig {
+    /// Defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            write_queue: 1024,
+            max_group_rows: 50_000,
+            max_db_bytes: None,
+            sync_full: true,
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    id               INTEGER PRIMARY KEY,
+    token            TEXT    NOT NULL,
+    name             TEXT,
+    registered_at_ms INTEGER NOT NULL
+);
+-- One row per device frame. The primary key is the dedup rule: (device_id, seq) is stored once.
+CREATE TABLE IF NOT EXISTS readings (
+    device_id      INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    uptime_ms      INTEGER NOT NULL,
+    sampled_at_ms  INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    vals           TEXT    NOT NULL,   -- JSON array of values, as served
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+-- Time-range queries and 'latest per device'.
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, sampled_at_ms);
+PRAGMA user_version = 1;
+";
+
+enum Cmd {
+    Ingest {
+        readings: Vec<StoredReading>,
+        reply: oneshot::Sender<Result<Ingested, StoreError>>,
+    },
+    Register {
+        device: NewDevice,
+        reply: oneshot::Sender<Result<Registered, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl Cmd {
+    fn rows(&self) -> usize {
+        match self {
+            Cmd::Ingest { readings, .. } => readings.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<Cmd>,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cmd::Ingest { .. } => "Ingest",
+            Cmd::Register { .. } => "Register",
+            Cmd::Close { .. } => "Close",
+        })
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Unavailable(
+            "the store is full (disk or --max-db-mb limit); free space or raise the limit, then retry".into(),
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable("the store is busy; retry".into())
+        }
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen | ErrorCode::ReadOnly) => {
+            StoreError::Unavailable(format!("the store cannot write ({e}); check the disk, then retry"))
+        }
+        _ => StoreError::Internal(format!("store error: {e}")),
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable(
+        "the store is shutting down; retry against the restarted service".into(),
+    )
+}
+
+/// Runs blocking work on tokio's blocking pool, named for tokio-console when it is compiled in.
+fn spawn_blocking_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    // task::Builder exists with `--cfg tokio_unstable` and tokio's `tracing` feature (which the
+    // `console` feature turns on).
+    #[cfg(all(tokio_unstable, feature = "console"))]
+    {
+        match tokio::task::Builder::new().name(name).spawn_blocking(f) {
+            Ok(handle) => handle,
+            // Builder only fails when the runtime is shutting down; so would spawn_blocking.
+            Err(e) => panic!("cannot spawn {name}: {e}"),
+        }
+    }
+    #[cfg(not(all(tokio_unstable, feature = "console")))]
+    {
+        let _ = name;
+        tokio::task::spawn_blocking(f)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database and starts the writer. The file work runs on the
+    /// blocking pool.
+    pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
+        let cfg = config.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&cfg))
+            .await
+            .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))??;
+        let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+        let max_rows = config.max_group_rows.max(1);
+        // A long-lived blocking task rather than a std::thread so tokio-console shows it, with
+        // its busy time: the reason writes never block a worker is visible there.
+        drop(spawn_blocking_named("sqlite-writer", move || {
+            writer_loop(conn, rx, max_rows)
+        }));
+        let readers = Arc::new(Readers {
+            path: config.path,
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self { tx, readers })
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Cmd,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the store's write queue is full; retry shortly (or raise --write-queue)"
+                        .into(),
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+        }
+        // If this future is dropped here (client gone, request timed out), the command still
+        // runs to completion: a reading the writer took is stored even if nobody hears "ok".
+        // That is safe because ingest is idempotent: the client's retry counts it as duplicate.
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
+    let conn = Connection::open(&cfg.path).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot open the database {}: {e}",
+            cfg.path.display()
+        ))
+    })?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(map_err)?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if cfg.sync_full { "FULL" } else { "NORMAL" },
+    )
+    .map_err(map_err)?;
+    conn.pragma_update(None, "busy_timeout", 5000)
+        .map_err(map_err)?;
+    conn.pragma_update(None, "cache_size", -16_384)
+        .map_err(map_err)?; // 16 MiB
+    conn.execute_batch(SCHEMA).map_err(map_err)?;
+    if let Some(max) = cfg.max_db_bytes {
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(map_err)?;
+        let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(1);
+        let pages = pages.max(1);
+        conn.pragma_update(None, "max_page_count", pages)
+            .map_err(map_err)?;
+    }
+    Ok(conn)
+}
+
+/// The writer: one connection, group commit. Runs until a `Close` or until every sender is gone.
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Cmd>, max_group_rows: usize) {
+    let mut group: Vec<Cmd> = Vec::new();
+    let mut close_reply = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut rows = 0;
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Close { reply } => close_reply = Some(reply),
+                cmd => {
+                    rows += cmd.rows();
+                    group.push(cmd);
+                }
+            }
+            if rows < max_group_rows && close_reply.is_none() {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            let span = tracing::debug_span!("commit", commands = group.len(), rows);
+            let _enter = span.enter();
+            commit_group(&mut conn, &mut group);
+        }
+        if close_reply.is_some() {
+            break;
+        }
+    }
+    // Refuse what is still queued: its senders get "shutting down" (never "accepted").
+    rx.close();
+    // Fold the WAL back into the database file so the next start is quick.
+    let result = conn
+        .pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .map_err(map_err);
+    if let Err(e) = &result {
+        tracing::warn!("wal checkpoint on close failed: {e}");
+    }
+    drop(conn);
+    if let Some(reply) = close_reply {
+        drop(reply.send(result));
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+enum Answer {
+    Ingest(
+        oneshot::Sender<Result<Ingested, StoreError>>,
+        Result<Ingested, StoreError>,
+    ),
+    Register(
+        oneshot::Sender<Result<Registered, StoreError>>,
+        Result<Registered, StoreError>,
+    ),
+}
+
+fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>) {
+    let mut answers = Vec::with_capacity(group.len());
+    let result = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for cmd in group.drain(..) {
+            match cmd {
+                Cmd::Ingest { readings, reply } => {
+                    let outcome = insert_readings(&tx, readings)?;
+                    answers.push(Answer::Ingest(reply, Ok(outcome)));
+                }
+                Cmd::Register { device, reply } => {
+                    let outcome = register(&tx, device)?;
+                    answers.push(Answer::Register(reply, outcome));
+                }
+                // Taken out of the group by the writer loop.
+                Cmd::Close { reply } => drop(reply.send(Ok(()))),
+            }
+        }
+        tx.commit()
+    })();
+    // The answers go out only now, after the commit: "accepted" means durable.
+    let failed = result.err().map(map_err);
+    if let Some(e) = &failed {
+        tracing::warn!("group commit failed, nothing in it was stored: {e}");
+    }
+    // Commands not yet moved into `answers` (the error struck mid-group) are dropped here:
+    // their callers see the channel close and get 503.
+    group.clear();
+    for answer in answers {
+        // A send fails only when the caller went away; its data is committed regardless.
+        match answer {
+            Answer::Ingest(reply, r) => drop(reply.send(failed.clone().map_or(r, Err))),
+            Answer::Register(reply, r) => drop(reply.send(failed.clone().map_or(r, Err))),
+        }
+    }
+}
+
+fn insert_readings(
+    tx: &rusqlite::Transaction<'_>,
+    readings: Vec<StoredReading>,
+) -> rusqlite::Result<Ingested> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO readings (device_id, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut out = Ingested {
+        accepted: Vec::with_capacity(readings.len()),
+        duplicates: 0,
+    };
+    let mut vals = String::new();
+    for r in readings {
+        vals.clear();
+        write_values(&mut vals, &r.values);
+        let uptime = i64::try_from(r.uptime_ms).unwrap_or(i64::MAX);
+        let n = insert.execute(params![
+            r.device_id,
+            r.seq,
+            uptime,
+            r.sampled_at_ms,
+            r.received_at_ms,
+            vals
+        ])?;
+        if n == 1 {
+            out.accepted.push(r);
+        } else {
+            out.duplicates += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn write_values(out: &mut String, values: &[Value]) {
+    // Serialising plain data to a String cannot fail.
+    if let Ok(s) = serde_json::to_string(values) {
+        out.push_str(&s);
+    }
+}
+
+fn register(
+    tx: &rusqlite::Transaction<'_>,
+    device: NewDevice,
+) -> rusqlite::Result<Result<Registered, StoreError>> {
+    let id = match device.id {
+        Some(id) => {
+            let existing = tx
+                .query_row(
+                    "SELECT token, name, registered_at_ms FROM devices WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            if let Some((token, name, registered_at_ms)) = existing {
+                if token != device.token {
+                    return Ok(Err(StoreError::Conflict(format!(
+                        "device {id} is already registered with another token; use that token or register another id"
+                    ))));
+                }
+                return Ok(Ok(Registered {
+                    device: Device {
+                        id,
+                        name,
+                        registered_at_ms,
+                    },
+                    token,
+                    created: false,
+                }));
+            }
+            id
+        }
+        None => {
+            let max: Option<i64> = tx.query_row("SELECT max(id) FROM devices", [], |r| r.get(0))?;
+            match u32::try_from(max.unwrap_or(0) + 1) {
+                Ok(id) => id,
+                Err(_) => {
+                    return Ok(Err(StoreError::Conflict(
+                        "no free device id left; give an explicit id".into(),
+                    )));
+                }
+            }
+        }
+    };
+    let registered_at_ms = now_millis();
+    tx.execute(
+        "INSERT INTO devices (id, token, name, registered_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![id, device.token, device.name, registered_at_ms],
+    )?;
+    Ok(Ok(Registered {
+        device: Device {
+            id,
+            name: device.name,
+            registered_at_ms,
+        },
+        token: device.token,
+        created: true,
+    }))
+}
+
+/// Pooled read-only connections, used from the blocking pool only.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const MAX_IDLE_READERS: usize = 4;
+
+impl Readers {
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = Arc::clone(self);
+        spawn_blocking_named("sqlite-read", move || {
+            // A std Mutex is right here: it is held for a Vec push/pop, never across an .await.
+            let pooled = this.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => Connection::open_with_flags(
+                    &this.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(map_err)?,
+            };
+            let result = f(&conn).map_err(map_err);
+            if let Ok(mut idle) = this.idle.lock()
+                && idle.len() < MAX_IDLE_READERS
+            {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn row_to_reading(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReading> {
+    let vals: String = r.get(5)?;
+    let values = serde_json::from_str(&vals).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(StoredReading {
+        device_id: r.get(0)?,
+        seq: r.get(1)?,
+        uptime_ms: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        sampled_at_ms: r.get(3)?,
+        received_at_ms: r.get(4)?,
+        values,
+    })
+}
+
+const COLUMNS: &str = "device_id, seq, uptime_ms, sampled_at_ms, received_at_ms, vals";
+
+impl Store for SqliteStore {
+    async fn register(&self, device: NewDevice) -> Result<Registered, StoreError> {
+        self.send(|reply| Cmd::Register { device, reply }).await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceWithToken>, StoreError> {
+        self.readers
+            .run(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, token, name, registered_at_ms FROM devices ORDER BY id",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(DeviceWithToken {
+                        device: Device {
+                            id: r.get(0)?,
+                            name: r.get(2)?,
+                            registered_at_ms: r.get(3)?,
+                        },
+                        token: r.get(1)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn ingest(&self, readings: Vec<StoredReading>) -> Result<Ingested, StoreError> {
+        if readings.is_empty() {
+            return Ok(Ingested::default());
+        }
+        self.send(|reply| Cmd::Ingest { readings, reply }).await
+    }
+
+    async fn query(&self, q: ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
+        self.readers
+            .run(move |conn| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM readings
+                     WHERE device_id = ?1 AND seq > ?2 AND sampled_at_ms >= ?3 AND sampled_at_ms < ?4
+                     ORDER BY seq LIMIT ?5"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let after = q.after_seq.map_or(-1, i64::from);
+                let rows = stmt.query_map(params![q.device_id, after, q.from_ms, q.to_ms, q.limit], row_to_reading)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn latest(&self) -> Result<Vec<StoredReading>, StoreError> {
+        self.readers
+            .run(|conn| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM devices d JOIN readings r ON r.device_id = d.id AND r.seq = (
+                         SELECT seq FROM readings WHERE device_id = d.id
+                         ORDER BY sampled_at_ms DESC, seq DESC LIMIT 1)
+                     ORDER BY d.id"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map([], row_to_reading)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.tx.is_closed() {
+            Err(closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        // Waits for queue space: close must not be refused because the queue is busy.
+        if self.tx.send(Cmd::Close { reply }).await.is_err() {
+            return Ok(()); // already closed
+        }
+        answer.await.unwrap_or(Ok(()))
+    }
+}
