@@ -112,7 +112,10 @@ mod tests {
             ("name", Json::str("a \"q\"\n\u{1}")),
             ("n", Json::Num(1.5)),
             ("k", Json::Num(3.0)),
-            ("list", Json::Arr(vec![Json::Bool(true), Json::Num(f64::NAN)])),
+            (
+                "list",
+                Json::Arr(vec![Json::Bool(true), Json::Num(f64::NAN)]),
+            ),
         ]);
         let s = j.pretty();
         assert!(s.contains(r#""name": "a \"q\"\n\u0001""#), "{s}");

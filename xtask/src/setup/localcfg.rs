@@ -149,6 +149,7 @@ fn show_diff(path: &Path, text: &str) {
             .arg("-u")
             .arg(path)
             .arg(&proposed)
+            .stdout(std::io::stderr())
             .status()
             .map(|s| s.code() == Some(1))
             .unwrap_or(false);

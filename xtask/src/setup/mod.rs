@@ -303,10 +303,11 @@ pub fn run(args: Args) -> Result {
         return undo(&ctx, args.dry_run);
     }
     eprintln!("machine: {}", ctx.platform);
-    if args.bench && !args.dry_run {
-        if let Err(e) = crate::bench_build::run(crate::bench_build::Args::default()) {
-            eprintln!("warning: bench-build failed ({e}); choosing the linker without it");
-        }
+    if args.bench
+        && !args.dry_run
+        && let Err(e) = crate::bench_build::run(crate::bench_build::Args::default())
+    {
+        eprintln!("warning: bench-build failed ({e}); choosing the linker without it");
     }
 
     let wanted = |t: &str| {
@@ -373,7 +374,15 @@ pub fn run(args: Args) -> Result {
     let total = todo.len();
     let mut done = 0;
     let mut rows = Vec::new();
-    for step in steps {
+    for mut step in steps {
+        // The machine-local config depends on what the steps before it installed (mold):
+        // decide it again now.
+        if step.tool == "local-config"
+            && proceed
+            && let Ok(again) = plan_local_config(&ctx, args.force)
+        {
+            step = again;
+        }
         let (action, result, failed) = match step.action {
             Action::Keep(why) => ("none".to_string(), why, false),
             Action::Cannot(what) => ("none".to_string(), what, true),
@@ -831,15 +840,15 @@ fn plan_mold(ctx: &Ctx) -> Result<Step> {
         .as_ref()
         .map(|(p, v)| format!("{v} ({})", p.display()))
         .unwrap_or_else(|| "missing".into());
-    if let Some((_, v)) = &found {
-        if version_at_least(v, &min) {
-            return Ok(Step {
-                tool: "mold",
-                wanted,
-                found: found_s,
-                action: Action::Keep("present".into()),
-            });
-        }
+    if let Some((_, v)) = &found
+        && version_at_least(v, &min)
+    {
+        return Ok(Step {
+            tool: "mold",
+            wanted,
+            found: found_s,
+            action: Action::Keep("present".into()),
+        });
     }
     let pkg = ctx
         .pkg_plan("mold")
@@ -936,6 +945,9 @@ fn plan_cargo_tool(ctx: &Ctx, tool: &'static str) -> Result<Step> {
             .args(&argv[1..])
             .dir(std::env::temp_dir())
             .env("RUSTUP_TOOLCHAIN", &stable)
+            // cargo install builds in its own temporary dir; an inherited CARGO_TARGET_DIR
+            // would mix the tools' builds into a project's target dir.
+            .env_remove("CARGO_TARGET_DIR")
             .run()
             .map_err(|e| {
                 Error(format!(
@@ -1216,7 +1228,7 @@ fn plan_local_config(ctx: &Ctx, force: bool) -> Result<Step> {
         !matches!(s, localcfg::State::Managed(true)) && (force || *s != localcfg::State::Edited)
     };
     if !states.iter().any(needs) {
-        let kept = states.iter().any(|s| *s == localcfg::State::Edited);
+        let kept = states.contains(&localcfg::State::Edited);
         let msg = if kept {
             "kept your edited file(s); --force replaces them (with a .bak)"
         } else {

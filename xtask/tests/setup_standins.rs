@@ -1,0 +1,847 @@
+//! `cargo xtask setup` against faithful stand-ins: the real xtask binary runs with a PATH that
+//! holds only fake `rustup`, `cargo`, `apt-get`, `dnf`, `pacman`, `brew`, `sudo`,
+//! `criticalup` ... scripts (plus a few real utilities: sh, tar, gzip, curl, diff, chmod,
+//! cat). The fakes record their arguments and "install" by dropping a fake tool on PATH, so
+//! the tests assert the exact commands per platform profile, skip-if-present on a re-run, the
+//! summary, and failures. The release download runs against a local HTTP server (std
+//! TcpListener) serving a tarball built in the test: GitHub is not reachable here.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn real_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A pin from toolchains/manifest.toml (`[section]` then `key = "value"`).
+fn pin(section: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(real_root().join("toolchains/manifest.toml")).unwrap();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(s) = line.strip_prefix('[') {
+            current = s.trim_end_matches(']').to_string();
+        } else if current == section
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return v
+                .split('#')
+                .next()
+                .unwrap()
+                .trim()
+                .trim_matches('"')
+                .to_string();
+        }
+    }
+    panic!("no {section}.{key} in the manifest")
+}
+
+fn stable() -> String {
+    let text = std::fs::read_to_string(real_root().join("rust-toolchain.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("channel")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+const REAL_TOOLS: &[&str] = &["sh", "tar", "gzip", "curl", "diff", "chmod", "cat"];
+
+const RUSTUP: &str = r#"#!/bin/sh
+echo "rustup $*" >> "$FAKE_LOG"
+S="$FAKE_STATE"
+case "$1 $2" in
+  "toolchain list") cat "$S/toolchains" 2>/dev/null; exit 0;;
+  "component list") cat "$S/components-$5" 2>/dev/null; exit 0;;
+  "target list") cat "$S/targets-$5" 2>/dev/null; exit 0;;
+  "toolchain install")
+    tc="$3"; echo "$tc-x86_64-unknown-linux-gnu" >> "$S/toolchains"; shift 3
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --component) echo "$2" | tr , '\n' >> "$S/components-$tc"; shift;;
+        --target) echo "$2" | tr , '\n' >> "$S/targets-$tc"; shift;;
+      esac; shift
+    done; exit 0;;
+  "component add") tc="$4"; shift 4; for c in "$@"; do echo "$c" >> "$S/components-$tc"; done; exit 0;;
+  "target add") tc="$4"; shift 4; for c in "$@"; do echo "$c" >> "$S/targets-$tc"; done; exit 0;;
+esac
+exit 0
+"#;
+
+const CARGO: &str = r#"#!/bin/sh
+echo "cargo $* [RUSTUP_TOOLCHAIN=$RUSTUP_TOOLCHAIN]" >> "$FAKE_LOG"
+if [ "$1" = install ]; then
+  ver="$4"; crate="$5"
+  if [ "$crate" = "$FAKE_CARGO_FAIL" ]; then echo "error: failed to compile $crate" >&2; exit 101; fi
+  case "$crate" in probe-rs-tools) b=probe-rs;; *) b="$crate";; esac
+  printf '#!/bin/sh\necho "%s %s"\n' "$b" "$ver" > "$FAKE_BIN/$b"; chmod +x "$FAKE_BIN/$b"
+fi
+exit 0
+"#;
+
+/// apt-get, dnf, pacman, zypper, brew: record, and "install" the tool the package provides.
+const PKG: &str = r#"#!/bin/sh
+echo "${0##*/} $*" >> "$FAKE_LOG"
+mk() { printf '#!/bin/sh\necho "%s"\n' "$2" > "$FAKE_BIN/$1"; chmod +x "$FAKE_BIN/$1"; }
+for a in "$@"; do case "$a" in
+  mold) mk mold "mold 2.4.0 (compatible with GNU ld)";;
+  qemu-system-arm|qemu-arm|qemu) mk qemu-system-arm "QEMU emulator version 8.2.2";;
+  clang) mk clang "clang version 16.0.6";;
+esac; done
+exit 0
+"#;
+
+const SUDO: &str = r#"#!/bin/sh
+echo "sudo $*" >> "$FAKE_LOG"
+while [ $# -gt 0 ]; do case "$1" in -*) shift;; *) break;; esac; done
+exec "$@"
+"#;
+
+const CRITICALUP: &str = r#"#!/bin/sh
+echo "criticalup $*" >> "$FAKE_LOG"
+case "$1" in
+  which) [ -f "$FAKE_STATE/ferrocene" ] && { echo /x/rustc; exit 0; }; echo "error: not installed" >&2; exit 1;;
+  install) touch "$FAKE_STATE/ferrocene"; exit 0;;
+esac
+exit 0
+"#;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+struct Sandbox {
+    dir: PathBuf,
+    bin: PathBuf,
+    home: PathBuf,
+    root: PathBuf,
+    state: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    /// An empty machine of `os`/`distro`: only the real utilities and the given fakes.
+    fn new(name: &str, os: &str, distro: &str, uid: u32) -> Self {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("xtask-setup-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (bin, home, root, state) = (
+            dir.join("bin"),
+            dir.join("home"),
+            dir.join("root"),
+            dir.join("state"),
+        );
+        for d in [
+            &bin,
+            &home,
+            &root.join(".cargo"),
+            &root.join("toolchains"),
+            &state,
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in [
+            "toolchains/manifest.toml",
+            "toolchains/criticalup.toml",
+            "rust-toolchain.toml",
+        ] {
+            std::fs::copy(real_root().join(f), root.join(f)).unwrap();
+        }
+        for tool in REAL_TOOLS.iter().chain(&["tr", "touch"]) {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(tool))
+                .find(|p| p.exists());
+            if let Some(real) = found {
+                std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+            }
+        }
+        std::fs::write(dir.join("os-release"), format!("ID={distro}\n")).unwrap();
+        let log = dir.join("log");
+        std::fs::write(&log, "").unwrap();
+        let env = vec![
+            ("PATH".into(), bin.display().to_string()),
+            ("HOME".into(), home.display().to_string()),
+            ("XTASK_PROJECT_ROOT".into(), root.display().to_string()),
+            ("XTASK_OS".into(), os.into()),
+            ("XTASK_ARCH".into(), "x86_64".into()),
+            (
+                "XTASK_OS_RELEASE".into(),
+                dir.join("os-release").display().to_string(),
+            ),
+            ("XTASK_UID".into(), uid.to_string()),
+            ("FAKE_LOG".into(), log.display().to_string()),
+            ("FAKE_STATE".into(), state.display().to_string()),
+            ("FAKE_BIN".into(), bin.display().to_string()),
+            ("FAKE_CARGO_FAIL".into(), String::new()),
+        ];
+        Sandbox {
+            dir,
+            bin,
+            home,
+            root,
+            state,
+            log,
+            env,
+        }
+    }
+
+    fn fake(&self, name: &str, script: &str) -> &Self {
+        let p = self.bin.join(name);
+        std::fs::write(&p, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    /// A tool that only answers `--version`.
+    fn installed(&self, name: &str, version_line: &str) -> &Self {
+        self.fake(name, &format!("#!/bin/sh\necho \"{version_line}\"\n"))
+    }
+
+    /// rustup with the pinned stable (and its components/targets) already installed.
+    fn with_rustup_and_stable(&self) -> &Self {
+        let st = stable();
+        self.fake("rustup", RUSTUP).fake("cargo", CARGO);
+        std::fs::write(
+            self.state.join("toolchains"),
+            format!("{st}-x86_64-unknown-linux-gnu\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.state.join(format!("components-{st}")),
+            "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\nllvm-tools-x86_64-unknown-linux-gnu\n",
+        )
+        .unwrap();
+        std::fs::write(
+            self.state.join(format!("targets-{st}")),
+            "thumbv7em-none-eabihf\nx86_64-unknown-linux-gnu\n",
+        )
+        .unwrap();
+        self
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        std::fs::write(&self.log, "").unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        c.arg("setup").args(args).env_clear();
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    /// The commands that change something (queries such as `list` and `--version` dropped).
+    fn changes(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                !(l.contains(" list")
+                    || l.ends_with("--version")
+                    || l.starts_with("criticalup which"))
+            })
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The summary row of `tool`.
+fn row(o: &Output, tool: &str) -> String {
+    let err = stderr(o);
+    let summary = err
+        .split("summary:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in:\n{err}"));
+    summary
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tool))
+        .unwrap_or_else(|| panic!("no row for {tool} in:\n{summary}"))
+        .to_string()
+}
+
+fn cargo_installs() -> Vec<String> {
+    let st = stable();
+    [
+        ("probe-rs", "probe-rs-tools"),
+        ("tokio-console", "tokio-console"),
+        ("just", "just"),
+    ]
+    .iter()
+    .map(|(sec, krate)| {
+        format!(
+            "cargo install --locked --version {} {krate} [RUSTUP_TOOLCHAIN={st}]",
+            pin(sec, "version")
+        )
+    })
+    .collect()
+}
+
+fn nightly_install() -> String {
+    format!(
+        "rustup toolchain install nightly-{} --profile minimal --component rustc-codegen-cranelift-preview",
+        pin("nightly", "date")
+    )
+}
+
+#[test]
+fn standin_debian_apt_with_sudo_installs_everything_then_reruns_as_a_no_op() {
+    let sb = Sandbox::new("debian", "linux", "debian", 1000);
+    sb.with_rustup_and_stable()
+        .fake("apt-get", PKG)
+        .fake("sudo", SUDO);
+    let out = sb.run(&["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apt = |args: &str| {
+        [
+            format!("sudo -n --preserve-env=DEBIAN_FRONTEND apt-get {args}"),
+            format!("apt-get {args}"),
+        ]
+    };
+    let mut want = vec![nightly_install()];
+    want.extend(apt("update"));
+    for pkg in ["clang", "mold", "qemu-system-arm"] {
+        want.extend(apt(&format!("install -y --no-install-recommends {pkg}")));
+    }
+    want.extend(cargo_installs());
+    assert_eq!(sb.changes(), want, "{}", stderr(&out));
+    assert!(
+        row(&out, "mold").contains("installed mold with apt"),
+        "{}",
+        row(&out, "mold")
+    );
+    assert!(
+        row(&out, "probe-rs").contains("cargo install"),
+        "{}",
+        row(&out, "probe-rs")
+    );
+    assert!(sb.root.join(".cargo/local.toml").is_file());
+    assert!(sb.root.join(".cargo/fast.toml").is_file());
+
+    // Everything present now: nothing runs, every row says so, and it is quick.
+    let t0 = std::time::Instant::now();
+    let again = sb.run(&["--yes"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(sb.changes(), Vec::<String>::new(), "{}", stderr(&again));
+    for tool in [
+        "rust",
+        "nightly",
+        "cc",
+        "mold",
+        "qemu",
+        "probe-rs",
+        "tokio-console",
+        "just",
+    ] {
+        assert!(
+            row(&again, tool).ends_with("present"),
+            "{}",
+            row(&again, tool)
+        );
+    }
+    assert!(
+        row(&again, "local-config").ends_with("current"),
+        "{}",
+        row(&again, "local-config")
+    );
+    assert!(
+        t0.elapsed().as_secs_f64() < 3.0,
+        "re-run took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn standin_fedora_dnf_as_root_needs_no_sudo() {
+    let sb = Sandbox::new("fedora", "linux", "fedora", 0);
+    sb.with_rustup_and_stable()
+        .fake("dnf", PKG)
+        .fake("gcc", "#!/bin/sh\necho 13.2.1\n");
+    let out = sb.run(&["--yes", "--skip", "probe-rs,tokio-console,just,nightly"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec!["dnf install -y mold", "dnf install -y qemu-system-arm"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        row(&out, "cc").ends_with("present"),
+        "gcc 13 can drive mold: {}",
+        row(&out, "cc")
+    );
+}
+
+#[test]
+fn standin_arch_pacman_and_missing_rust_components() {
+    let sb = Sandbox::new("arch", "linux", "arch", 0);
+    sb.with_rustup_and_stable()
+        .fake("pacman", PKG)
+        .installed("clang", "clang version 17.0.0");
+    let st = stable();
+    // llvm-tools and the thumb target missing from the pinned stable.
+    std::fs::write(sb.state.join(format!("components-{st}")), "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\n").unwrap();
+    std::fs::write(
+        sb.state.join(format!("targets-{st}")),
+        "x86_64-unknown-linux-gnu\n",
+    )
+    .unwrap();
+    let out = sb.run(&["--yes", "--only", "rust,mold,qemu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec![
+            format!("rustup component add --toolchain {st} llvm-tools"),
+            format!("rustup target add --toolchain {st} thumbv7em-none-eabihf"),
+            "pacman -S --needed --noconfirm mold".to_string(),
+            "pacman -S --needed --noconfirm qemu-system-arm".to_string(),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        row(&out, "rust").contains("missing llvm-tools,thumbv7em-none-eabihf"),
+        "{}",
+        row(&out, "rust")
+    );
+}
+
+#[test]
+fn standin_macos_brew_skips_mold_and_explains_why() {
+    let sb = Sandbox::new("macos", "macos", "macos", 501);
+    sb.with_rustup_and_stable()
+        .fake("brew", PKG)
+        .fake("sudo", SUDO);
+    let out = sb.run(&["--yes", "--only", "cc,mold,qemu,local-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec!["brew install qemu"],
+        "brew never runs under sudo: {}",
+        stderr(&out)
+    );
+    assert!(
+        row(&out, "mold").contains("skipped on macOS"),
+        "{}",
+        row(&out, "mold")
+    );
+    let local = std::fs::read_to_string(sb.root.join(".cargo/local.toml")).unwrap();
+    assert!(
+        !local.contains("fuse-ld"),
+        "no mold config on macOS:\n{local}"
+    );
+}
+
+#[test]
+fn standin_a_failed_step_does_not_stop_the_others_and_exit_is_nonzero() {
+    let mut sb = Sandbox::new("fail", "linux", "debian", 0);
+    sb.with_rustup_and_stable()
+        .installed("mold", "mold 1.10.1")
+        .installed("qemu-system-arm", "QEMU emulator version 7.2.22");
+    sb.installed("clang", "clang version 14.0.6");
+    sb.set("FAKE_CARGO_FAIL", "probe-rs-tools");
+    let out = sb.run(&["--yes", "--skip", "nightly"]);
+    assert!(!out.status.success(), "a failed install must fail the run");
+    let installs = cargo_installs();
+    assert_eq!(
+        sb.changes(),
+        installs,
+        "the steps after the failure still ran: {}",
+        stderr(&out)
+    );
+    let r = row(&out, "probe-rs");
+    assert!(
+        r.contains("FAILED") && r.contains("re-run `cargo install --locked"),
+        "{r}"
+    );
+    assert!(
+        row(&out, "just").contains("installed just"),
+        "{}",
+        row(&out, "just")
+    );
+    assert!(
+        stderr(&out).contains("1 step(s) failed: probe-rs"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn standin_dry_run_and_tool_selection_change_nothing() {
+    let sb = Sandbox::new("dry", "linux", "debian", 0);
+    sb.with_rustup_and_stable().fake("apt-get", PKG);
+    let out = sb.run(&["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.changes(), Vec::<String>::new());
+    assert!(
+        row(&out, "mold").ends_with("planned (dry run)"),
+        "{}",
+        row(&out, "mold")
+    );
+    assert!(
+        stderr(&out).contains("apt-get install -y --no-install-recommends mold"),
+        "the plan shows the command"
+    );
+    assert!(
+        !sb.root.join(".cargo/local.toml").exists(),
+        "dry run writes nothing"
+    );
+
+    let bad = sb.run(&["--only", "molt"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("unknown tool `molt`; known: rust, nightly"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // Without --yes (and without a terminal to ask on) setup refuses to change anything.
+    let refused = sb.run(&["--only", "mold"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("re-run with --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(sb.changes(), Vec::<String>::new());
+}
+
+#[test]
+fn standin_ci_true_implies_yes() {
+    let mut sb = Sandbox::new("ci", "linux", "debian", 0);
+    sb.with_rustup_and_stable().fake("apt-get", PKG);
+    sb.set("CI", "true");
+    let out = sb.run(&["--only", "qemu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec![
+            "apt-get update",
+            "apt-get install -y --no-install-recommends qemu-system-arm"
+        ]
+    );
+}
+
+#[test]
+fn standin_no_root_no_sudo_says_what_to_run() {
+    let sb = Sandbox::new("nosudo", "linux", "debian", 1000);
+    sb.with_rustup_and_stable().fake("apt-get", PKG);
+    let out = sb.run(&["--yes", "--only", "qemu"]);
+    assert!(!out.status.success());
+    assert_eq!(sb.changes(), Vec::<String>::new());
+    assert!(
+        row(&out, "qemu").contains(
+            "run `sudo apt-get install -y --no-install-recommends qemu-system-arm` yourself"
+        ),
+        "{}",
+        row(&out, "qemu")
+    );
+}
+
+#[test]
+fn standin_criticalup_ferrocene_is_opt_in() {
+    let sb = Sandbox::new("ferrocene", "linux", "debian", 0);
+    sb.with_rustup_and_stable().fake("criticalup", CRITICALUP);
+    let project = sb
+        .root
+        .join("toolchains/criticalup.toml")
+        .display()
+        .to_string();
+
+    let without = sb.run(&["--yes", "--only", "ferrocene"]);
+    assert!(without.status.success());
+    assert_eq!(
+        sb.changes(),
+        Vec::<String>::new(),
+        "nothing without --ferrocene"
+    );
+
+    let out = sb.run(&["--yes", "--only", "ferrocene", "--ferrocene"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec![format!("criticalup install --project {project}")]
+    );
+    let again = sb.run(&["--yes", "--only", "ferrocene", "--ferrocene"]);
+    assert_eq!(sb.changes(), Vec::<String>::new());
+    assert!(row(&again, "ferrocene").ends_with("present"));
+
+    std::fs::remove_file(sb.bin.join("criticalup")).unwrap();
+    let missing = sb.run(&["--yes", "--only", "ferrocene", "--ferrocene"]);
+    assert!(!missing.status.success());
+    assert!(
+        row(&missing, "ferrocene").contains("criticalup not found: install it"),
+        "{}",
+        row(&missing, "ferrocene")
+    );
+}
+
+#[test]
+fn standin_local_config_is_idempotent_keeps_edits_and_undo_restores() {
+    let sb = Sandbox::new("localcfg", "linux", "debian", 0);
+    sb.with_rustup_and_stable().installed("mold", "mold 1.10.1");
+    let local = sb.root.join(".cargo/local.toml");
+    let fast = sb.root.join(".cargo/fast.toml");
+    assert!(
+        sb.run(&["--yes", "--only", "local-config"])
+            .status
+            .success()
+    );
+    let first = std::fs::read_to_string(&local).unwrap();
+    assert!(
+        first.contains("mold is installed but not measured yet"),
+        "{first}"
+    );
+    let fast_text = std::fs::read_to_string(&fast).unwrap();
+    assert!(
+        fast_text.contains("codegen-backend = \"cranelift\""),
+        "{fast_text}"
+    );
+    assert!(
+        !first.contains("codegen-backend"),
+        "stable cargo reads local.toml: no Cranelift there"
+    );
+
+    let again = sb.run(&["--yes", "--only", "local-config"]);
+    assert!(row(&again, "local-config").ends_with("current"));
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), first);
+
+    // A person edits local.toml: setup keeps it, shows the diff, and a bench result that
+    // would change the file does not clobber it.
+    let edited = format!("{first}[build]\njobs = 1\n");
+    std::fs::write(&local, &edited).unwrap();
+    std::fs::create_dir_all(sb.root.join("target")).unwrap();
+    std::fs::write(
+        sb.root.join("target/bench-build.json"),
+        "{\n  \"link_mold_over_lld\": 0.8,\n  \"link_winner\": \"mold\"\n}\n",
+    )
+    .unwrap();
+    let kept = sb.run(&["--yes", "--only", "local-config"]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert_eq!(
+        std::fs::read_to_string(&local).unwrap(),
+        edited,
+        "an edited file is never overwritten"
+    );
+    assert!(
+        stderr(&kept).contains("+++"),
+        "a diff is shown: {}",
+        stderr(&kept)
+    );
+
+    // --force replaces it (mold measured faster, so now selected) and keeps a backup ...
+    assert!(
+        sb.run(&["--yes", "--only", "local-config", "--force"])
+            .status
+            .success()
+    );
+    let forced = std::fs::read_to_string(&local).unwrap();
+    assert!(forced.contains("link-arg=-fuse-ld=mold"), "{forced}");
+    assert_eq!(
+        std::fs::read_to_string(sb.root.join(".cargo/local.toml.bak")).unwrap(),
+        edited
+    );
+    // ... and --undo removes what setup wrote and puts the person's file back.
+    let undo = sb.run(&["--undo"]);
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), edited);
+    assert!(!fast.exists());
+    assert!(!sb.root.join(".cargo/local.toml.bak").exists());
+}
+
+/// A one-file HTTP/1.1 server on 127.0.0.1:0 serving `body`, cut after `send` bytes when
+/// `send < body.len()` (the connection closes early, as on a dropped network).
+fn serve(body: Vec<u8>, send: usize) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 2 {
+            line.clear();
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body[..send.min(body.len())]);
+    });
+    (url, h)
+}
+
+/// A mold release tarball laid out like upstream's, and its SHA-256 (by sha256sum).
+fn mold_tarball(sb: &Sandbox) -> (Vec<u8>, String) {
+    let version = pin("mold.release", "version");
+    let top = format!("mold-{version}-x86_64-linux");
+    let stage = sb.dir.join("stage");
+    std::fs::create_dir_all(stage.join(&top).join("bin")).unwrap();
+    let exe = stage.join(&top).join("bin/mold");
+    std::fs::write(
+        &exe,
+        format!("#!/bin/sh\necho \"mold {version} (stand-in)\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Padding so a cut-off download is clearly partial.
+    std::fs::write(stage.join(&top).join("padding"), vec![b'x'; 200_000]).unwrap();
+    let tgz = sb.dir.join("mold.tar.gz");
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&stage)
+        .arg(&top)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sum = Command::new("sha256sum").arg(&tgz).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (std::fs::read(&tgz).unwrap(), sum)
+}
+
+/// No package manager: mold comes from the pinned tarball. The manifest points at `url`.
+fn tarball_sandbox(name: &str) -> Sandbox {
+    let sb = Sandbox::new(name, "linux", "unknown", 1000);
+    sb.with_rustup_and_stable();
+    sb
+}
+
+fn point_manifest_at(sb: &Sandbox, url: &str, sha: &str) {
+    let p = sb.root.join("toolchains/manifest.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") {
+                format!("url = \"{url}/mold-{{version}}-{{arch}}-linux.tar.gz\"")
+            } else if l.starts_with("sha256-x86_64 = ") {
+                format!("sha256-x86_64 = \"{sha}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(p, text).unwrap();
+}
+
+/// Nothing of a failed install is left: no mold dir, no temporaries, no link.
+fn assert_nothing_left(sb: &Sandbox) {
+    for d in [sb.home.join(".local/opt"), sb.home.join(".local/bin")] {
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{} still holds {left:?}", d.display());
+    }
+}
+
+#[test]
+fn standin_release_download_with_good_checksum_installs_atomically() {
+    let sb = tarball_sandbox("dl-good");
+    let (body, sum) = mold_tarball(&sb);
+    let (url, server) = serve(body.clone(), body.len());
+    point_manifest_at(&sb, &url, &sum);
+    let out = sb.run(&["--yes", "--only", "mold"]);
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let link = sb.home.join(".local/bin/mold");
+    let v = Command::new(&link).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("stand-in"),
+        "the installed mold runs"
+    );
+    let opt: Vec<_> = std::fs::read_dir(sb.home.join(".local/opt"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        opt,
+        vec![format!(
+            "mold-{}-x86_64-linux",
+            pin("mold.release", "version")
+        )],
+        "no temporaries left"
+    );
+    assert!(
+        row(&out, "mold").contains(".local/bin/mold"),
+        "{}",
+        row(&out, "mold")
+    );
+}
+
+#[test]
+fn standin_release_download_with_bad_checksum_refuses_and_leaves_nothing() {
+    let sb = tarball_sandbox("dl-bad");
+    let (body, _) = mold_tarball(&sb);
+    let (url, server) = serve(body.clone(), body.len());
+    point_manifest_at(&sb, &url, &"0".repeat(64));
+    let out = sb.run(&["--yes", "--only", "mold"]);
+    server.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        row(&out, "mold").contains("checksum mismatch"),
+        "{}",
+        row(&out, "mold")
+    );
+    assert_nothing_left(&sb);
+}
+
+#[test]
+fn standin_interrupted_download_leaves_nothing_half_written() {
+    let sb = tarball_sandbox("dl-cut");
+    let (body, sum) = mold_tarball(&sb);
+    let (url, server) = serve(body.clone(), body.len() / 3);
+    point_manifest_at(&sb, &url, &sum);
+    let out = sb.run(&["--yes", "--only", "mold"]);
+    server.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        row(&out, "mold").contains("download of"),
+        "{}",
+        row(&out, "mold")
+    );
+    assert_nothing_left(&sb);
+}
+
+#[test]
+fn standin_unpinned_checksum_refuses_the_download() {
+    let sb = tarball_sandbox("dl-unpinned");
+    // The committed manifest has no checksum for the tarball (none could be computed here).
+    let out = sb.run(&["--yes", "--only", "mold"]);
+    assert!(!out.status.success());
+    assert!(
+        row(&out, "mold").contains("no pinned sha256"),
+        "{}",
+        row(&out, "mold")
+    );
+    assert_nothing_left(&sb);
+}
