@@ -280,49 +280,74 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Cmd>, max_group_rows
 enum Answer {
     Ingest(
         oneshot::Sender<Result<Ingested, StoreError>>,
-        Result<Ingested, StoreError>,
+        Option<Ingested>,
     ),
     Register(
         oneshot::Sender<Result<Registered, StoreError>>,
-        Result<Registered, StoreError>,
+        Option<Result<Registered, StoreError>>,
     ),
 }
 
+/// Runs a group of commands in one transaction and answers each, after the commit.
 fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>) {
     let mut answers = Vec::with_capacity(group.len());
-    let result = (|| -> rusqlite::Result<()> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for cmd in group.drain(..) {
-            match cmd {
-                Cmd::Ingest { readings, reply } => {
-                    let outcome = insert_readings(&tx, readings)?;
-                    answers.push(Answer::Ingest(reply, Ok(outcome)));
-                }
-                Cmd::Register { device, reply } => {
-                    let outcome = register(&tx, device)?;
-                    answers.push(Answer::Register(reply, outcome));
-                }
-                // Taken out of the group by the writer loop.
-                Cmd::Close { reply } => drop(reply.send(Ok(()))),
+    let mut error = None;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| error = Some(e))
+        .ok();
+    for cmd in group.drain(..) {
+        // Once a statement failed, the rest of the group is not run: it all rolls back.
+        let tx = tx.as_ref().filter(|_| error.is_none());
+        match cmd {
+            Cmd::Ingest { readings, reply } => {
+                let outcome = tx.and_then(|tx| {
+                    insert_readings(tx, readings)
+                        .map_err(|e| error = Some(e))
+                        .ok()
+                });
+                answers.push(Answer::Ingest(reply, outcome));
             }
+            Cmd::Register { device, reply } => {
+                let outcome =
+                    tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
+                answers.push(Answer::Register(reply, outcome));
+            }
+            // Taken out of the group by the writer loop.
+            Cmd::Close { reply } => drop(reply.send(Ok(()))),
         }
-        tx.commit()
-    })();
+    }
+    if let Some(tx) = tx {
+        if error.is_none() {
+            if let Err(e) = tx.commit() {
+                error = Some(e);
+            }
+        } else {
+            drop(tx); // rolls back
+        }
+    }
     // The answers go out only now, after the commit: "accepted" means durable.
-    let failed = result.err().map(map_err);
+    let failed = error.map(map_err);
     if let Some(e) = &failed {
         tracing::warn!("group commit failed, nothing in it was stored: {e}");
     }
-    // Commands not yet moved into `answers` (the error struck mid-group) are dropped here:
-    // their callers see the channel close and get 503.
-    group.clear();
     for answer in answers {
         // A send fails only when the caller went away; its data is committed regardless.
-        match answer {
-            Answer::Ingest(reply, r) => drop(reply.send(failed.clone().map_or(r, Err))),
-            Answer::Register(reply, r) => drop(reply.send(failed.clone().map_or(r, Err))),
+        match (answer, &failed) {
+            (Answer::Ingest(reply, Some(r)), None) => drop(reply.send(Ok(r))),
+            (Answer::Register(reply, Some(r)), None) => drop(reply.send(r)),
+            (Answer::Ingest(reply, _), e) => {
+                drop(reply.send(Err(e.clone().unwrap_or_else(internal))))
+            }
+            (Answer::Register(reply, _), e) => {
+                drop(reply.send(Err(e.clone().unwrap_or_else(internal))))
+            }
         }
     }
+}
+
+fn internal() -> StoreError {
+    StoreError::Internal("store command produced no result".into())
 }
 
 fn insert_readings(
