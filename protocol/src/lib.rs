@@ -58,6 +58,9 @@ pub mod cobs;
 pub mod crc;
 mod error;
 pub mod frame;
+// Bounded proofs for Kani (`cargo kani`); never part of a normal build. See proofs.rs.
+#[cfg(kani)]
+mod proofs;
 pub mod stream;
 pub mod wire;
 
