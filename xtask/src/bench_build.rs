@@ -6,7 +6,8 @@
 //! Runs, interleaved A B A B:
 //! - clean build of the host workspace: stock stable vs the fast loop (pinned nightly,
 //!   `--config fast.toml --profile fast`, plus local.toml's linker if setup chose one);
-//! - incremental rebuild of the service after a one-line edit in `main` that forces codegen;
+//! - incremental rebuild of the service after a one-line edit that forces codegen (in its
+//!   library when it has one, so the library recompiles and every binary relinks);
 //! - the same incremental rebuild linked with LLD (the default) vs mold.
 //!
 //! Prints medians and ratios, and writes them to `target/bench-build.json`, which
@@ -186,8 +187,10 @@ fn copy_sources(root: &Path, dest: &Path) -> Result {
     Ok(())
 }
 
-/// The `main.rs` of a workspace package in the copy, found through its Cargo.toml `name`.
-fn main_rs_of(src: &Path, package: &str) -> Result<PathBuf> {
+/// The file to edit in a workspace package of the copy (found through its Cargo.toml `name`):
+/// its `src/lib.rs` when it has one (an edit there recompiles the library and relinks every
+/// binary, as a real edit of a handler does), else `src/main.rs`.
+fn source_to_edit(src: &Path, package: &str) -> Result<PathBuf> {
     let out = Command::new("git")
         .args(["ls-files", "--cached", "--others", "--exclude-standard"])
         .current_dir(setup::project_root())
@@ -204,14 +207,27 @@ fn main_rs_of(src: &Path, package: &str) -> Result<PathBuf> {
             let l = l.replace(' ', "");
             l == format!("name=\"{package}\"")
         });
-        let main = manifest.parent().unwrap_or(src).join("src/main.rs");
-        if named && main.is_file() {
-            return Ok(main);
+        let dir = manifest.parent().unwrap_or(src).join("src");
+        for file in [dir.join("lib.rs"), dir.join("main.rs")] {
+            if named && file.is_file() {
+                return Ok(file);
+            }
         }
     }
     crate::bail!(
-        "found no src/main.rs for package `{package}`; pass --package <a host binary crate>"
+        "found no src/lib.rs or src/main.rs for package `{package}`; pass --package <a host crate>"
     )
+}
+
+/// One codegen-forcing line: in a library, a function whose body changes with `n`; in a
+/// binary, a line at the top of `fn main`'s body.
+pub fn edit_source(original: &str, n: usize, is_lib: bool) -> Option<String> {
+    if is_lib {
+        return Some(format!(
+            "{original}\n#[doc = \"bench-build edit\"] pub fn bench_build_edit() -> u64 {{ std::hint::black_box({n}) }}\n"
+        ));
+    }
+    edit_main(original, n)
 }
 
 /// Inserts one codegen-forcing line at the top of `fn main`'s body.
@@ -292,12 +308,13 @@ pub fn run(args: Args) -> Result {
 
     let package = match &args.package {
         Some(p) => p.clone(),
-        None if root.join("services/service/src/main.rs").is_file() => "beacon-service".to_string(),
+        None if root.join("services/service/Cargo.toml").is_file() => "beacon-service".to_string(),
         None => "xtask".to_string(),
     };
-    let main_rs = main_rs_of(&src, &package)?;
+    let main_rs = source_to_edit(&src, &package)?;
+    let is_lib = main_rs.ends_with("lib.rs");
     let original = std::fs::read_to_string(&main_rs)?;
-    if edit_main(&original, 0).is_none() {
+    if edit_source(&original, 0, is_lib).is_none() {
         crate::bail!(
             "no `fn main(` in {}: cannot make the one-line edit",
             main_rs.display()
@@ -342,7 +359,10 @@ pub fn run(args: Args) -> Result {
     for i in 0..args.incr_runs {
         for (k, v) in variants.iter().enumerate() {
             edit += 1;
-            std::fs::write(&main_rs, edit_main(&original, edit).unwrap_or_default())?;
+            std::fs::write(
+                &main_rs,
+                edit_source(&original, edit, is_lib).unwrap_or_default(),
+            )?;
             let s = v.time(&src, &["build", "-p", &package, "--offline"])?;
             eprintln!(
                 "  incr   {:<5} run {}: {}",
@@ -385,7 +405,10 @@ pub fn run(args: Args) -> Result {
         "lld"
     };
 
-    println!("\nbench-build ({cores} cores, package {package}; medians, seconds)");
+    println!(
+        "\nbench-build ({cores} cores, package {package}, edit in {}; medians, seconds)",
+        main_rs.strip_prefix(&src).unwrap_or(&main_rs).display()
+    );
     if !args.no_clean {
         println!(
             "  clean build, host workspace : stock {cs:7.1}   fast {cf:7.1}   fast/stock {:.2}x",
@@ -416,6 +439,16 @@ pub fn run(args: Args) -> Result {
         ("stable", Json::str(&stable)),
         ("nightly", Json::str(&nightly)),
         ("package", Json::str(&package)),
+        (
+            "edited_file",
+            Json::str(
+                main_rs
+                    .strip_prefix(&src)
+                    .unwrap_or(&main_rs)
+                    .display()
+                    .to_string(),
+            ),
+        ),
         ("clean_stock_s", nums(&clean_stock)),
         ("clean_fast_s", nums(&clean_fast)),
         ("clean_stock_median_s", Json::Num(cs)),
@@ -471,5 +504,10 @@ mod tests {
             "each edit differs, so each rebuild has work"
         );
         assert!(edit_main("fn other() {}", 1).is_none());
+        let lib = edit_source("pub mod api;\n", 3, true).unwrap();
+        assert!(
+            lib.starts_with("pub mod api;\n") && lib.contains("black_box(3)"),
+            "{lib}"
+        );
     }
 }
