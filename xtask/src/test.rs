@@ -37,5 +37,10 @@ pub fn run(args: Args) -> Result {
     if args.host_only {
         return Ok(());
     }
+    // template:firmware:begin
+    // 3. The firmware: both boards built (release) and size-checked, linted, the application
+    //    logic's host tests, and the QEMU build booted and checked over its UART.
+    crate::firmware::test()?;
+    // template:firmware:end
     Ok(())
 }

@@ -1,0 +1,462 @@
+//! Boots the firmware's QEMU build (mps2-an386) in a real `qemu-system-arm` and checks what it
+//! sends over UART0, which QEMU connects to a TCP socket the test listens on.
+//!
+//! Every wait has a deadline and every QEMU process is killed when its guard drops, so a
+//! misbehaving firmware fails these tests; it never hangs them.
+
+use beacon_protocol::frame::board;
+use beacon_protocol::{Decoder, Frame, Reading, status};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Longest any single QEMU run may take in these tests.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+fn firmware_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host-tests is inside firmware/")
+        .to_path_buf()
+}
+
+/// Builds the QEMU board's binaries (release) once per test run and returns their directory.
+/// A no-op when `cargo xtask test` has built them already.
+fn elf_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let fw = firmware_dir();
+        let target_dir = fw.join("target");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "beacon-qemu",
+                "--bins",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .current_dir(&fw)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("could not run cargo to build the QEMU firmware");
+        assert!(
+            status.success(),
+            "building the QEMU firmware failed ({status}); see the output above"
+        );
+        target_dir.join("thumbv7em-none-eabihf").join("release")
+    })
+}
+
+/// The firmware version the Boot frame must carry: firmware/Cargo.toml's workspace version.
+fn expected_firmware_version() -> [u8; 3] {
+    let manifest = std::fs::read_to_string(firmware_dir().join("Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("version = "))
+        .expect("firmware/Cargo.toml has a version line");
+    let version = line.split('"').nth(1).expect("quoted version");
+    let parts: Vec<u8> = version
+        .split('.')
+        .map(|p| p.parse().expect("numeric version"))
+        .collect();
+    parts.try_into().expect("major.minor.patch")
+}
+
+/// The simulated sensor's n-th value for a device, restated from its documentation
+/// (firmware/app/src/sensor.rs) rather than imported, so a change there must be deliberate.
+fn predicted(device_id: u32, n: u32) -> (i16, u16) {
+    let t = 2000 + 100 * (device_id % 8) + 25 * (n % 40);
+    let h = 4000 + 50 * (n % 20);
+    (t as i16, h as u16)
+}
+
+/// A running QEMU; killed (and reaped) on drop.
+struct Qemu {
+    child: Child,
+    started: Instant,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Qemu {
+    /// Starts `bin` with UART0 sent to `serial` (a QEMU chardev spec) and `append` as the
+    /// firmware's command line.
+    fn start(bin: &str, serial: &str, append: &str) -> Self {
+        let elf = elf_dir().join(bin);
+        assert!(
+            elf.is_file(),
+            "{} is missing after the build",
+            elf.display()
+        );
+        let mut cmd = Command::new("qemu-system-arm");
+        cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-serial", serial])
+            .arg("-kernel")
+            .arg(&elf)
+            .args(["-append", append])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("could not start qemu-system-arm: {e}; install it (Debian/Ubuntu: apt-get install qemu-system-arm)")
+        });
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        Self {
+            child,
+            started,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits up to `limit` for QEMU to exit on its own; kills it and fails the test otherwise.
+    /// Returns the exit status, stdout (defmt bytes) and stderr (text).
+    fn wait(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for qemu") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self
+                    .stderr
+                    .take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default();
+                panic!(
+                    "qemu did not exit within {limit:?}; killed it. stderr:\n{}",
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let out = self
+            .stdout
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        let err = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status, out, String::from_utf8_lossy(&err).into_owned())
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads a pipe to the end on its own thread, so QEMU never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        all
+    })
+}
+
+/// A listener for QEMU's `-serial tcp:` client, and the matching chardev spec.
+fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    (listener, format!("tcp:127.0.0.1:{port}"))
+}
+
+/// Accepts QEMU's connection, failing after `limit` (or as soon as QEMU has exited).
+fn accept(listener: &TcpListener, qemu: &mut Qemu, limit: Duration) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accepting qemu's uart connection: {e}"),
+        }
+        if let Ok(Some(status)) = qemu.child.try_wait() {
+            panic!("qemu exited ({status}) before connecting its uart");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "qemu did not connect its uart within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Decoded frames, and when the first one arrived.
+struct Received {
+    frames: Vec<Frame>,
+    errors: Vec<String>,
+    first_frame_after: Option<Duration>,
+}
+
+/// Reads and decodes the UART stream until `done(frames)` says so, the peer closes (QEMU
+/// exited), or `limit` passes.
+fn read_frames(
+    stream: &mut TcpStream,
+    started: Instant,
+    limit: Duration,
+    mut done: impl FnMut(&[Frame]) -> bool,
+) -> Received {
+    let deadline = Instant::now() + limit;
+    let mut decoder = Decoder::new();
+    let mut got = Received {
+        frames: Vec::new(),
+        errors: Vec::new(),
+        first_frame_after: None,
+    };
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline && !done(&got.frames) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                for item in decoder.feed(&buf[..n]) {
+                    match item {
+                        Ok(frame) => {
+                            got.first_frame_after
+                                .get_or_insert_with(|| started.elapsed());
+                            got.frames.push(frame);
+                        }
+                        Err(e) => got.errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading qemu's uart: {e}"),
+        }
+    }
+    got
+}
+
+/// Checks one device's frame sequence: Boot first, consecutive seqs from 0, sample values as
+/// predicted, uptime never going back. Returns the number of (sample, heartbeat) frames.
+fn check_stream(frames: &[Frame], device_id: u32, period_ms: u64) -> (u32, u32) {
+    let first = frames.first().expect("at least one frame");
+    assert_eq!(
+        first.readings.as_slice(),
+        [Reading::Boot {
+            firmware: expected_firmware_version(),
+            board: board::QEMU_MPS2_AN386
+        }],
+        "the first frame must be the Boot frame"
+    );
+    let (mut samples, mut heartbeats) = (0u32, 0u32);
+    let mut last_uptime = 0;
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.device_id, device_id, "frame {i}: device id");
+        assert_eq!(
+            f.seq, i as u32,
+            "frame {i}: sequence numbers must be consecutive from 0"
+        );
+        assert!(
+            f.uptime_ms >= last_uptime,
+            "frame {i}: uptime went back ({} < {last_uptime})",
+            f.uptime_ms
+        );
+        last_uptime = f.uptime_ms;
+        match f.readings.as_slice() {
+            [Reading::Boot { .. }] => assert_eq!(i, 0, "only the first frame is a Boot frame"),
+            [
+                Reading::Temperature { centi_celsius },
+                Reading::Humidity { centi_percent },
+                Reading::Counter(n),
+            ] => {
+                assert_eq!(*n, samples, "frame {i}: sample counter");
+                assert_eq!(
+                    (*centi_celsius, *centi_percent),
+                    predicted(device_id, *n),
+                    "frame {i}: sample {n}"
+                );
+                assert!(
+                    f.uptime_ms >= period_ms * u64::from(n + 1),
+                    "frame {i}: sample {n} at {} ms, before its deadline",
+                    f.uptime_ms
+                );
+                samples += 1;
+            }
+            [
+                Reading::Status(status::HEARTBEAT),
+                Reading::Counter(_missed),
+            ] => heartbeats += 1,
+            other => panic!("frame {i}: unexpected readings {other:?}"),
+        }
+    }
+    (samples, heartbeats)
+}
+
+#[test]
+fn qemu_boot_frame_then_consecutive_seqs_and_predicted_samples_then_clean_exit() {
+    let (listener, serial) = listen();
+    let mut qemu = Qemu::start(
+        "beacon-qemu",
+        &serial,
+        "device-id=3 period-ms=50 heartbeat-ms=200 samples=12",
+    );
+    let started = qemu.started;
+    let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
+    let got = read_frames(&mut stream, started, RUN_LIMIT, |_| false);
+    let (status, defmt_bytes, stderr) = qemu.wait(Duration::from_secs(5));
+
+    assert!(
+        status.success(),
+        "qemu should exit 0 after `samples=12` ({status}); stderr:\n{stderr}"
+    );
+    assert!(
+        got.errors.is_empty(),
+        "undecodable bytes on the uart: {:?}",
+        got.errors
+    );
+    let (samples, heartbeats) = check_stream(&got.frames, 3, 50);
+    assert_eq!(samples, 12, "frames: {:#?}", got.frames);
+    assert!(
+        heartbeats >= 2,
+        "heartbeats every 200 ms over 600 ms, got {heartbeats}"
+    );
+    assert!(
+        !defmt_bytes.is_empty(),
+        "no defmt log bytes on semihosting stdout"
+    );
+    let first = got.first_frame_after.expect("a first frame");
+    println!(
+        "qemu launch -> first decoded frame: {} ms; {} frames; defmt log {} bytes",
+        first.as_millis(),
+        got.frames.len(),
+        defmt_bytes.len()
+    );
+    assert!(first < Duration::from_secs(5), "first frame took {first:?}");
+}
+
+#[test]
+fn qemu_three_instances_at_once_keep_their_own_device_ids() {
+    let runs: Vec<_> = [1u32, 2, 7]
+        .into_iter()
+        .map(|id| {
+            let (listener, serial) = listen();
+            let qemu = Qemu::start(
+                "beacon-qemu",
+                &serial,
+                &format!("device-id={id} period-ms=20 samples=5"),
+            );
+            (id, listener, qemu)
+        })
+        .collect();
+    for (id, listener, mut qemu) in runs {
+        let started = qemu.started;
+        let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
+        let got = read_frames(&mut stream, started, RUN_LIMIT, |_| false);
+        let (status, _, stderr) = qemu.wait(Duration::from_secs(5));
+        assert!(status.success(), "device {id}: {status}; {stderr}");
+        let (samples, _) = check_stream(&got.frames, id, 20);
+        assert_eq!(samples, 5, "device {id}");
+    }
+}
+
+#[test]
+fn qemu_replays_recent_frames_when_the_receiver_asks() {
+    let (listener, serial) = listen();
+    let mut qemu = Qemu::start("beacon-qemu", &serial, "device-id=5 period-ms=20");
+    let started = qemu.started;
+    let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
+    let before = read_frames(&mut stream, started, Duration::from_secs(10), |f| {
+        f.len() >= 4
+    });
+    assert_eq!(before.frames.len(), 4, "{:?}", before.errors);
+    // As a restarted gateway would: ask for the recent frames.
+    stream.write_all(b"R").unwrap();
+    let after = read_frames(&mut stream, started, Duration::from_secs(10), |f| {
+        f.iter().any(|f| f.seq == 0)
+    });
+    drop(qemu); // a firmware that runs forever: the guard kills it
+    let replayed: Vec<u32> = after.frames.iter().map(|f| f.seq).collect();
+    assert!(
+        replayed.contains(&0),
+        "the Boot frame (seq 0) was not replayed: {replayed:?}"
+    );
+    let boot = after.frames.iter().find(|f| f.seq == 0).unwrap();
+    assert_eq!(
+        boot, &before.frames[0],
+        "a replayed frame is the same frame"
+    );
+}
+
+/// Runs a fault binary and returns (exit status, elapsed, stderr).
+fn run_fault_binary(bin: &str) -> (ExitStatus, Duration, String) {
+    let qemu = Qemu::start(bin, "null", "");
+    let started = qemu.started;
+    let (status, _, stderr) = qemu.wait(Duration::from_secs(10));
+    (status, started.elapsed(), stderr)
+}
+
+#[test]
+fn qemu_panicking_build_exits_nonzero_within_seconds_with_the_message() {
+    let (status, took, stderr) = run_fault_binary("qemu-panic");
+    assert!(
+        !status.success(),
+        "a panic must end qemu with a failure code, got {status}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        stderr.contains("beacon-qemu: firmware panicked at"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("deliberate panic from the qemu-panic test binary"),
+        "stderr: {stderr}"
+    );
+    println!("qemu-panic: {status} after {} ms", took.as_millis());
+}
+
+#[test]
+fn qemu_hardfault_exits_nonzero_within_seconds_with_the_fault_address() {
+    let (status, took, stderr) = run_fault_binary("qemu-hardfault");
+    assert!(
+        !status.success(),
+        "a hard fault must end qemu with a failure code, got {status}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        stderr.contains("beacon-qemu: hard fault at pc=0x"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn qemu_bad_command_line_exits_nonzero_naming_the_setting() {
+    let qemu = Qemu::start("beacon-qemu", "null", "device-id=three");
+    let (status, _, stderr) = qemu.wait(Duration::from_secs(10));
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("bad value `three` for `device-id`"),
+        "stderr: {stderr}"
+    );
+}

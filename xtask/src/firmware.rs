@@ -1,0 +1,236 @@
+//! The firmware's automation: build both boards, check their sizes, run the firmware logic's
+//! host tests and the QEMU boot tests (`cargo xtask test` calls [`test`]); flash the real
+//! board through probe-rs (`cargo xtask flash`); report sizes (`cargo xtask size`).
+//!
+//! The firmware is its own cargo workspace (firmware/), built for thumbv7em-none-eabihf; every
+//! cargo command here runs inside it, so its `.cargo/config.toml` applies.
+
+use crate::bail;
+use crate::cmd::{Result, cmd, on_path, project_root};
+use std::path::{Path, PathBuf};
+
+/// The firmware target (firmware/.cargo/config.toml sets the same).
+const TARGET: &str = "thumbv7em-none-eabihf";
+
+/// Size budget for every shipped firmware (release build).
+const FLASH_BUDGET: u64 = 32 * 1024;
+const RAM_BUDGET: u64 = 16 * 1024;
+
+/// The shipped firmware binaries, one per board. TODO(4): your boards.
+const BOARDS: &[Board] = &[
+    Board {
+        name: "qemu",
+        package: "beacon-qemu",
+        bin: "beacon-qemu",
+        chip: None,
+    },
+    Board {
+        name: "nrf52840",
+        package: "beacon-nrf52840",
+        bin: "beacon-nrf52840",
+        chip: Some("nRF52840_xxAA"),
+    },
+];
+
+#[derive(Debug)]
+struct Board {
+    /// What `--board` takes.
+    name: &'static str,
+    package: &'static str,
+    bin: &'static str,
+    /// probe-rs chip name; None for the emulated board.
+    chip: Option<&'static str>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlashArgs {
+    /// The real board to flash.
+    #[arg(long, default_value = "nrf52840", value_parser = ["nrf52840"])]
+    pub board: String,
+}
+
+fn firmware_dir() -> PathBuf {
+    project_root().join("firmware")
+}
+
+fn release_dir() -> PathBuf {
+    firmware_dir().join("target").join(TARGET).join("release")
+}
+
+/// Builds both boards (release), checks formatting, lints, sizes, runs the firmware logic's host
+/// tests and the QEMU boot tests.
+pub fn test() -> Result {
+    let fw = firmware_dir();
+    // Both boards, release (what ships, and what the QEMU tests boot).
+    cmd("cargo")
+        .args(["build", "--release", "--workspace", "--bins"])
+        .dir(&fw)
+        .run()?;
+    size()?;
+    // Lint every board (the plain `cargo clippy` in firmware/ covers only the default member).
+    cmd("cargo")
+        .args(["fmt", "--all", "--check"])
+        .dir(&fw)
+        .run()?;
+    cmd("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .dir(&fw)
+        .run()?;
+    // The application logic's unit tests, on the host (they need std; the lib opts out of
+    // `cargo test` on the firmware target, hence the explicit --lib).
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-firmware",
+            "--lib",
+            "--target",
+            "host-tuple",
+        ])
+        .dir(&fw)
+        .run()?;
+    // Boot the QEMU build: frames over a TCP socket, the panicking and faulting builds.
+    if !on_path("qemu-system-arm") {
+        bail!(
+            "qemu-system-arm is not installed; the firmware boot tests need it: `cargo xtask setup --only qemu`"
+        );
+    }
+    let root = project_root();
+    cmd("cargo")
+        .args(["test", "--manifest-path", "firmware/host-tests/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", fw.join("target"))
+        .dir(&root)
+        .run()
+}
+
+/// Prints flash and static RAM of each board's release ELF (llvm-size from the llvm-tools
+/// component) and fails when one is over budget. Build first (`test` does).
+pub fn size() -> Result {
+    let llvm_size = llvm_tool("llvm-size")?;
+    eprintln!("firmware sizes (release; flash = text + data, static RAM = data + bss):");
+    let mut over = Vec::new();
+    for board in BOARDS {
+        let elf = release_dir().join(board.bin);
+        if !elf.is_file() {
+            bail!(
+                "{} is not built; build it: `cd firmware && cargo build --release --workspace`",
+                elf.display()
+            );
+        }
+        let out = cmd(&llvm_size).arg(&elf).read()?;
+        let (text, data, bss) = parse_berkeley(&out)
+            .ok_or_else(|| crate::cmd::Error(format!("cannot read llvm-size output: {out}")))?;
+        let (flash, ram) = (text + data, data + bss);
+        eprintln!(
+            "  {:<10} {:<16} flash {:>6} B ({:>4.1} KiB)   RAM {:>6} B ({:>4.1} KiB)",
+            board.name,
+            board.bin,
+            flash,
+            flash as f64 / 1024.0,
+            ram,
+            ram as f64 / 1024.0
+        );
+        if flash > FLASH_BUDGET || ram > RAM_BUDGET {
+            over.push(board.bin);
+        }
+    }
+    if !over.is_empty() {
+        bail!(
+            "over the size budget (flash {FLASH_BUDGET} B, RAM {RAM_BUDGET} B): {}; see firmware/README.md, \"Size\"",
+            over.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask flash`: build the real board's firmware and run it through probe-rs (flash,
+/// reset, stream the defmt logs). Without a probe attached, probe-rs's own error says so.
+pub fn flash(args: FlashArgs) -> Result {
+    let Some(board) = BOARDS.iter().find(|b| b.name == args.board) else {
+        bail!("unknown board `{}`", args.board);
+    };
+    let Some(chip) = board.chip else {
+        bail!(
+            "board `{}` is emulated; run it with `cd firmware && cargo run --release`",
+            board.name
+        );
+    };
+    cmd("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            board.package,
+            "--bin",
+            board.bin,
+        ])
+        .dir(firmware_dir())
+        .run()?;
+    if !on_path("probe-rs") {
+        bail!(
+            "probe-rs is not installed; install it with `cargo xtask setup --only probe-rs` \
+             (or `cargo install probe-rs-tools --locked`), then re-run `cargo xtask flash`"
+        );
+    }
+    let elf = release_dir().join(board.bin);
+    // The same command as the board's cargo runner (firmware/boards/*/.cargo/config.toml).
+    cmd("probe-rs")
+        .args(["run", "--chip", chip])
+        .arg(&elf)
+        .run()
+        .map_err(|e| {
+            crate::cmd::Error(format!(
+                "{e}\nflashing needs the board connected over USB (its debug probe); \
+             `probe-rs list` shows the probes it sees"
+            ))
+        })
+}
+
+/// A binary of the llvm-tools component (`rustup component add llvm-tools`).
+fn llvm_tool(name: &str) -> Result<PathBuf> {
+    let sysroot = cmd("rustc")
+        .args(["--print", "sysroot"])
+        .dir(firmware_dir())
+        .read()?;
+    let host = cmd("rustc").args(["--print", "host-tuple"]).read()?;
+    let bin = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host.trim())
+        .join("bin")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        bail!(
+            "{} not found; install it: `rustup component add llvm-tools`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// `text data bss` from llvm-size's default (Berkeley) output: a header line, then numbers.
+fn parse_berkeley(out: &str) -> Option<(u64, u64, u64)> {
+    let line = out.lines().nth(1)?;
+    let mut n = line.split_whitespace().map(str::parse::<u64>);
+    Some((n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_llvm_size_berkeley_output() {
+        let out = "   text\t   data\t    bss\t    dec\t    hex\tfilename\n  11908\t      4\t     36\t  11948\t   2eac\tbeacon-qemu\n";
+        assert_eq!(parse_berkeley(out), Some((11908, 4, 36)));
+        assert_eq!(parse_berkeley("garbage"), None);
+        assert_eq!(parse_berkeley("h\nx y z\n"), None);
+    }
+}
