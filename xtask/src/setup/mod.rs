@@ -69,7 +69,7 @@ pub struct Args {
 }
 
 /// What a step does when run: a description for the plan, and the work.
-type Work = Box<dyn FnOnce(&Ctx) -> Result<String>>;
+type Work = Box<dyn FnOnce(&Ctx) -> Result<String> + Send>;
 
 enum Action {
     /// Already right (or not wanted here): the reason.
@@ -314,31 +314,50 @@ pub fn run(args: Args) -> Result {
         (args.only.is_empty() || args.only.iter().any(|o| o == t))
             && !args.skip.iter().any(|s| s == t)
     };
-    let mut steps = Vec::new();
-    for &tool in TOOLS {
-        if !wanted(tool) {
-            continue;
-        }
-        let step = match tool {
-            "rust" => plan_rust(&ctx),
-            "nightly" => plan_nightly(&ctx),
-            "cc" => plan_cc(&ctx),
-            "mold" => plan_mold(&ctx),
-            "qemu" => plan_qemu(&ctx),
-            "probe-rs" | "tokio-console" | "just" => plan_cargo_tool(&ctx, tool),
-            "udev" if args.udev => plan_udev(&ctx),
-            "ferrocene" if args.ferrocene => plan_ferrocene(&ctx),
-            "udev" | "ferrocene" => continue,
-            "local-config" => plan_local_config(&ctx, args.force),
+    // Detection is mostly waiting on `--version` and rustup: plan every tool at once.
+    let ctx_ref = &ctx;
+    let plan_one = |tool: &'static str| -> Option<Result<Step>> {
+        Some(match tool {
+            "rust" => plan_rust(ctx_ref),
+            "nightly" => plan_nightly(ctx_ref),
+            "cc" => plan_cc(ctx_ref),
+            "mold" => plan_mold(ctx_ref),
+            "qemu" => plan_qemu(ctx_ref),
+            "probe-rs" | "tokio-console" | "just" => plan_cargo_tool(ctx_ref, tool),
+            "udev" if args.udev => plan_udev(ctx_ref),
+            "ferrocene" if args.ferrocene => plan_ferrocene(ctx_ref),
+            "udev" | "ferrocene" => return None,
+            "local-config" => plan_local_config(ctx_ref, args.force),
             _ => unreachable!("every tool in TOOLS has a planner"),
-        };
-        steps.push(step.unwrap_or_else(|e| Step {
-            tool,
-            wanted: "?".into(),
-            found: "?".into(),
-            action: Action::Cannot(e.0),
-        }));
-    }
+        })
+    };
+    let planned: Vec<(&'static str, Option<Result<Step>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = TOOLS
+            .iter()
+            .filter(|t| wanted(t))
+            .map(|&tool| (tool, s.spawn(move || plan_one(tool))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(tool, h)| {
+                let step = h
+                    .join()
+                    .unwrap_or_else(|_| Some(Err(Error(format!("planning {tool} panicked")))));
+                (tool, step)
+            })
+            .collect()
+    });
+    let steps: Vec<Step> = planned
+        .into_iter()
+        .filter_map(|(tool, step)| {
+            Some(step?.unwrap_or_else(|e| Step {
+                tool,
+                wanted: "?".into(),
+                found: "?".into(),
+                action: Action::Cannot(e.0),
+            }))
+        })
+        .collect();
 
     let todo: Vec<_> = steps
         .iter()
