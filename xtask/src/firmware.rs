@@ -57,58 +57,53 @@ fn release_dir() -> PathBuf {
     firmware_dir().join("target").join(TARGET).join("release")
 }
 
-/// Builds both boards (release), checks formatting, lints, sizes, runs the firmware logic's host
-/// tests and the QEMU boot tests.
+/// Builds both boards (release), checks sizes, formatting and lints, runs the firmware logic's
+/// host tests and the QEMU boot tests.
 pub fn test() -> Result {
     let fw = firmware_dir();
+    let target_dir = fw.join("target");
+    let cargo_in = |dir: &Path, args: &[&str]| cmd("cargo").args(args).dir(dir).run();
     // Both boards, release (what ships, and what the QEMU tests boot).
-    cmd("cargo")
-        .args(["build", "--release", "--workspace", "--bins"])
-        .dir(&fw)
-        .run()?;
+    cargo_in(&fw, &["build", "--release", "--workspace", "--bins"])?;
     size()?;
-    // Lint every board (the plain `cargo clippy` in firmware/ covers only the default member).
-    cmd("cargo")
-        .args(["fmt", "--all", "--check"])
-        .dir(&fw)
-        .run()?;
-    cmd("cargo")
-        .args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--quiet",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .dir(&fw)
-        .run()?;
-    // The application logic's unit tests, on the host (they need std; the lib opts out of
-    // `cargo test` on the firmware target, hence the explicit --lib).
-    cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "beacon-firmware",
-            "--lib",
-            "--target",
-            "host-tuple",
-        ])
-        .dir(&fw)
-        .run()?;
+    // Lint every board (a plain `cargo clippy` in firmware/ covers only the default member).
+    cargo_in(&fw, &["fmt", "--all", "--check"])?;
+    let deny = ["--quiet", "--", "-D", "warnings"];
+    cargo_in(
+        &fw,
+        &[&["clippy", "--workspace", "--all-targets"][..], &deny].concat(),
+    )?;
+    // The application logic's unit tests run on the host: they need std, so the lib opts out
+    // of tests on the firmware target and `--lib` selects them explicitly. `--profile test`
+    // makes clippy check the lib with cfg(test), i.e. the test code too.
+    let host_lib = ["-p", "beacon-firmware", "--lib", "--target", "host-tuple"];
+    cargo_in(
+        &fw,
+        &[&["clippy", "--profile", "test"][..], &host_lib, &deny].concat(),
+    )?;
+    cargo_in(&fw, &[&["test"][..], &host_lib].concat())?;
     // Boot the QEMU build: frames over a TCP socket, the panicking and faulting builds.
     if !on_path("qemu-system-arm") {
         bail!(
-            "qemu-system-arm is not installed; the firmware boot tests need it: `cargo xtask setup --only qemu`"
+            "qemu-system-arm is not installed; the firmware boot tests need it: \
+             `cargo xtask setup --only qemu`"
         );
     }
     let root = project_root();
-    cmd("cargo")
-        .args(["test", "--manifest-path", "firmware/host-tests/Cargo.toml"])
-        .env("CARGO_TARGET_DIR", fw.join("target"))
-        .dir(&root)
-        .run()
+    let manifest = ["--manifest-path", "firmware/host-tests/Cargo.toml"];
+    cargo_in(&root, &[&["fmt", "--check"][..], &manifest].concat())?;
+    // The cargo subcommand, then the manifest, then the rest (which may hold `--`).
+    let host_tests = |sub: &str, rest: &[&str]| {
+        cmd("cargo")
+            .arg(sub)
+            .args(manifest)
+            .args(rest)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .dir(&root)
+            .run()
+    };
+    host_tests("clippy", &[&["--all-targets"][..], &deny].concat())?;
+    host_tests("test", &[])
 }
 
 /// Prints flash and static RAM of each board's release ELF (llvm-size from the llvm-tools

@@ -409,6 +409,52 @@ fn qemu_replays_recent_frames_when_the_receiver_asks() {
     );
 }
 
+#[test]
+fn qemu_receiver_restart_loses_no_frame_with_reconnect_and_replay() {
+    // What a gateway restart looks like to the device: the socket closes, QEMU's chardev
+    // reconnects (`reconnect=1`: retry every second), the new receiver asks for a replay.
+    let (listener, serial) = listen();
+    let mut qemu = Qemu::start(
+        "beacon-qemu",
+        &format!("{serial},reconnect=1"),
+        "device-id=6 period-ms=100",
+    );
+    let started = qemu.started;
+    let mut first = accept(&listener, &mut qemu, Duration::from_secs(10));
+    let before = read_frames(&mut first, started, Duration::from_secs(10), |f| {
+        f.len() >= 3
+    });
+    drop(first); // the receiver goes away
+    let mut second = accept(&listener, &mut qemu, Duration::from_secs(10));
+    second.write_all(b"R").unwrap();
+    let last_before = before.frames.last().map(|f| f.seq).unwrap_or(0);
+    // Enough to cover the gap and a few new frames.
+    let after = read_frames(&mut second, started, Duration::from_secs(10), |f| {
+        f.iter().any(|f| f.seq >= last_before + 15)
+    });
+    drop(qemu);
+    let mut seqs: Vec<u32> = before
+        .frames
+        .iter()
+        .chain(&after.frames)
+        .map(|f| f.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let max = *seqs.last().unwrap();
+    let missing: Vec<u32> = (0..=max)
+        .filter(|s| seqs.binary_search(s).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "frames lost across the receiver restart: {missing:?}"
+    );
+    assert!(
+        max >= last_before + 15,
+        "the device kept sending after the restart (max seq {max})"
+    );
+}
+
 /// Runs a fault binary and returns (exit status, elapsed, stderr).
 fn run_fault_binary(bin: &str) -> (ExitStatus, Duration, String) {
     let qemu = Qemu::start(bin, "null", "");
