@@ -17,6 +17,9 @@ mod vectors;
 
 pub use fault::fatal;
 
+// Every defmt log line carries the uptime in milliseconds.
+defmt::timestamp!("{=u64:ms}", clock::uptime_ms());
+
 /// The board code carried in the Boot frame.
 pub const BOARD: u8 = beacon_protocol::frame::board::QEMU_MPS2_AN386;
 
