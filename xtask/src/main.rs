@@ -8,10 +8,8 @@ mod bench_build;
 mod cmd;
 mod doctor;
 mod fast;
-// template:firmware:begin
-mod firmware;
-// template:firmware:end
 mod json;
+mod new;
 mod setup;
 mod sha256;
 mod test;
@@ -47,13 +45,8 @@ enum Command {
     /// Run every test in the repository: the host workspace, the protocol crate built for the
     /// firmware target, the firmware's host tests and QEMU boot, and the end-to-end tests.
     Test(test::Args),
-    // template:firmware:begin
-    /// Build the real board's firmware and run it through probe-rs (flash, reset, defmt logs).
-    /// Needs the board on USB; without a probe, probe-rs says so.
-    Flash(firmware::FlashArgs),
-    /// Flash and static RAM of each board's release firmware, checked against the budget.
-    Size,
-    // template:firmware:end
+    /// Start a new project from this template: copy, rename, drop opted-out parts, fresh git.
+    New(new::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,10 +57,7 @@ fn main() -> ExitCode {
         Command::BenchBuild(args) => bench_build::run(args),
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
-        // template:firmware:begin
-        Command::Flash(args) => firmware::flash(args),
-        Command::Size => firmware::size(),
-        // template:firmware:end
+        Command::New(args) => new::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,7 +60,9 @@ pub struct Names {
 impl Names {
     pub fn new(name: &str) -> Result<Self> {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !name.ends_with('-')
             && !name.contains("--");
         if !valid {
@@ -73,7 +75,9 @@ impl Names {
             .split('-')
             .map(|w| {
                 let mut c = w.chars();
-                c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
             })
             .collect::<String>();
         Ok(Self {
@@ -106,7 +110,11 @@ impl Drop {
         // The demo boots QEMU firmware; without firmware it has nothing to show.
         let demo_paths = ["services/demo/"];
         let service_paths = ["services/", "docs/async.md"];
-        (self.firmware && firmware_paths.iter().chain(&demo_paths).any(|p| path.starts_with(p)))
+        (self.firmware
+            && firmware_paths
+                .iter()
+                .chain(&demo_paths)
+                .any(|p| path.starts_with(p)))
             || (self.service && service_paths.iter().any(|p| path.starts_with(p)))
     }
 
@@ -148,48 +156,113 @@ pub fn strip_sections(text: &str, drop: Drop) -> Result<String> {
     Ok(out)
 }
 
-/// The files to copy: what git tracks, plus new files git would track (not ignored).
+/// The files to copy: what git tracks, plus new files git would track (not ignored). Outside
+/// a git checkout (e.g. in cargo-generate's scratch copy), every file but build output.
 fn template_files(root: &Path) -> Result<Vec<String>> {
-    let tracked = cmd("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+    let listed = cmd("git")
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ])
         .dir(root)
-        .read()
-        .map_err(|e| crate::cmd::Error(format!("{e}\nhint: run this from a git checkout of the template")))?;
-    let files: BTreeSet<String> = tracked
-        .split('\0')
-        .filter(|f| !f.is_empty())
-        .filter(|f| root.join(f).is_file())
-        .map(str::to_string)
-        .collect();
+        .read();
+    let mut files = BTreeSet::new();
+    match listed {
+        Ok(out) => files.extend(
+            out.split('\0')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+        ),
+        Err(_) => walk(root, root, &mut files)?,
+    }
+    files.retain(|f| root.join(f).is_file());
     Ok(files.into_iter().collect())
+}
+
+/// Every file under `dir` except build output, VCS data and machine-local config.
+fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let skip = [".git", "target", ".cargo/local.toml"];
+        if skip
+            .iter()
+            .any(|s| rel == *s || rel.ends_with(&format!("/{s}")))
+        {
+            continue;
+        }
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            out.insert(rel);
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: Args) -> Result {
     let root = project_root();
     let to = Names::new(&args.name)?;
     let from = Names::new(TEMPLATE_NAME)?;
-    let drop = Drop { firmware: args.no_firmware, service: args.no_service };
+    let drop = Drop {
+        firmware: args.no_firmware,
+        service: args.no_service,
+    };
     if args.in_place {
         let files = template_files(&root)?;
         generate(&root, &root, &files, &from, &to, drop)?;
+        for (dir, dropped) in [("firmware", drop.firmware), ("services", drop.service)] {
+            if dropped && root.join(dir).exists() {
+                fs::remove_dir_all(root.join(dir))?;
+            }
+        }
         println!("renamed this tree to `{}`", to.kebab);
         return Ok(());
     }
     let Some(dest) = args.path else {
-        bail!("missing <path>: say where to create the project, e.g. `cargo xtask new ../{} --name {}`", to.kebab, to.kebab);
+        bail!(
+            "missing <path>: say where to create the project, e.g. `cargo xtask new ../{} --name {}`",
+            to.kebab,
+            to.kebab
+        );
     };
-    if dest.exists() && fs::read_dir(&dest).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not empty: pick a new path", dest.display());
+    if dest.exists()
+        && fs::read_dir(&dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty: pick a new path",
+            dest.display()
+        );
     }
     let files = template_files(&root)?;
     generate(&root, &dest, &files, &from, &to, drop)?;
     if !args.no_git {
-        cmd("git").args(["init", "--quiet", "--initial-branch=main"]).dir(&dest).read()?;
+        cmd("git")
+            .args(["init", "--quiet", "--initial-branch=main"])
+            .dir(&dest)
+            .read()?;
         cmd("git").args(["add", "--all"]).dir(&dest).read()?;
         cmd("git")
-            .args(["-c", "user.name=xtask new", "-c", "user.email=xtask-new@localhost"])
+            .args([
+                "-c",
+                "user.name=xtask new",
+                "-c",
+                "user.email=xtask-new@localhost",
+            ])
             .args(["commit", "--quiet", "-m"])
-            .arg(format!("Start {} from the {TEMPLATE_NAME} template", to.kebab))
+            .arg(format!(
+                "Start {} from the {TEMPLATE_NAME} template",
+                to.kebab
+            ))
             .dir(&dest)
             .read()?;
     }
@@ -204,7 +277,14 @@ pub fn run(args: Args) -> Result {
 
 /// Writes the renamed, trimmed copy of `files` (relative to `src`) into `dest`. With
 /// `src == dest` it rewrites in place and removes dropped and renamed-away files.
-pub fn generate(src: &Path, dest: &Path, files: &[String], from: &Names, to: &Names, drop: Drop) -> Result {
+pub fn generate(
+    src: &Path,
+    dest: &Path,
+    files: &[String],
+    from: &Names,
+    to: &Names,
+    drop: Drop,
+) -> Result {
     let in_place = src == dest;
     let mut written = 0usize;
     for rel in files {
@@ -236,13 +316,18 @@ pub fn generate(src: &Path, dest: &Path, files: &[String], from: &Names, to: &Na
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&source).map(|m| m.permissions().mode()).unwrap_or(0o644);
+            let mode = fs::metadata(&source)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
         }
         written += 1;
     }
     if written == 0 {
-        bail!("no files found to copy from {}: is it a git checkout?", src.display());
+        bail!(
+            "no files found to copy from {}: is it a git checkout?",
+            src.display()
+        );
     }
     Ok(())
 }
@@ -254,13 +339,27 @@ mod tests {
     #[test]
     fn names_have_four_spellings() {
         let n = Names::new("acme-sensors").unwrap();
-        assert_eq!((n.kebab.as_str(), n.snake.as_str()), ("acme-sensors", "acme_sensors"));
-        assert_eq!((n.upper.as_str(), n.title.as_str()), ("ACME_SENSORS", "AcmeSensors"));
+        assert_eq!(
+            (n.kebab.as_str(), n.snake.as_str()),
+            ("acme-sensors", "acme_sensors")
+        );
+        assert_eq!(
+            (n.upper.as_str(), n.title.as_str()),
+            ("ACME_SENSORS", "AcmeSensors")
+        );
     }
 
     #[test]
     fn bad_names_are_refused_with_a_hint() {
-        for bad in ["", "Acme", "1acme", "acme_x", "acme-", "a--b", "acme sensors"] {
+        for bad in [
+            "",
+            "Acme",
+            "1acme",
+            "acme_x",
+            "acme-",
+            "a--b",
+            "acme sensors",
+        ] {
             let err = Names::new(bad).unwrap_err().to_string();
             assert!(err.contains("invalid project name"), "{bad}: {err}");
         }
@@ -280,20 +379,47 @@ mod tests {
     #[test]
     fn sections_are_dropped_or_kept() {
         // Markers built at run time, so this file itself holds no marker line.
-        let (begin, end) = (format!("template:{}:begin", "firmware"), format!("template:{}:end", "firmware"));
+        let (begin, end) = (
+            format!("template:{}:begin", "firmware"),
+            format!("template:{}:end", "firmware"),
+        );
         let text = &format!("a\n# {begin}\nfw\n# {end}\nb\n");
-        let dropped = strip_sections(text, Drop { firmware: true, service: false }).unwrap();
+        let dropped = strip_sections(
+            text,
+            Drop {
+                firmware: true,
+                service: false,
+            },
+        )
+        .unwrap();
         assert_eq!(dropped, "a\nb\n");
         let kept = strip_sections(text, Drop::default()).unwrap();
         assert_eq!(&kept, text);
-        let other = strip_sections(text, Drop { firmware: false, service: true }).unwrap();
+        let other = strip_sections(
+            text,
+            Drop {
+                firmware: false,
+                service: true,
+            },
+        )
+        .unwrap();
         assert_eq!(other, "a\nfw\nb\n");
     }
 
     #[test]
     fn unterminated_sections_are_an_error() {
         let text = format!("# template:{}:begin\nx\n", "service");
-        let err = strip_sections(&text, Drop { firmware: false, service: true });
-        assert!(err.unwrap_err().to_string().contains(&format!("template:{}:end", "service")));
+        let err = strip_sections(
+            &text,
+            Drop {
+                firmware: false,
+                service: true,
+            },
+        );
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains(&format!("template:{}:end", "service"))
+        );
     }
 }

@@ -1,0 +1,167 @@
+//! `cargo xtask new` for real: generate a project with another name into a temp dir, check
+//! that no trace of the template's name is left, and build and test the new tree.
+//!
+//! These build whole generated projects (minutes each on 2 cores), so they are `#[ignore]`d
+//! for a plain `cargo test --workspace`; `cargo xtask test` runs them with `--ignored`. The
+//! generated projects share one target dir under the template's, so dependencies are
+//! compiled once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn template_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = template_root()
+        .join("target")
+        .join("xtask-new-test")
+        .join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    assert!(status.success(), "{shown} failed: {status}");
+}
+
+fn xtask_new(dest: &Path, name: &str, extra: &[&str]) {
+    run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["new"])
+        .arg(dest)
+        .args(["--name", name])
+        .args(extra));
+}
+
+/// Every file and path in `dir` (but build output and .git), case-insensitively free of `word`.
+fn leftovers(dir: &Path, word: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            if name.to_lowercase().contains(word) {
+                found.push(format!("path: {}", path.display()));
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                for (i, line) in text.lines().enumerate() {
+                    if line.to_lowercase().contains(word) {
+                        found.push(format!("{}:{}: {line}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Builds and tests the generated host workspace (and firmware, when present).
+fn build_and_test(dir: &Path) {
+    // The template's own target dir: the generated crates have new names, the dependencies
+    // are the same (same Cargo.lock and profiles), so they are reused, not rebuilt.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| template_root().join("target"));
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--quiet"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(dir));
+    if dir.join("firmware").exists() {
+        let fw_target = template_root().join("firmware").join("target");
+        run(Command::new("cargo")
+            .args(["build", "--release", "--quiet"])
+            .env("CARGO_TARGET_DIR", &fw_target)
+            .current_dir(dir.join("firmware")));
+    }
+}
+
+#[test]
+#[ignore = "builds a whole generated project; run by `cargo xtask test`"]
+fn new_project_full_has_no_template_name_and_passes_its_tests() {
+    let dir = scratch("acme-sensors");
+    xtask_new(&dir, "acme-sensors", &[]);
+    let left = leftovers(&dir, "beacon");
+    assert!(
+        left.is_empty(),
+        "template name left behind:\n{}",
+        left.join("\n")
+    );
+    assert!(dir.join(".git").is_dir(), "a fresh git repository");
+    assert!(dir.join("protocol").is_dir() && dir.join("firmware").is_dir());
+    build_and_test(&dir);
+}
+
+#[test]
+#[ignore = "builds a whole generated project; run by `cargo xtask test`"]
+fn new_project_without_firmware_drops_it_and_passes_its_tests() {
+    let dir = scratch("no-fw");
+    xtask_new(&dir, "no-fw", &["--no-firmware"]);
+    assert!(!dir.join("firmware").exists());
+    let left = leftovers(&dir, "beacon");
+    assert!(
+        left.is_empty(),
+        "template name left behind:\n{}",
+        left.join("\n")
+    );
+    let firmware_mentions = leftovers(&dir, "firmware/");
+    assert!(
+        firmware_mentions.len() < 5,
+        "firmware still referenced:\n{}",
+        firmware_mentions.join("\n")
+    );
+    build_and_test(&dir);
+}
+
+#[test]
+#[ignore = "builds a whole generated project; run by `cargo xtask test`"]
+fn new_project_without_service_drops_it_and_passes_its_tests() {
+    let dir = scratch("no-svc");
+    xtask_new(&dir, "no-svc", &["--no-service"]);
+    assert!(!dir.join("services").exists());
+    let left = leftovers(&dir, "beacon");
+    assert!(
+        left.is_empty(),
+        "template name left behind:\n{}",
+        left.join("\n")
+    );
+    build_and_test(&dir);
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_a_non_empty_destination() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["new", "/nonexistent/x", "--name", "Bad_Name"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid project name"));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["new"])
+        .arg(template_root())
+        .args(["--name", "acme"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
