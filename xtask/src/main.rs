@@ -8,6 +8,9 @@ mod bench_build;
 mod cmd;
 mod doctor;
 mod fast;
+// template:firmware:begin
+mod firmware;
+// template:firmware:end
 mod json;
 mod new;
 mod setup;
@@ -47,6 +50,13 @@ enum Command {
     Test(test::Args),
     /// Start a new project from this template: copy, rename, drop opted-out parts, fresh git.
     New(new::Args),
+    // template:firmware:begin
+    /// Build the real board's firmware and run it through probe-rs (flash, reset, defmt logs).
+    /// Needs the board on USB; without a probe, probe-rs says so.
+    Flash(firmware::FlashArgs),
+    /// Flash and static RAM of each board's release firmware, checked against the budget.
+    Size,
+    // template:firmware:end
 }
 
 fn main() -> ExitCode {
@@ -58,6 +68,10 @@ fn main() -> ExitCode {
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
+        // template:firmware:begin
+        Command::Flash(args) => firmware::flash(args),
+        Command::Size => firmware::size(),
+        // template:firmware:end
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
