@@ -845,3 +845,62 @@ fn standin_unpinned_checksum_refuses_the_download() {
     );
     assert_nothing_left(&sb);
 }
+
+#[test]
+fn standin_udev_rules_only_with_the_flag() {
+    let mut sb = Sandbox::new("udev", "linux", "debian", 1000);
+    sb.with_rustup_and_stable().fake("sudo", SUDO);
+    sb.fake(
+        "udevadm",
+        "#!/bin/sh\necho \"udevadm $*\" >> \"$FAKE_LOG\"\n",
+    );
+    if let Some(real) = ["/usr/bin/install", "/bin/install"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    {
+        std::os::unix::fs::symlink(real, sb.bin.join("install")).unwrap();
+    }
+    let rules_dir = sb.dir.join("rules.d");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    sb.set("XTASK_UDEV_DIR", &rules_dir.display().to_string());
+
+    let out = sb.run(&["--yes", "--only", "udev"]);
+    assert!(out.status.success());
+    assert_eq!(
+        sb.changes(),
+        Vec::<String>::new(),
+        "no udev rules without --udev"
+    );
+
+    let out = sb.run(&["--yes", "--only", "udev", "--udev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let changes = sb.changes();
+    let dest = rules_dir.join("69-probe-rs.rules").display().to_string();
+    // sudo's line, then the command it ran (the fake udevadm logs itself too).
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    assert!(
+        changes[0].starts_with("sudo install -m 0644 ") && changes[0].ends_with(&dest),
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes[1..],
+        [
+            "sudo udevadm control --reload-rules",
+            "udevadm control --reload-rules",
+            "sudo udevadm trigger",
+            "udevadm trigger"
+        ]
+    );
+    let rules = std::fs::read_to_string(&dest).unwrap();
+    assert!(
+        rules.contains("ATTRS{idVendor}==\"0483\""),
+        "ST-Link rules: {rules}"
+    );
+
+    let again = sb.run(&["--yes", "--only", "udev", "--udev"]);
+    assert!(
+        row(&again, "udev").ends_with("present"),
+        "{}",
+        row(&again, "udev")
+    );
+}
