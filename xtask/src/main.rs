@@ -13,6 +13,7 @@ mod firmware;
 // template:firmware:end
 mod json;
 mod new;
+mod safety;
 mod setup;
 mod sha256;
 mod test;
@@ -48,6 +49,10 @@ enum Command {
     /// Run every test in the repository: the host workspace, the protocol crate built for the
     /// firmware target, the firmware's host tests and QEMU boot, and the end-to-end tests.
     Test(test::Args),
+    /// The safety evidence pack for the protocol crate: strict lints, Miri, coverage,
+    /// mutation testing, Kani harnesses, requirement traceability; writes
+    /// target/safety/report.md and report.json. `--fast` is what CI runs on every change.
+    Safety(safety::Args),
     /// Start a new project from this template: copy, rename, drop opted-out parts, fresh git.
     New(new::Args),
     // template:firmware:begin
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
+        Command::Safety(args) => safety::run(args),
         // template:firmware:begin
         Command::Flash(args) => firmware::flash(args),
         Command::Size => firmware::size(),
