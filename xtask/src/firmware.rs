@@ -62,7 +62,7 @@ fn release_dir() -> PathBuf {
 pub fn test() -> Result {
     let fw = firmware_dir();
     let target_dir = fw.join("target");
-    let cargo_in = |dir: &Path, args: &[&str]| cmd("cargo").args(args).dir(dir).run();
+    let cargo_in = |dir: &Path, args: &[&str]| firmware_cargo(dir).args(args).run();
     // Both boards, release (what ships, and what the QEMU tests boot).
     cargo_in(&fw, &["build", "--release", "--workspace", "--bins"])?;
     size()?;
@@ -96,7 +96,7 @@ pub fn test() -> Result {
     cargo_in(&root, &[&["fmt", "--check"][..], &manifest].concat())?;
     // The cargo subcommand, then the manifest, then the rest (which may hold `--`).
     let host_tests = |sub: &str, rest: &[&str]| {
-        cmd("cargo")
+        firmware_cargo(&root)
             .arg(sub)
             .args(manifest)
             .args(rest)
@@ -160,17 +160,15 @@ pub fn flash(args: FlashArgs) -> Result {
             board.name
         );
     };
-    cmd("cargo")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            board.package,
-            "--bin",
-            board.bin,
-        ])
-        .dir(firmware_dir())
-        .run()?;
+    let build = [
+        "build",
+        "--release",
+        "-p",
+        board.package,
+        "--bin",
+        board.bin,
+    ];
+    firmware_cargo(&firmware_dir()).args(build).run()?;
     if !on_path("probe-rs") {
         bail!(
             "probe-rs is not installed; install it with `cargo xtask setup --only probe-rs` \
@@ -189,6 +187,17 @@ pub fn flash(args: FlashArgs) -> Result {
              `probe-rs list` shows the probes it sees"
             ))
         })
+}
+
+/// `cargo` in `dir` for firmware work. The firmware always builds into firmware/target for
+/// thumbv7em-none-eabihf (that is where the size check, the QEMU tests and probe-rs look), so
+/// a user's exported CARGO_TARGET_DIR / CARGO_BUILD_TARGET must not move or retarget it.
+fn firmware_cargo(dir: &Path) -> crate::cmd::Cmd {
+    cmd("cargo")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .dir(dir)
 }
 
 /// A binary of the llvm-tools component (`rustup component add llvm-tools`).
