@@ -262,3 +262,47 @@ fn encode_vec(f: &Frame) -> Vec<u8> {
     let n = encode(f, &mut buf).unwrap();
     buf[..n].to_vec()
 }
+
+/// Checks: R-ENC-2, R-WIRE-1: a payload over 250 bytes is refused before anything is written;
+/// one of exactly 250 passes the size check (and then fails only because an `Unknown` reading
+/// cannot be encoded).
+#[test]
+fn encoder_refuses_payloads_over_the_limit() {
+    let at_limit = Frame::new(0, 0, 0)
+        .with(Reading::Unknown {
+            kind: 0x7F,
+            len: 229,
+        })
+        .unwrap();
+    assert_eq!(at_limit.payload_len(), 250);
+    let mut raw = [0u8; 512];
+    assert_eq!(
+        at_limit.to_payload(&mut raw),
+        Err(EncodeError::UnknownKind(0x7F))
+    );
+    let over = Frame::new(0, 0, 0)
+        .with(Reading::Unknown {
+            kind: 0x7F,
+            len: 230,
+        })
+        .unwrap();
+    assert_eq!(over.payload_len(), 251);
+    assert_eq!(over.to_payload(&mut raw), Err(EncodeError::TooManyReadings));
+    assert_eq!(
+        encode(&over, &mut [0u8; 1024]),
+        Err(EncodeError::TooManyReadings)
+    );
+}
+
+/// Checks: R-ENC-1: the `Vec` helper writes the same bytes as the buffer encoder.
+#[test]
+fn encode_to_vec_matches_encode() {
+    let f = Frame::new(9, 8, 7)
+        .with(Reading::Humidity {
+            centi_percent: 4550,
+        })
+        .unwrap();
+    let v = beacon_protocol::wire::encode_to_vec(&f).unwrap();
+    assert_eq!(v, encode_vec(&f));
+    assert_eq!(decode(&v), Ok(f));
+}

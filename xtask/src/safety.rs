@@ -353,13 +353,36 @@ fn components(toolchain: &str) -> Option<Vec<String>> {
     Some(
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .map(|l| l.split('-').next().unwrap_or(l).to_string())
+            .map(|l| l.trim().to_string())
             .collect(),
     )
 }
 
+/// `component` is `miri`, `rust-src`, `llvm-tools`...; rustup lists most with the host
+/// triple appended (`llvm-tools-x86_64-unknown-linux-gnu`).
 fn has_component(toolchain: &str, component: &str) -> bool {
-    components(toolchain).is_some_and(|c| c.iter().any(|x| x == component))
+    components(toolchain).is_some_and(|c| c.iter().any(|x| is_component(x, component)))
+}
+
+fn is_component(installed: &str, component: &str) -> bool {
+    const ARCHES: [&str; 11] = [
+        "x86_64",
+        "aarch64",
+        "i686",
+        "i586",
+        "arm",
+        "thumb",
+        "riscv",
+        "powerpc",
+        "s390x",
+        "loongarch",
+        "wasm",
+    ];
+    installed == component
+        || installed
+            .strip_prefix(component)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|triple| ARCHES.iter().any(|a| triple.starts_with(a)))
 }
 
 fn install_missing(ctx: &Ctx, fast: bool) -> Result {
@@ -1968,6 +1991,22 @@ mod tests {
         assert_eq!(f[0].place, "src/a.rs:7");
         assert!(lint_flags('D').contains(&"-Funsafe_code".to_string()));
         assert!(lint_flags('W').contains(&"-Wclippy::panic".to_string()));
+    }
+
+    #[test]
+    fn component_names_with_and_without_triples() {
+        assert!(is_component(
+            "llvm-tools-x86_64-unknown-linux-gnu",
+            "llvm-tools"
+        ));
+        assert!(is_component("rust-src", "rust-src"));
+        assert!(is_component("miri-x86_64-unknown-linux-gnu", "miri"));
+        assert!(!is_component(
+            "rust-std-x86_64-unknown-linux-gnu",
+            "rust-src"
+        ));
+        assert!(!is_component("llvm-tools-preview", "llvm"));
+        assert!(!is_component("llvm-tools-x86_64-unknown-linux-gnu", "llvm"));
     }
 
     #[test]
