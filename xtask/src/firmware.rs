@@ -105,7 +105,8 @@ pub fn test() -> Result {
             .run()
     };
     host_tests("clippy", &[&["--all-targets"][..], &deny].concat())?;
-    host_tests("test", &[])
+    // --nocapture: the boot test prints the time from QEMU launch to the first frame.
+    host_tests("test", &["--", "--nocapture"])
 }
 
 /// Prints flash and static RAM of each board's release ELF (llvm-size from the llvm-tools
