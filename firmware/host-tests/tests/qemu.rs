@@ -457,6 +457,49 @@ fn qemu_receiver_restart_loses_no_frame_with_reconnect_and_replay() {
     );
 }
 
+#[test]
+fn qemu_as_tcp_server_runs_without_a_receiver_and_replays_on_connect() {
+    // The demo's wiring: QEMU listens (`server=on,wait=off`), the device runs whether or not
+    // a gateway is connected, and a gateway that connects late sends `R` to catch up.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serial = format!("tcp:127.0.0.1:{port},server=on,wait=off");
+    let qemu = Qemu::start("beacon-qemu", &serial, "device-id=9 period-ms=100");
+    let started = qemu.started;
+    thread::sleep(Duration::from_millis(800)); // nobody listening: ~7 frames go nowhere
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("could not connect to qemu's uart server on port {port}: {e}"),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    stream.write_all(b"R").unwrap();
+    let got = read_frames(&mut stream, started, Duration::from_secs(10), |f| {
+        f.iter().any(|f| f.seq == 0) && f.iter().any(|f| f.seq >= 10)
+    });
+    drop(qemu);
+    let mut seqs: Vec<u32> = got.frames.iter().map(|f| f.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let max = *seqs.last().expect("frames after connecting");
+    assert!(max >= 10, "frames up to seq 10 expected, got {seqs:?}");
+    let missing: Vec<u32> = (0..=max)
+        .filter(|s| seqs.binary_search(s).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "frames sent before the receiver connected were lost: {missing:?}"
+    );
+}
+
 /// Runs a fault binary and returns (exit status, elapsed, stderr).
 fn run_fault_binary(bin: &str) -> (ExitStatus, Duration, String) {
     let qemu = Qemu::start(bin, "null", "");
