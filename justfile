@@ -8,6 +8,11 @@ default:
 test *ARGS:
     cargo xtask test {{ARGS}}
 
+# The whole stack live: service (tokio-console on), gateway, 3 QEMU devices. Ctrl-C stops it
+# all and prints the summary. `just demo --duration 20 --check` for CI; `--board nrf52840`.
+demo *ARGS:
+    cargo xtask demo {{ARGS}}
+
 # Format all code: host workspace and firmware.
 fmt:
     cargo fmt --all

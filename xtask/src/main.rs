@@ -6,6 +6,7 @@
 
 mod bench_build;
 mod cmd;
+mod demo;
 mod doctor;
 mod fast;
 // template:firmware:begin
@@ -49,6 +50,10 @@ enum Command {
     /// Run every test in the repository: the host workspace, the protocol crate built for the
     /// firmware target, the firmware's host tests and QEMU boot, and the end-to-end tests.
     Test(test::Args),
+    /// The whole stack end to end: builds what is stale, starts the service (tokio-console on),
+    /// the gateway and 3 QEMU devices, shows them live; Ctrl-C stops all and prints a summary.
+    /// `--duration N --check` for CI; `--board nrf52840` for a real board through probe-rs.
+    Demo(demo::Args),
     /// The safety evidence pack for the protocol crate: strict lints, Miri, coverage,
     /// mutation testing, Kani harnesses, requirement traceability; writes
     /// target/safety/report.md and report.json. `--fast` is what CI runs on every change.
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::BenchBuild(args) => bench_build::run(args),
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::New(args) => new::run(args),
         Command::Safety(args) => safety::run(args),
         // template:firmware:begin

@@ -42,5 +42,8 @@ pub fn run(args: Args) -> Result {
     //    logic's host tests, and the QEMU build booted and checked over its UART.
     crate::firmware::test()?;
     // template:firmware:end
+    // 4. End to end: the real service, gateway and QEMU devices, including the fault tests
+    //    (kill -9 the service, kill and restart the gateway). services/demo/tests/e2e.rs.
+    crate::demo::e2e()?;
     Ok(())
 }

@@ -1,0 +1,624 @@
+//! The pieces the demo (`cargo xtask demo`) and the end-to-end tests share: start the real
+//! processes (service, gateway, QEMU devices) on 127.0.0.1, watch the service's live stream,
+//! and count what each device sent against what the service can return.
+//!
+//! Every process is started in its own process group and killed (the whole group) when its
+//! [`Proc`] is dropped, so neither a panic in a test nor Ctrl-C in the demo leaves strays.
+#![warn(missing_docs)]
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A child process in its own process group, killed with its group on drop.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+    done: Option<ExitStatus>,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` in a new process group with stdin closed and stdout/stderr appended to
+    /// `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({:?}): {e}", cmd.get_program()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            done: None,
+            log: log.to_owned(),
+        })
+    }
+
+    fn spawn_piped(name: &str, cmd: &mut Command, log: &Path) -> Result<Self, String> {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({:?}): {e}", cmd.get_program()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            done: None,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Its process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signal_group(&self, sig: &str) {
+        // `kill -s SIG -- -PGID` reaches the whole group; std has no safe killpg.
+        let _ = Command::new("kill")
+            .args(["-s", sig, "--", &format!("-{}", self.pid())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// `None` while it runs; its exit status once it ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.done.is_none() {
+            self.done = self.child.try_wait().ok().flatten();
+        }
+        self.done
+    }
+
+    /// SIGKILL to its group, then reap it.
+    pub fn kill9(&mut self) {
+        if self.try_wait().is_none() {
+            self.signal_group("KILL");
+            let _ = self.child.kill();
+            self.done = self.child.wait().ok();
+        }
+    }
+
+    /// SIGTERM to its group; SIGKILL if it is still running after `grace`. Its exit status.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.try_wait() {
+            return Some(s);
+        }
+        self.signal_group("TERM");
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        self.done
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Where the binaries are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `beacon-service`.
+    pub service_bin: PathBuf,
+    /// `beacon-gateway`.
+    pub gateway_bin: PathBuf,
+    /// The QEMU firmware ELF (`firmware/target/thumbv7em-none-eabihf/release/beacon-qemu`).
+    pub firmware_elf: PathBuf,
+    /// `qemu-system-arm`.
+    pub qemu: PathBuf,
+}
+
+impl Paths {
+    /// From `BEACON_SERVICE_BIN`, `BEACON_GATEWAY_BIN`, `BEACON_FIRMWARE_ELF`, `BEACON_QEMU`
+    /// when set; otherwise the binaries next to this executable (or its parent, for test
+    /// binaries in `deps/`) and the firmware's release build in this repository.
+    pub fn discover() -> Self {
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let bin = |name: &str, var: &str| {
+            if let Some(p) = std::env::var_os(var) {
+                return PathBuf::from(p);
+            }
+            let here = exe_dir.join(name);
+            if here.is_file() || exe_dir.file_name().is_none_or(|n| n != "deps") {
+                return here;
+            }
+            exe_dir.parent().map_or(here, |p| p.join(name))
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        Self {
+            service_bin: bin("beacon-service", "BEACON_SERVICE_BIN"),
+            gateway_bin: bin("beacon-gateway", "BEACON_GATEWAY_BIN"),
+            firmware_elf: std::env::var_os("BEACON_FIRMWARE_ELF")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    root.join("firmware/target/thumbv7em-none-eabihf/release/beacon-qemu")
+                }),
+            qemu: std::env::var_os("BEACON_QEMU")
+                .map_or_else(|| PathBuf::from("qemu-system-arm"), PathBuf::from),
+        }
+    }
+
+    /// Checks that everything exists, with a message that says how to get it.
+    pub fn check(&self, qemu_needed: bool) -> Result<(), String> {
+        for (p, what) in [
+            (&self.service_bin, "the service"),
+            (&self.gateway_bin, "the gateway"),
+        ] {
+            if !p.is_file() {
+                return Err(format!(
+                    "{what} is not built ({} is missing); run `cargo xtask demo`, which builds it",
+                    p.display()
+                ));
+            }
+        }
+        if qemu_needed {
+            if !self.firmware_elf.is_file() {
+                return Err(format!(
+                    "the QEMU firmware is not built ({} is missing); run `cd firmware && cargo build --release`",
+                    self.firmware_elf.display()
+                ));
+            }
+            let found = self.qemu.is_file()
+                || std::env::var_os("PATH").is_some_and(|paths| {
+                    std::env::split_paths(&paths).any(|d| d.join(&self.qemu).is_file())
+                });
+            if !found {
+                return Err(format!(
+                    "{} not found; install it (Debian/Ubuntu: apt-get install qemu-system-arm) or `cargo xtask setup`",
+                    self.qemu.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests and the demo).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// How to start the service.
+#[derive(Debug, Clone)]
+pub struct ServiceOpts {
+    /// Its database.
+    pub db: PathBuf,
+    /// Where it listens (port 0: any).
+    pub listen: SocketAddr,
+    /// Serve tokio-console here (needs the service's `console` feature).
+    pub console: Option<SocketAddr>,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+/// Starts the service and waits for its "listening on" line; returns it and its address.
+pub fn start_service(paths: &Paths, opts: &ServiceOpts) -> Result<(Proc, SocketAddr), String> {
+    let mut cmd = Command::new(&paths.service_bin);
+    cmd.arg("--listen")
+        .arg(opts.listen.to_string())
+        .arg("--db")
+        .arg(&opts.db)
+        .arg("--shutdown-grace-secs")
+        .arg("3");
+    if let Some(addr) = opts.console {
+        cmd.arg("--console")
+            .arg("--console-addr")
+            .arg(addr.to_string());
+    }
+    let mut proc = Proc::spawn_piped("service", &mut cmd, &opts.log)?;
+    let stdout = proc
+        .child
+        .stdout
+        .take()
+        .ok_or("the service's stdout is not piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = opts.log.clone();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        // Keep draining, so the service never blocks on a full pipe.
+        let mut out = std::fs::OpenOptions::new().append(true).open(log).ok();
+        for line in lines.map_while(Result::ok) {
+            if let Some(f) = out.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).map_err(|_| {
+        let status = proc.try_wait();
+        format!(
+            "the service did not start (status {status:?}); see {}",
+            proc.log.display()
+        )
+    })?;
+    let addr = first
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .ok_or_else(|| format!("unexpected first line from the service: {first:?}"))?;
+    Ok((proc, addr))
+}
+
+/// Starts the gateway on `links`, posting to `service`.
+pub fn start_gateway(
+    paths: &Paths,
+    service: &str,
+    links: &[String],
+    stats_file: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> Result<Proc, String> {
+    let mut cmd = Command::new(&paths.gateway_bin);
+    cmd.arg("--service").arg(service);
+    for l in links {
+        cmd.arg("--link").arg(l);
+    }
+    cmd.arg("--stats-file").arg(stats_file).args(extra);
+    Proc::spawn("gateway", &mut cmd, log)
+}
+
+/// Boots the QEMU firmware as device `id`, its UART0 a TCP server on 127.0.0.1:`port`
+/// (`server=on,wait=off`: the device runs whether or not the gateway is connected; frames
+/// sent while nobody listens are lost unless the gateway's replay request recovers them).
+pub fn start_qemu(
+    paths: &Paths,
+    id: u32,
+    period_ms: u32,
+    port: u16,
+    log: &Path,
+) -> Result<Proc, String> {
+    let mut cmd = Command::new(&paths.qemu);
+    cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-serial")
+        .arg(format!("tcp:127.0.0.1:{port},server=on,wait=off"))
+        .arg("-kernel")
+        .arg(&paths.firmware_elf)
+        .arg("-append")
+        .arg(format!("device-id={id} period-ms={period_ms}"));
+    Proc::spawn(&format!("qemu device {id}"), &mut cmd, log)
+}
+
+/// Reads the gateway's stats file, `None` until it exists.
+pub fn read_stats(path: &Path) -> Option<beacon_gateway::metrics::Stats> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Waits until `GET /readyz` answers 200.
+pub async fn wait_ready(
+    client: &reqwest::Client,
+    base: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the service at {base} is not ready after {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A stored reading, as much of it as the counting needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredReading {
+    /// The device.
+    pub device_id: u32,
+    /// Its sequence number.
+    pub seq: u32,
+    /// Gateway-assigned sample time.
+    pub sampled_at_ms: i64,
+    /// Service receive time.
+    pub received_at_ms: i64,
+    /// The values, as JSON.
+    #[serde(default)]
+    pub values: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    readings: Vec<StoredReading>,
+    next_after_seq: Option<u32>,
+}
+
+/// Every stored reading of a device, in `seq` order (pages through the query API).
+pub async fn all_readings(
+    client: &reqwest::Client,
+    base: &str,
+    id: u32,
+) -> Result<Vec<StoredReading>, String> {
+    let mut out = Vec::new();
+    let mut after: Option<u32> = None;
+    loop {
+        let mut url = format!("{base}/api/v1/devices/{id}/readings?limit=10000");
+        if let Some(a) = after {
+            url.push_str(&format!("&after_seq={a}"));
+        }
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("query {url}: {e}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(out);
+        }
+        if !resp.status().is_success() {
+            return Err(format!("query {url}: {}", resp.status()));
+        }
+        let page: Page = resp.json().await.map_err(|e| format!("query {url}: {e}"))?;
+        out.extend(page.readings);
+        match page.next_after_seq {
+            Some(a) => after = Some(a),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// What one device sent against what the service holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// The device.
+    pub id: u32,
+    /// Frames it sent: its sequence numbers run from 0 without gaps, so the highest one seen
+    /// (by the service or the gateway) plus one.
+    pub sent: u64,
+    /// Readings the service returned.
+    pub stored: u64,
+    /// Sequence numbers in `0..sent` the service does not have.
+    pub lost: u64,
+    /// Readings returned more than once (same seq twice).
+    pub duplicated: u64,
+    /// The first few missing sequence numbers, for the report.
+    pub missing_sample: Vec<u32>,
+}
+
+impl Tally {
+    /// Counts `readings` (one device's) against a highest seq the gateway saw, if known.
+    pub fn count(id: u32, readings: &[StoredReading], gateway_max_seq: Option<u32>) -> Self {
+        let mut seqs: Vec<u32> = readings.iter().map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        let stored = seqs.len() as u64;
+        seqs.dedup();
+        let duplicated = stored - seqs.len() as u64;
+        let max = seqs.last().copied().max(gateway_max_seq);
+        let sent = max.map_or(0, |m| u64::from(m) + 1);
+        let mut missing_sample = Vec::new();
+        let mut lost = 0;
+        let mut next = 0u64;
+        for &s in &seqs {
+            for m in next..u64::from(s) {
+                lost += 1;
+                if missing_sample.len() < 10 {
+                    missing_sample.push(m as u32);
+                }
+            }
+            next = u64::from(s) + 1;
+        }
+        for m in next..sent {
+            lost += 1;
+            if missing_sample.len() < 10 {
+                missing_sample.push(m as u32);
+            }
+        }
+        Self {
+            id,
+            sent,
+            stored,
+            lost,
+            duplicated,
+            missing_sample,
+        }
+    }
+}
+
+/// The `q` quantile of `values` (sorted in place), `None` when empty.
+pub fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values.get(rank - 1).copied()
+}
+
+/// One device as the live stream shows it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveDevice {
+    /// Readings seen on the stream.
+    pub count: u64,
+    /// Highest seq seen.
+    pub last_seq: u32,
+    /// The values of the newest reading.
+    pub last_values: Vec<serde_json::Value>,
+    /// When recent readings arrived (for the rate).
+    pub arrivals: VecDeque<Instant>,
+}
+
+/// What the live stream showed so far.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Per device.
+    pub devices: BTreeMap<u32, LiveDevice>,
+    /// Sample-to-queryable latencies in ms: stream arrival (the service publishes after the
+    /// commit) minus the reading's `sampled_at_ms`.
+    pub latencies_ms: Vec<i64>,
+    /// When the first reading arrived.
+    pub first_reading: Option<Instant>,
+    /// Stream (re)connections.
+    pub connects: u64,
+}
+
+impl Live {
+    fn record(&mut self, r: StoredReading, now: Instant, now_ms: i64) {
+        self.first_reading.get_or_insert(now);
+        self.latencies_ms.push(now_ms - r.sampled_at_ms);
+        let d = self.devices.entry(r.device_id).or_default();
+        d.count += 1;
+        if r.seq >= d.last_seq || d.count == 1 {
+            d.last_seq = r.seq;
+            d.last_values = r.values;
+        }
+        d.arrivals.push_back(now);
+        while d
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(5))
+        {
+            d.arrivals.pop_front();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Follows `GET /api/v1/stream` (server-sent events) into `live` until `stop` fires,
+/// reconnecting when the service restarts.
+pub async fn watch_stream(
+    client: reqwest::Client,
+    base: String,
+    live: Arc<Mutex<Live>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Ok(mut resp) = client.get(format!("{base}/api/v1/stream")).send().await
+            && resp.status().is_success()
+        {
+            live.lock().unwrap_or_else(|e| e.into_inner()).connects += 1;
+            let mut buf = String::new();
+            let mut stop = stop.clone();
+            loop {
+                let chunk = tokio::select! {
+                    c = resp.chunk() => c,
+                    _ = stop.changed() => return,
+                };
+                let Ok(Some(chunk)) = chunk else { break };
+                let (now, now_ms) = (Instant::now(), now_ms());
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let event: String = buf.drain(..end + 2).collect();
+                    let mut name = "";
+                    let mut data = String::new();
+                    for line in event.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            name = v.trim();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if name == "readings"
+                        && let Ok(rs) = serde_json::from_str::<Vec<StoredReading>>(&data)
+                    {
+                        let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+                        for r in rs {
+                            l.record(r, now, now_ms);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(seq: u32) -> StoredReading {
+        StoredReading {
+            device_id: 1,
+            seq,
+            sampled_at_ms: 0,
+            received_at_ms: 0,
+            values: vec![],
+        }
+    }
+
+    #[test]
+    fn tally_counts_gaps_duplicates_and_the_unseen_tail() {
+        let rs: Vec<_> = [0, 1, 1, 3, 4].into_iter().map(r).collect();
+        let t = Tally::count(1, &rs, Some(6));
+        assert_eq!(
+            (t.sent, t.stored, t.lost, t.duplicated),
+            (7, 5, 3, 1),
+            "{t:?}"
+        );
+        assert_eq!(t.missing_sample, [2, 5, 6]);
+        let clean: Vec<_> = (0..10).map(r).collect();
+        let t = Tally::count(1, &clean, None);
+        assert_eq!((t.sent, t.lost, t.duplicated), (10, 0, 0));
+        assert_eq!(Tally::count(1, &[], None).sent, 0);
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.5), Some(50));
+        assert_eq!(quantile(&mut v, 0.99), Some(99));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+}

@@ -1,0 +1,504 @@
+//! `beacon-demo`: the whole stack, live. `cargo xtask demo` builds what is stale and runs this.
+//!
+//! Starts the service (with tokio-console when built with its `console` feature), the gateway
+//! and N QEMU devices (or a real nRF52840-DK through probe-rs with `--board nrf52840`), shows a
+//! live view, and on Ctrl-C (or after `--duration`) stops everything in order (devices, then
+//! the gateway, which delivers what it holds, then the service) and prints a summary: frames
+//! the devices sent, readings stored, lost, duplicated, sample-to-queryable latency.
+//!
+//! Exit codes: 0 ok; 1 a process failed, or `--check` found a loss or no data; 2 bad usage.
+
+use beacon_demo::{
+    Live, Paths, Proc, ServiceOpts, Tally, all_readings, free_port, quantile, read_stats,
+    start_gateway, start_qemu, start_service, wait_ready, watch_stream,
+};
+use clap::Parser;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The probe-rs chip name of the real board. TODO(4): your board.
+const NRF_CHIP: &str = "nRF52840_xxAA";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "beacon-demo",
+    about = "Runs the service, the gateway and QEMU devices end to end, live"
+)]
+struct Args {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Exit non-zero if any reading was lost or duplicated, or no data flowed (for CI).
+    #[arg(long)]
+    check: bool,
+    /// Emulated devices to boot.
+    #[arg(long, default_value_t = 3)]
+    devices: u32,
+    /// Sampling period of each device, ms.
+    #[arg(long, default_value_t = 100)]
+    period_ms: u32,
+    /// `qemu` (emulated devices) or `nrf52840` (a real nRF52840-DK through probe-rs RTT).
+    #[arg(long, default_value = "qemu", value_parser = ["qemu", "nrf52840"])]
+    board: String,
+    /// Where the service (and its dashboard) listens; a taken port falls back to a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where tokio-console attaches (loopback only).
+    #[arg(long, default_value = "127.0.0.1:6669")]
+    console_addr: SocketAddr,
+    /// Do not start the service's tokio-console server.
+    #[arg(long)]
+    no_console: bool,
+    /// Folder for the database and the logs (default: target/demo); emptied at start.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Print a status line every few seconds instead of redrawing the screen.
+    #[arg(long)]
+    plain: bool,
+    /// The nRF52840 firmware ELF to flash with `--board nrf52840`.
+    #[arg(long)]
+    nrf_elf: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A port that is free, or a free one instead (with a note).
+fn usable(addr: SocketAddr, what: &str) -> Result<SocketAddr, String> {
+    if std::net::TcpListener::bind(addr).is_ok() {
+        return Ok(addr);
+    }
+    let port = free_port()?;
+    let other = SocketAddr::new(addr.ip(), port);
+    eprintln!("note: {addr} is taken; {what} uses {other} instead");
+    Ok(other)
+}
+
+fn t0() -> Instant {
+    // `cargo xtask demo` passes its own start time, so "time to first reading" includes the
+    // (warm) build check and the process starts.
+    let now = Instant::now();
+    let Some(start_ms) = std::env::var("BEACON_DEMO_T0_MS")
+        .ok()
+        .and_then(|v| v.parse::<u128>().ok())
+    else {
+        return now;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(start_ms);
+    let ago = Duration::from_millis(u64::try_from(now_ms.saturating_sub(start_ms)).unwrap_or(0));
+    now.checked_sub(ago).unwrap_or(now)
+}
+
+async fn demo(args: Args) -> Result<bool, String> {
+    let started = t0();
+    let paths = Paths::discover();
+    let qemu = args.board == "qemu";
+    paths.check(qemu)?;
+    let workdir = args.workdir.clone().unwrap_or_else(|| {
+        paths
+            .service_bin
+            .parent()
+            .and_then(|p| p.parent())
+            .map_or_else(|| PathBuf::from("target/demo"), |t| t.join("demo"))
+    });
+    let _ = std::fs::remove_dir_all(&workdir);
+    std::fs::create_dir_all(&workdir)
+        .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+
+    // 1. The service, on a fresh database (device sequence numbers restart at 0 on every boot).
+    let listen = usable(args.listen, "the service")?;
+    let console = if args.no_console {
+        None
+    } else {
+        Some(usable(args.console_addr, "tokio-console")?)
+    };
+    let service_opts = ServiceOpts {
+        db: workdir.join("demo.db"),
+        listen,
+        console,
+        log: workdir.join("service.log"),
+    };
+    let ((mut service, addr), console) = match start_service(&paths, &service_opts) {
+        Ok(s) => (s, console),
+        Err(e) if console.is_some() => {
+            let log = std::fs::read_to_string(&service_opts.log).unwrap_or_default();
+            if !log.contains("--console needs the `console` cargo feature") {
+                return Err(e);
+            }
+            eprintln!(
+                "note: this service build has no tokio-console support (build it with --features console); running without"
+            );
+            let opts = ServiceOpts {
+                console: None,
+                ..service_opts.clone()
+            };
+            (start_service(&paths, &opts)?, None)
+        }
+        Err(e) => return Err(e),
+    };
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base, Duration::from_secs(10)).await?;
+
+    // 2. The gateway and 3. the devices.
+    let stats_file = workdir.join("gateway-stats.json");
+    let mut devices: Vec<Proc> = Vec::new();
+    let mut gateway = if qemu {
+        let ports: Vec<u16> = (0..args.devices)
+            .map(|_| free_port())
+            .collect::<Result<_, _>>()?;
+        let links: Vec<String> = ports.iter().map(|p| format!("tcp:127.0.0.1:{p}")).collect();
+        let gateway = start_gateway(
+            &paths,
+            &base,
+            &links,
+            &stats_file,
+            &workdir.join("gateway.log"),
+            &[],
+        )?;
+        for (i, port) in ports.iter().enumerate() {
+            let id = i as u32 + 1;
+            devices.push(start_qemu(
+                &paths,
+                id,
+                args.period_ms,
+                *port,
+                &workdir.join(format!("qemu-{id}.log")),
+            )?);
+        }
+        gateway
+    } else {
+        flash_nrf(&args, &workdir)?;
+        start_gateway(
+            &paths,
+            &base,
+            &[format!("rtt:{NRF_CHIP}")],
+            &stats_file,
+            &workdir.join("gateway.log"),
+            &[],
+        )?
+    };
+
+    let live = Arc::new(Mutex::new(Live::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_stream(
+        client.clone(),
+        base.clone(),
+        Arc::clone(&live),
+        stop_rx,
+    ));
+
+    let header = format!(
+        "dashboard:     {base}/\ntokio-console: {}\nlogs:          {}",
+        console.map_or_else(
+            || "off (run the service with --features console)".to_owned(),
+            |c| format!("tokio-console http://{c}")
+        ),
+        workdir.display()
+    );
+    println!("{header}");
+    let redraw = !args.plain && std::io::stdout().is_terminal();
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut n = 0u64;
+    let mut failure: Option<String> = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                println!("\nctrl-c: stopping the devices, then the gateway, then the service");
+                break;
+            }
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        if let Some(status) = gateway.try_wait() {
+            failure = Some(format!(
+                "the gateway stopped ({status}); see {}",
+                gateway.log.display()
+            ));
+            break;
+        }
+        if let Some(status) = service.try_wait() {
+            failure = Some(format!(
+                "the service stopped ({status}); see {}",
+                service.log.display()
+            ));
+            break;
+        }
+        if let Some(d) = devices.iter_mut().find_map(|d| {
+            d.try_wait()
+                .map(|s| (d.name().to_owned(), s, d.log.clone()))
+        }) {
+            failure = Some(format!("{} stopped ({}); see {}", d.0, d.1, d.2.display()));
+            break;
+        }
+        let view = render(&live, &stats_file, started, args.devices);
+        if redraw {
+            print!(
+                "\x1b[H\x1b[2J{header}\n\n{view}\nCtrl-C stops everything and prints the summary.\n"
+            );
+            let _ = std::io::stdout().flush();
+        } else if n.is_multiple_of(10) {
+            println!("{}", view.lines().last().unwrap_or_default());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            println!(
+                "\n--duration reached: stopping the devices, then the gateway, then the service"
+            );
+            break;
+        }
+    }
+
+    // Orderly stop: devices first (their last bytes reach the gateway), then the gateway
+    // (it delivers everything it holds), then count, then the service.
+    for d in &mut devices {
+        d.terminate(Duration::from_secs(2));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gateway_status = gateway.terminate(Duration::from_secs(15));
+    let stats = read_stats(&stats_file).unwrap_or_default();
+    // Let the stream deliver the last events before closing it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+
+    let mut tallies = Vec::new();
+    let ids: Vec<u32> = if qemu {
+        (1..=args.devices).collect()
+    } else {
+        stats.devices.keys().copied().collect()
+    };
+    for id in ids {
+        let readings = all_readings(&client, &base, id).await?;
+        let gw_max = stats.devices.get(&id).and_then(|d| d.max_seq);
+        tallies.push(Tally::count(id, &readings, gw_max));
+    }
+    service.terminate(Duration::from_secs(10));
+
+    let (mut lat, first) = {
+        let l = live.lock().unwrap_or_else(|e| e.into_inner());
+        (l.latencies_ms.clone(), l.first_reading)
+    };
+    let p50 = quantile(&mut lat, 0.50);
+    let p99 = quantile(&mut lat, 0.99);
+    let sent: u64 = tallies.iter().map(|t| t.sent).sum();
+    let stored: u64 = tallies.iter().map(|t| t.stored).sum();
+    let lost: u64 = tallies.iter().map(|t| t.lost).sum();
+    let duplicated: u64 = tallies.iter().map(|t| t.duplicated).sum();
+    let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
+    println!("\nsummary");
+    for t in &tallies {
+        println!(
+            "  device {:>3}: sent {:>6}  stored {:>6}  lost {:>3}  duplicated {:>3}{}",
+            t.id,
+            t.sent,
+            t.stored,
+            t.lost,
+            t.duplicated,
+            if t.missing_sample.is_empty() {
+                String::new()
+            } else {
+                format!("  (missing seqs {:?}...)", t.missing_sample)
+            }
+        );
+    }
+    println!("  frames sent by the devices: {sent}");
+    println!("  readings stored:            {stored}");
+    println!("  lost:                       {lost}");
+    println!("  duplicated:                 {duplicated}");
+    println!(
+        "  sample-to-queryable:        p50 {}  p99 {}  ({} readings on the live stream)",
+        ms(p50),
+        ms(p99),
+        lat.len()
+    );
+    println!(
+        "  first reading visible:      {}",
+        first.map_or_else(
+            || "never".to_owned(),
+            |t| format!(
+                "{:.1} s after start",
+                t.duration_since(started).as_secs_f64()
+            )
+        )
+    );
+    println!(
+        "  gateway: frames in {}  posted {}  retries {}  corrupt {}  dropped {}  (exit {})",
+        stats.frames_in,
+        stats.posted,
+        stats.retries,
+        stats.corrupt,
+        stats.dropped,
+        gateway_status.map_or_else(|| "?".to_owned(), |s| s.to_string())
+    );
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if args.check {
+        let mut problems = Vec::new();
+        if sent == 0 || tallies.iter().any(|t| t.sent == 0) {
+            problems.push("no data from at least one device".to_owned());
+        }
+        if lost > 0 {
+            problems.push(format!("{lost} readings lost"));
+        }
+        if duplicated > 0 {
+            problems.push(format!("{duplicated} readings duplicated"));
+        }
+        if stats.dropped > 0 {
+            problems.push(format!("the gateway dropped {}", stats.dropped));
+        }
+        if !problems.is_empty() {
+            eprintln!(
+                "error: check failed: {}; logs in {}",
+                problems.join(", "),
+                workdir.display()
+            );
+            return Ok(false);
+        }
+        println!("check: ok");
+    }
+    Ok(true)
+}
+
+fn render(
+    live: &Mutex<Live>,
+    stats_file: &std::path::Path,
+    started: Instant,
+    expected: u32,
+) -> String {
+    let l = live.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::new();
+    out.push_str("device  readings  last seq  rate/s  last reading\n");
+    for (id, d) in &l.devices {
+        let rate = if d.arrivals.len() > 1 {
+            let span = d
+                .arrivals
+                .back()
+                .zip(d.arrivals.front())
+                .map_or(0.0, |(b, f)| b.duration_since(*f).as_secs_f64());
+            if span > 0.0 {
+                (d.arrivals.len() - 1) as f64 / span
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        let values: Vec<String> = d.last_values.iter().map(describe).collect();
+        out.push_str(&format!(
+            "{id:>6}  {:>8}  {:>8}  {rate:>6.1}  {}\n",
+            d.count,
+            d.last_seq,
+            values.join(", ")
+        ));
+    }
+    if l.devices.is_empty() {
+        out.push_str(&format!(
+            "  (waiting for the first reading from {expected} devices...)\n"
+        ));
+    }
+    let mut lat: Vec<i64> = l.latencies_ms.iter().rev().take(2000).copied().collect();
+    let p50 = quantile(&mut lat, 0.5);
+    let p99 = quantile(&mut lat, 0.99);
+    let gw = read_stats(stats_file);
+    out.push_str(&format!(
+        "\n[{:>5.1}s] e2e sample-to-queryable p50 {} p99 {} | gateway: in {} posted {} retries {} corrupt {} dropped {} buffered {}\n",
+        started.elapsed().as_secs_f64(),
+        p50.map_or_else(|| "-".into(), |v| format!("{v}ms")),
+        p99.map_or_else(|| "-".into(), |v| format!("{v}ms")),
+        gw.as_ref().map_or(0, |s| s.frames_in),
+        gw.as_ref().map_or(0, |s| s.posted),
+        gw.as_ref().map_or(0, |s| s.retries),
+        gw.as_ref().map_or(0, |s| s.corrupt),
+        gw.as_ref().map_or(0, |s| s.dropped),
+        gw.as_ref().map_or(0, |s| s.buffered),
+    ));
+    out
+}
+
+fn describe(v: &serde_json::Value) -> String {
+    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
+    let value = v.get("value");
+    match (kind, value) {
+        ("temperature_c", Some(x)) => format!("{:.2} °C", x.as_f64().unwrap_or_default()),
+        ("humidity_pct", Some(x)) => format!("{:.2} %RH", x.as_f64().unwrap_or_default()),
+        ("counter", Some(x)) => format!("counter {x}"),
+        ("status", Some(x)) => format!("status {x}"),
+        ("boot", _) => format!(
+            "boot fw {}",
+            v.get("firmware").and_then(|f| f.as_str()).unwrap_or("?")
+        ),
+        (k, _) => k.to_owned(),
+    }
+}
+
+/// Flashes the real board with the probe-rs CLI (`cargo xtask setup` installs it).
+fn flash_nrf(args: &Args, workdir: &std::path::Path) -> Result<(), String> {
+    let elf = args.nrf_elf.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../firmware/target/thumbv7em-none-eabihf/release/beacon-nrf52840")
+    });
+    if !elf.is_file() {
+        return Err(format!(
+            "the nRF52840 firmware is not built ({}); run `cargo xtask demo --board nrf52840`, which builds it",
+            elf.display()
+        ));
+    }
+    let log = workdir.join("flash.log");
+    let out = std::process::Command::new("probe-rs")
+        .args(["download", "--chip", NRF_CHIP])
+        .arg(&elf)
+        .output()
+        .map_err(|e| format!("cannot run probe-rs: {e}; install it with `cargo xtask setup` (or `cargo install probe-rs-tools --locked`)"))?;
+    let _ = std::fs::write(
+        &log,
+        [out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+    );
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        let hint = if msg.to_lowercase().contains("no probe")
+            || msg.to_lowercase().contains("no connected probes")
+        {
+            "no debug probe found: connect the nRF52840-DK's debug USB port, or run without --board to use QEMU"
+        } else {
+            "flashing failed"
+        };
+        return Err(format!("{hint}; probe-rs said: {}", msg.trim()));
+    }
+    let _ = std::process::Command::new("probe-rs")
+        .args(["reset", "--chip", NRF_CHIP])
+        .output();
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The `beacon-gateway` binary: configuration, logging, the runtime and the shutdown signal;
+//! everything else is the library (`beacon_gateway::run`).
+//!
+//! Exit codes: 0 clean stop; 1 a link failed for good or readings were dropped; 2 bad usage.
+
+use clap::Parser as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = beacon_gateway::Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log));
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: bad log filter {:?}: {e}; see --log", config.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(beacon_gateway::run(config, shutdown_signal())) {
+        Ok(stats) if stats.dropped == 0 && stats.rejected == 0 => ExitCode::SUCCESS,
+        Ok(stats) => {
+            eprintln!(
+                "error: {} readings dropped and {} rejected; see the log above",
+                stats.dropped, stats.rejected
+            );
+            ExitCode::FAILURE
+        }
+        Err((e, _)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received ctrl-c"),
+        () = term => tracing::info!("received sigterm"),
+    }
+}

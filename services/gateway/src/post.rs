@@ -1,0 +1,369 @@
+//! Posting to the service: one task per device (its own URL and token), batching, idempotent
+//! registration on first sight, and retries with backoff and jitter.
+//!
+//! Retries never double-count: the service stores a `(device, seq)` pair once and answers a
+//! repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
+//! acknowledged it, so a service that is down or answers 503 costs time, never readings.
+
+use crate::link::{Backoff, Pending};
+use crate::metrics::Metrics;
+use crate::model::{ErrorBody, IngestBatch, IngestOutcome, RegisterRequest, now_millis};
+use reqwest::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How the poster talks to the service.
+#[derive(Debug, Clone)]
+pub struct PostConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub service: String,
+    /// Explicit per-device tokens.
+    pub tokens: HashMap<u32, String>,
+    /// Token of a device without an explicit one: this prefix and the id.
+    pub token_prefix: String,
+    /// Sent as the bearer token of registrations when set.
+    pub provisioning_token: Option<String>,
+    /// Most readings per request.
+    pub batch_max: usize,
+    /// How long the first reading of a batch waits for company.
+    pub linger: Duration,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+impl PostConfig {
+    fn token_for(&self, id: u32) -> String {
+        self.tokens
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("{}{id}", self.token_prefix))
+    }
+}
+
+/// Why a request did not go through.
+#[derive(Debug)]
+enum Failure {
+    /// Transient (network, 5xx, 503, 429, timeout): retry later, honouring `after`.
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+    /// The service does not know the device (404): register again, then retry.
+    Unregistered,
+    /// Needs a person (wrong token, missing provisioning token): keep the readings, retry slowly.
+    Refused(String),
+    /// The service will never take these readings (400, 413, 415): give them up, loudly.
+    Rejected(String),
+}
+
+/// The shared posting state.
+#[derive(Debug)]
+pub struct Poster {
+    config: PostConfig,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    /// Cancelled when the drain period after shutdown is over: whatever is still not
+    /// acknowledged then is counted as dropped.
+    give_up: CancellationToken,
+}
+
+impl Poster {
+    /// A poster with a keep-alive connection pool.
+    pub fn new(
+        config: PostConfig,
+        metrics: Arc<Metrics>,
+        give_up: CancellationToken,
+    ) -> Result<Arc<Self>, String> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("beacon-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the http client: {e}"))?;
+        Ok(Arc::new(Self {
+            config,
+            client,
+            metrics,
+            give_up,
+        }))
+    }
+
+    /// Routes frames to one task per device until every link is gone, then waits for every
+    /// device's buffer to drain.
+    pub async fn run(self: Arc<Self>, mut frames: mpsc::UnboundedReceiver<Pending>) {
+        let mut devices: HashMap<u32, mpsc::UnboundedSender<Pending>> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(p) = frames.recv().await {
+            let id = p.reading.device_id;
+            let tx = devices.entry(id).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tasks.spawn(Arc::clone(&self).device(id, rx));
+                tx
+            });
+            if let Err(mpsc::error::SendError(p)) = tx.send(p) {
+                // The device task ended (given up at shutdown): count the frame as dropped.
+                self.give_up_on(1);
+                drop(p);
+            }
+        }
+        drop(devices);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn give_up_on(&self, n: usize) {
+        self.metrics.dropped.fetch_add(n as u64, Relaxed);
+        self.metrics.buffered.fetch_sub(n as u64, Relaxed);
+    }
+
+    /// One device: batch, post, retry.
+    async fn device(self: Arc<Self>, id: u32, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        let token = self.config.token_for(id);
+        let max = self.config.batch_max.max(1);
+        let mut registered = false;
+        let mut batch: Vec<Pending> = Vec::with_capacity(max);
+        loop {
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(p) => batch.push(p),
+                    None => return,
+                }
+                if !self.config.linger.is_zero() {
+                    let deadline = tokio::time::Instant::now() + self.config.linger;
+                    while batch.len() < max {
+                        tokio::select! {
+                            p = rx.recv() => match p {
+                                Some(p) => batch.push(p),
+                                None => break,
+                            },
+                            () = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                }
+            }
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let mut backoff = Backoff::new(self.config.retry_base, self.config.retry_max);
+            loop {
+                let result = if registered {
+                    self.ingest(id, &token, &batch).await
+                } else {
+                    match self.register(id, &token).await {
+                        Ok(()) => {
+                            registered = true;
+                            self.ingest(id, &token, &batch).await
+                        }
+                        Err(f) => Err(f),
+                    }
+                };
+                let (why, after) = match result {
+                    Ok(outcome) => {
+                        let now = now_millis();
+                        let latencies: Vec<u64> = batch
+                            .iter()
+                            .map(|p| u64::try_from(now - p.reading.sampled_at_ms).unwrap_or(0))
+                            .collect();
+                        self.metrics
+                            .acked(id, outcome.accepted, outcome.duplicates, &latencies);
+                        if outcome.accepted + outcome.duplicates != batch.len() {
+                            tracing::warn!(
+                                "device {id}: sent {} readings, the service acknowledged {} new + {} duplicates",
+                                batch.len(),
+                                outcome.accepted,
+                                outcome.duplicates
+                            );
+                        }
+                        if backoff.attempts() > 0 {
+                            tracing::info!(
+                                "device {id}: delivered after {} retries",
+                                backoff.attempts()
+                            );
+                        }
+                        self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        batch.clear();
+                        break;
+                    }
+                    Err(Failure::Rejected(why)) => {
+                        tracing::error!(
+                            "device {id}: the service rejected {} readings for good: {why}",
+                            batch.len()
+                        );
+                        self.metrics.rejected.fetch_add(batch.len() as u64, Relaxed);
+                        self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        batch.clear();
+                        break;
+                    }
+                    Err(Failure::Unregistered) => {
+                        registered = false;
+                        (
+                            "the service does not know the device; registering it again".to_owned(),
+                            None,
+                        )
+                    }
+                    Err(Failure::Refused(why)) => {
+                        tracing::error!("device {id}: {why}");
+                        (why, Some(self.config.retry_max))
+                    }
+                    Err(Failure::Retry { why, after }) => (why, after),
+                };
+                self.metrics.retries.fetch_add(1, Relaxed);
+                let n = backoff.attempts();
+                let delay = backoff
+                    .next_delay()
+                    .max(after.unwrap_or_default().min(self.config.retry_max));
+                if n == 0 || n % 10 == 9 {
+                    tracing::warn!(
+                        "device {id}: {why}; {} readings kept, retry #{} in {} ms",
+                        batch.len(),
+                        n + 1,
+                        delay.as_millis()
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.give_up.cancelled() => {
+                        let mut lost = batch.len();
+                        batch.clear();
+                        rx.close();
+                        while rx.try_recv().is_ok() {
+                            lost += 1;
+                        }
+                        tracing::error!(
+                            "device {id}: the service stayed unreachable through the shutdown drain: {lost} readings dropped"
+                        );
+                        self.give_up_on(lost);
+                        return;
+                    }
+                }
+                // Catch up in bigger requests once the service is back.
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn register(&self, id: u32, token: &str) -> Result<(), Failure> {
+        let url = format!("{}/api/v1/devices", self.config.service);
+        let mut req = self.client.post(&url).json(&RegisterRequest {
+            id,
+            token,
+            name: "registered by beacon-gateway",
+        });
+        if let Some(p) = &self.config.provisioning_token {
+            req = req.bearer_auth(p);
+        }
+        let resp = req.send().await.map_err(network)?;
+        let status = resp.status();
+        if status.is_success() {
+            tracing::debug!("device {id}: registered ({status})");
+            return Ok(());
+        }
+        let (after, msg) = error_of(resp).await;
+        Err(match status {
+            StatusCode::CONFLICT => Failure::Refused(format!(
+                "device {id} is registered with another token; pass its token with --device-token {id}=TOKEN ({msg})"
+            )),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Refused(format!(
+                "registration refused: {msg}; pass --provisioning-token (or BEACON_PROVISIONING_TOKEN)"
+            )),
+            s => classify(s, after, msg),
+        })
+    }
+
+    async fn ingest(
+        &self,
+        id: u32,
+        token: &str,
+        batch: &[Pending],
+    ) -> Result<IngestOutcome, Failure> {
+        let url = format!("{}/api/v1/devices/{id}/readings", self.config.service);
+        let body = IngestBatch {
+            readings: batch.iter().map(|p| &p.reading).collect(),
+        };
+        let resp = self
+            .client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(network)?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp
+                .json::<IngestOutcome>()
+                .await
+                .map_err(|e| Failure::Retry {
+                    why: format!("unreadable answer from the service: {e}"),
+                    after: None,
+                });
+        }
+        let (after, msg) = error_of(resp).await;
+        Err(match status {
+            StatusCode::NOT_FOUND => Failure::Unregistered,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Refused(format!(
+                "the service refused device {id}'s token: {msg}; pass the right one with --device-token {id}=TOKEN"
+            )),
+            s => classify(s, after, msg),
+        })
+    }
+}
+
+fn network(e: reqwest::Error) -> Failure {
+    let kind = if e.is_connect() {
+        "service unreachable"
+    } else if e.is_timeout() {
+        "request timed out"
+    } else {
+        "request failed"
+    };
+    Failure::Retry {
+        why: format!("{kind}: {e}"),
+        after: None,
+    }
+}
+
+fn classify(status: StatusCode, after: Option<Duration>, msg: String) -> Failure {
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Failure::Retry {
+            why: format!("service answered {status}: {msg}"),
+            after,
+        }
+    } else {
+        Failure::Rejected(format!("{status}: {msg}"))
+    }
+}
+
+async fn error_of(resp: reqwest::Response) -> (Option<Duration>, String) {
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = resp.text().await.unwrap_or_default();
+    let msg = serde_json::from_str::<ErrorBody>(&text)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| text.chars().take(200).collect());
+    (after, msg)
+}

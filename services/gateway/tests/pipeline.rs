@@ -1,0 +1,308 @@
+//! The gateway's pipeline (link -> decoder -> buffer -> poster) against a local stand-in for
+//! the service that speaks the same HTTP contract (registration, bearer tokens, ingest with
+//! `(device, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
+//! services/demo/tests/e2e.rs.
+//!
+//! The byte stream is a recording of the QEMU firmware's UART0 (device 7, 31 frames, seq
+//! 0..=30), tests/data/qemu-device7-uart0.bin, made with:
+//! `qemu-system-arm -machine mps2-an386 -nographic -monitor none -semihosting-config
+//! enable=on,target=native -serial file:uart0.bin -kernel beacon-qemu -append "device-id=7
+//! period-ms=50 samples=30"`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use beacon_gateway::link::{Ctx, LinkEvent, consume, pump_blocking};
+use beacon_gateway::metrics::{Metrics, Stats};
+use clap::Parser as _;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+const RECORDING: &[u8] = include_bytes!("data/qemu-device7-uart0.bin");
+const FRAMES: u32 = 31;
+
+#[derive(Default)]
+struct StandIn {
+    tokens: HashMap<u32, String>,
+    stored: BTreeMap<(u32, u32), Value>,
+    fail_next: usize,
+    requests: usize,
+    largest_batch: usize,
+}
+
+type Shared = Arc<Mutex<StandIn>>;
+
+async fn register(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let id = body["id"].as_u64().unwrap() as u32;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let mut s = s.lock().unwrap();
+    match s.tokens.get(&id) {
+        Some(t) if *t != token => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "token differs"})),
+        ),
+        Some(_) => (
+            StatusCode::OK,
+            Json(json!({"id": id, "token": token, "created": false})),
+        ),
+        None => {
+            s.tokens.insert(id, token.clone());
+            (
+                StatusCode::CREATED,
+                Json(json!({"id": id, "token": token, "created": true})),
+            )
+        }
+    }
+}
+
+async fn ingest(
+    State(s): State<Shared>,
+    Path(id): Path<u32>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = s.lock().unwrap();
+    s.requests += 1;
+    if s.fail_next > 0 {
+        s.fail_next -= 1;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "busy"})),
+        );
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match s.tokens.get(&id) {
+        None => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "unknown device"})),
+            );
+        }
+        Some(t) if auth != format!("Bearer {t}") => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "wrong token"})),
+            );
+        }
+        Some(_) => {}
+    }
+    let readings = body["readings"].as_array().unwrap();
+    s.largest_batch = s.largest_batch.max(readings.len());
+    let (mut accepted, mut duplicates) = (0, 0);
+    for r in readings {
+        assert_eq!(r["device_id"], id);
+        assert!(
+            r["sampled_at_ms"].as_i64().unwrap() > 1_600_000_000_000,
+            "{r}"
+        );
+        let key = (id, r["seq"].as_u64().unwrap() as u32);
+        if s.stored.insert(key, r.clone()).is_some() {
+            duplicates += 1;
+        } else {
+            accepted += 1;
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"accepted": accepted, "duplicates": duplicates})),
+    )
+}
+
+async fn stand_in(fail_next: usize) -> (String, Shared) {
+    let state: Shared = Arc::new(Mutex::new(StandIn {
+        fail_next,
+        ..StandIn::default()
+    }));
+    let app = axum::Router::new()
+        .route("/api/v1/devices", post(register))
+        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .with_state(Arc::clone(&state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), state)
+}
+
+async fn run_gateway(file: &std::path::Path, service: &str, extra: &[&str]) -> Stats {
+    let mut args = vec![
+        "beacon-gateway".to_owned(),
+        "--link".to_owned(),
+        format!("file:{}", file.display()),
+        "--service".to_owned(),
+        service.to_owned(),
+        "--retry-base-ms".to_owned(),
+        "10".to_owned(),
+        "--retry-max-ms".to_owned(),
+        "40".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let config = beacon_gateway::Config::try_parse_from(args).unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        beacon_gateway::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the gateway finished the file in time")
+    .map_err(|(e, _)| e)
+    .unwrap()
+}
+
+fn recording_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    f
+}
+
+fn seqs(s: &Shared) -> Vec<u32> {
+    s.lock()
+        .unwrap()
+        .stored
+        .keys()
+        .map(|(_, seq)| *seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn file_link_posts_every_recorded_frame_once_to_a_stand_in_service() {
+    let (url, state) = stand_in(0).await;
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(file.path(), &url, &[]).await;
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!(stats.frames_in, u64::from(FRAMES));
+    assert_eq!(stats.accepted, u64::from(FRAMES));
+    assert_eq!((stats.corrupt, stats.dropped, stats.buffered), (0, 0, 0));
+    assert_eq!(stats.devices[&7].max_seq, Some(FRAMES - 1));
+    assert!(stats.latency_p99_ms.is_some());
+    // The token is per device: the default prefix and the id.
+    assert_eq!(state.lock().unwrap().tokens[&7], "beacon-device-7");
+}
+
+#[tokio::test]
+async fn corrupted_frames_are_counted_and_skipped_and_the_rest_delivered() {
+    let (url, state) = stand_in(0).await;
+    let mut bytes = b"garbage before the first delimiter".to_vec();
+    bytes.extend_from_slice(RECORDING);
+    // Flip a byte in the middle of the 6th frame (seq 5): its CRC no longer matches.
+    let starts: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == 0)
+        .map(|(i, _)| i + 1)
+        .collect();
+    // starts[0] follows the lone delimiter the firmware sends first: it is seq 0.
+    let victim = starts[5] + 5;
+    bytes[victim] ^= 0x55;
+    let file = recording_file(&bytes);
+    let stats = run_gateway(file.path(), &url, &[]).await;
+    assert_eq!(stats.corrupt, 2, "the garbage and the flipped frame");
+    let got = seqs(&state);
+    assert_eq!(got.len(), FRAMES as usize - 1, "{got:?}");
+    assert!(!got.contains(&5), "{got:?}");
+    assert_eq!(stats.dropped, 0);
+}
+
+#[tokio::test]
+async fn service_answering_503_is_retried_with_nothing_lost_or_duplicated() {
+    let (url, state) = stand_in(4).await;
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(file.path(), &url, &[]).await;
+    assert!(stats.retries >= 4, "{stats:?}");
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!(stats.accepted, u64::from(FRAMES));
+    assert_eq!(stats.duplicates, 0);
+    assert_eq!(stats.dropped, 0);
+}
+
+#[tokio::test]
+async fn a_full_buffer_pauses_the_link_instead_of_dropping() {
+    // Four readings of buffer and a service that fails at first: the link must wait for
+    // room, so no request can ever carry more than four readings, and nothing is lost.
+    let (url, state) = stand_in(6).await;
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(file.path(), &url, &["--buffer", "4"]).await;
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    let largest = state.lock().unwrap().largest_batch;
+    assert!(largest <= 4, "a request carried {largest} readings");
+    assert_eq!((stats.dropped, stats.buffered), (0, 0));
+}
+
+#[tokio::test]
+async fn wrong_device_token_keeps_readings_and_says_what_to_do() {
+    // The device is already registered with another token: the gateway must not drop the
+    // readings (they wait for a person to fix the token); on shutdown they count as dropped.
+    let (url, state) = stand_in(0).await;
+    state
+        .lock()
+        .unwrap()
+        .tokens
+        .insert(7, "someone-else".into());
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(file.path(), &url, &["--drain-secs", "1"]).await;
+    assert!(state.lock().unwrap().stored.is_empty());
+    assert_eq!(stats.dropped, u64::from(FRAMES), "{stats:?}");
+    assert!(stats.retries > 0);
+}
+
+/// The RTT path's byte handling: probe-rs reads an up-channel in whatever amounts the target
+/// has written, often nothing. Drive the same pump with the recording cut into such reads.
+// Multi-threaded: the recorded "probe" thread blocks on the channel while the consumer runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtt_pump_decodes_a_recorded_stream_read_in_rtt_sized_pieces() {
+    let metrics = Arc::new(Metrics::default());
+    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel();
+    let ctx = Ctx {
+        metrics: Arc::clone(&metrics),
+        buffer: Arc::new(Semaphore::new(1000)),
+        frames: frames_tx,
+        cancel: CancellationToken::new(),
+        replay: false,
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let consumer = tokio::spawn(consume("rtt:recorded".into(), rx, ctx.clone()));
+    let cancel = ctx.cancel.clone();
+    drop(ctx);
+    let reader = std::thread::spawn(move || {
+        tx.blocking_send(LinkEvent::Connected).unwrap();
+        let mut rest = RECORDING;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let result = pump_blocking(
+            |buf| {
+                if rest.is_empty() {
+                    return Err(std::io::Error::other("end of the recording"));
+                }
+                // An RTT read returns 0..=what is buffered, capped by the caller's buffer.
+                let n = rng.usize(0..=64).min(rest.len()).min(buf.len());
+                let (now, later) = rest.split_at(n);
+                buf[..n].copy_from_slice(now);
+                rest = later;
+                Ok(n)
+            },
+            &tx,
+            &cancel,
+            std::time::Duration::ZERO,
+        );
+        assert_eq!(result, Err("read failed: end of the recording".to_owned()));
+    });
+    consumer.await.unwrap();
+    reader.join().unwrap();
+    let mut got = Vec::new();
+    while let Ok(p) = frames_rx.try_recv() {
+        got.push(p.reading.seq);
+    }
+    assert_eq!(got, (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!(
+        metrics.corrupt.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        metrics.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+        RECORDING.len() as u64
+    );
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask demo`: build what is stale (the firmware, the service with tokio-console, the
+//! gateway, the demo orchestrator), then hand over to `beacon-demo` (services/demo), which
+//! starts everything, shows it live, and stops it all on Ctrl-C with a summary.
+//!
+//! Also the end-to-end step of `cargo xtask test` ([`e2e`]).
+
+use crate::cmd::{Result, cmd, project_root};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Exit non-zero if any reading was lost or no data flowed (for CI).
+    #[arg(long)]
+    pub check: bool,
+    /// `qemu` (emulated devices) or `nrf52840` (a real board through probe-rs RTT).
+    #[arg(long, default_value = "qemu", value_parser = ["qemu", "nrf52840"])]
+    pub board: String,
+    /// Number of emulated devices.
+    #[arg(long, default_value_t = 3)]
+    pub devices: u32,
+    /// More flags for beacon-demo (`cargo xtask demo -- --help` lists them).
+    #[arg(last = true)]
+    pub rest: Vec<String>,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
+/// The QEMU firmware ELF the demo and the end-to-end tests boot.
+fn build_firmware(board: &str) -> Result {
+    let firmware = project_root().join("firmware");
+    let mut c = cmd("cargo").args(["build", "--release"]);
+    if board == "nrf52840" {
+        c = c.args(["-p", "beacon-nrf52840"]);
+    }
+    // The firmware is its own workspace with its own target dir: do not inherit ours.
+    c.env_remove("CARGO_TARGET_DIR").dir(firmware).run()
+}
+
+pub fn run(args: Args) -> Result {
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let root = project_root();
+    build_firmware(&args.board)?;
+    let mut build = cmd("cargo").args([
+        "build",
+        "-p",
+        "beacon-service",
+        "-p",
+        "beacon-gateway",
+        "-p",
+        "beacon-demo",
+        "--features",
+        "beacon-service/console",
+    ]);
+    if args.board == "nrf52840" {
+        build = build.args(["--features", "beacon-gateway/rtt"]);
+    }
+    build.dir(&root).run()?;
+
+    let demo = target_dir().join("debug").join("beacon-demo");
+    let mut c = std::process::Command::new(&demo);
+    c.arg("--board").arg(&args.board);
+    c.arg("--devices").arg(args.devices.to_string());
+    if let Some(d) = args.duration {
+        c.arg("--duration").arg(d.to_string());
+    }
+    if args.check {
+        c.arg("--check");
+    }
+    c.args(&args.rest).env("BEACON_DEMO_T0_MS", t0.to_string());
+    eprintln!("$ {}", demo.display());
+    // Become the demo (exec): Ctrl-C then reaches one process, which stops everything it
+    // started in order and prints the summary.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let e = c.exec();
+        crate::bail!("cannot start {}: {e}", demo.display());
+    }
+    #[cfg(not(unix))]
+    {
+        let status = c.status()?;
+        if !status.success() {
+            crate::bail!("the demo failed ({status})");
+        }
+        Ok(())
+    }
+}
+
+/// The end-to-end and fault tests (services/demo/tests/e2e.rs): real service, gateway and
+/// QEMU firmware on 127.0.0.1. They are `#[ignore]`d for a plain `cargo test` (they need QEMU
+/// and the firmware build); this builds what they need and runs them with `--ignored`.
+pub fn e2e() -> Result {
+    let root = project_root();
+    build_firmware("qemu")?;
+    cmd("cargo")
+        .args(["build", "-p", "beacon-service", "-p", "beacon-gateway"])
+        .dir(&root)
+        .run()?;
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-demo",
+            "--test",
+            "e2e",
+            "--",
+            "--ignored",
+        ])
+        .args(["--test-threads", "1"])
+        .dir(&root)
+        .run()
+}
