@@ -106,7 +106,73 @@ pub fn test() -> Result {
     };
     host_tests("clippy", &[&["--all-targets"][..], &deny].concat())?;
     // --nocapture: the boot test prints the time from QEMU launch to the first frame.
-    host_tests("test", &["--", "--nocapture"])
+    host_tests("test", &["--", "--nocapture"])?;
+    flash_without_probe()
+}
+
+/// `cargo xtask flash` with no probe attached must fail with probe-rs's own message, not a
+/// configuration error. Checked here when probe-rs is installed and sees no probe (never with
+/// a probe attached: that would flash the board and stream its logs forever).
+fn flash_without_probe() -> Result {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    if !on_path("probe-rs") {
+        eprintln!("skipped: flash without a probe (probe-rs is not installed)");
+        return Ok(());
+    }
+    let list = cmd("probe-rs")
+        .arg("list")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .read()?;
+    if !list.contains("No debug probes were found") {
+        eprintln!(
+            "skipped: flash without a probe (a probe is attached: {})",
+            list.trim()
+        );
+        return Ok(());
+    }
+    let elf = release_dir().join("beacon-nrf52840");
+    eprintln!(
+        "$ probe-rs run --chip nRF52840_xxAA {} (no probe attached: must fail)",
+        elf.display()
+    );
+    let mut child = Command::new("probe-rs")
+        .args(["run", "--chip", "nRF52840_xxAA"])
+        .arg(&elf)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Read stderr on its own thread so a chatty probe-rs cannot block on a full pipe.
+    let reader = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`probe-rs run` with no probe attached did not end within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let message = "No connected probes were found";
+    if status.success() || !stderr.contains(message) {
+        bail!(
+            "`probe-rs run` with no probe attached: expected failure with \"{message}\", got {status}:\n{stderr}"
+        );
+    }
+    eprintln!("ok: probe-rs says \"{message}.\" ({status})");
+    Ok(())
 }
 
 /// Prints flash and static RAM of each board's release ELF (llvm-size from the llvm-tools
@@ -179,6 +245,9 @@ pub fn flash(args: FlashArgs) -> Result {
     let elf = release_dir().join(board.bin);
     // The same command as the board's cargo runner (firmware/boards/*/.cargo/config.toml).
     cmd("probe-rs")
+        // anyhow's backtraces (on when RUST_BACKTRACE is set) would bury probe-rs's one-line
+        // error, e.g. "No connected probes were found.", under 40 lines of frames.
+        .env("RUST_LIB_BACKTRACE", "0")
         .args(["run", "--chip", chip])
         .arg(&elf)
         .run()
