@@ -132,6 +132,11 @@ async fn demo(args: Args) -> Result<bool, String> {
     std::fs::create_dir_all(&workdir)
         .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
 
+    if !qemu {
+        // Before anything starts: without a probe there is nothing to run.
+        flash_nrf(&args, &workdir)?;
+    }
+
     // 1. The service, on a fresh database (device sequence numbers restart at 0 on every boot).
     let listen = usable(args.listen, "the service")?;
     let console = if args.no_console {
@@ -195,7 +200,6 @@ async fn demo(args: Args) -> Result<bool, String> {
         }
         gateway
     } else {
-        flash_nrf(&args, &workdir)?;
         start_gateway(
             &paths,
             &base,
@@ -243,8 +247,16 @@ async fn demo(args: Args) -> Result<bool, String> {
         }
         n += 1;
         if let Some(status) = gateway.try_wait() {
+            // Its last `error:` line says why (e.g. no probe for an rtt: link).
+            let log = std::fs::read_to_string(&gateway.log).unwrap_or_default();
+            let why = log
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or("no error line")
+                .to_owned();
             failure = Some(format!(
-                "the gateway stopped ({status}); see {}",
+                "the gateway stopped ({status}): {why}; see {}",
                 gateway.log.display()
             ));
             break;
@@ -488,14 +500,24 @@ fn flash_nrf(args: &Args, workdir: &std::path::Path) -> Result<(), String> {
     );
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
-        let hint = if msg.to_lowercase().contains("no probe")
-            || msg.to_lowercase().contains("no connected probes")
+        // probe-rs prints warnings and backtraces too: keep its `Error:` line (all of it is
+        // in flash.log).
+        let said = msg
+            .lines()
+            .find(|l| l.starts_with("Error"))
+            .unwrap_or_else(|| msg.lines().last().unwrap_or_default())
+            .trim();
+        let hint = if said.to_lowercase().contains("no connected probes")
+            || said.to_lowercase().contains("no probe")
         {
             "no debug probe found: connect the nRF52840-DK's debug USB port, or run without --board to use QEMU"
         } else {
-            "flashing failed"
+            "flashing the nRF52840-DK failed"
         };
-        return Err(format!("{hint}; probe-rs said: {}", msg.trim()));
+        return Err(format!(
+            "{hint} (probe-rs: {said}; full output in {})",
+            log.display()
+        ));
     }
     let _ = std::process::Command::new("probe-rs")
         .args(["reset", "--chip", NRF_CHIP])
