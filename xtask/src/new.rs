@@ -106,7 +106,7 @@ pub struct Drop {
 
 impl Drop {
     fn drops_path(&self, path: &str) -> bool {
-        let firmware_paths = ["firmware/", "docs/embedded.md"];
+        let firmware_paths = ["firmware/", "docs/embedded.md", "xtask/src/firmware.rs"];
         // The demo boots QEMU firmware; without firmware it has nothing to show.
         let demo_paths = ["services/demo/"];
         let service_paths = ["services/", "docs/async.md"];
