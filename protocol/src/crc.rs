@@ -72,6 +72,18 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// Checks: R-WIRE-2: the table built at compile time is the reflected-polynomial table
+    /// (entries quoted in zlib's crc32.h), and building it at run time gives the same.
+    #[test]
+    fn table_has_the_known_entries() {
+        let t = make_table();
+        assert_eq!(
+            (t[0], t[1], t[128], t[255]),
+            (0, 0x7707_3096, 0xEDB8_8320, 0x2D02_EF8D)
+        );
+        assert_eq!(t, TABLE);
+    }
+
     #[test]
     fn check_value_matches_the_catalogue() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);

@@ -306,3 +306,55 @@ fn encode_to_vec_matches_encode() {
     assert_eq!(v, encode_vec(&f));
     assert_eq!(decode(&v), Ok(f));
 }
+
+/// Checks: R-DEC-4: every error has a message naming what was wrong, with its values.
+#[test]
+fn every_error_has_a_message() {
+    let decode_errors = [
+        (
+            DecodeError::FrameTooLong,
+            "no frame delimiter within 257 bytes",
+        ),
+        (DecodeError::Cobs, "invalid COBS"),
+        (DecodeError::TooShort { len: 22 }, "too short (22 bytes"),
+        (
+            DecodeError::Crc {
+                received: 1,
+                computed: 0xABCD,
+            },
+            "frame says 0x00000001, contents give 0x0000abcd",
+        ),
+        (
+            DecodeError::UnsupportedVersion(2),
+            "version 2 (this decoder reads version 1)",
+        ),
+        (
+            DecodeError::TooManyReadings(9),
+            "announces 9 readings, at most 8",
+        ),
+        (
+            DecodeError::TruncatedReading { index: 3 },
+            "reading 3 runs past",
+        ),
+        (
+            DecodeError::BadReadingLength { kind: 1, len: 3 },
+            "kind 0x01 cannot have length 3",
+        ),
+        (
+            DecodeError::TrailingBytes { count: 2 },
+            "2 unexpected bytes",
+        ),
+    ];
+    for (e, text) in decode_errors {
+        assert!(e.to_string().contains(text), "{e}");
+    }
+    let encode_errors = [
+        (EncodeError::BufferTooSmall { needed: 30 }, "needs 30 bytes"),
+        (EncodeError::TooManyReadings, "at most 8 readings"),
+        (EncodeError::UnknownKind(0x7F), "kind 0x7f is not known"),
+    ];
+    for (e, text) in encode_errors {
+        assert!(e.to_string().contains(text), "{e}");
+    }
+    assert_eq!(beacon_protocol::Readings::default().len(), 0);
+}

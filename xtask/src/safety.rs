@@ -201,6 +201,11 @@ impl Ctx {
     fn log(&self, name: &str) -> PathBuf {
         self.out.join(format!("{name}.log"))
     }
+
+    /// How the report names a log: beside the report, so the text is the same on every machine.
+    fn shown(&self, name: &str) -> String {
+        format!("{name}.log (next to report.md)")
+    }
 }
 
 pub fn run(args: Args) -> Result {
@@ -628,7 +633,7 @@ fn lint(ctx: &Ctx) -> Section {
             let _ = writeln!(
                 body,
                 "  - clippy itself failed; see {}",
-                ctx.log(&format!("lint-protocol-{i}")).display()
+                ctx.shown(&format!("lint-protocol-{i}"))
             );
         }
         runs.push(Json::obj([
@@ -679,7 +684,7 @@ fn lint(ctx: &Ctx) -> Section {
                 body,
                 "- **firmware app, advisory**: clippy did not complete (the firmware does not \
                  build right now); see {}",
-                ctx.log("lint-firmware").display()
+                ctx.shown("lint-firmware")
             );
         }
         runs.push(Json::obj([
@@ -840,7 +845,7 @@ fn miri(ctx: &Ctx) -> Section {
     if ub {
         body.push_str("\n**Miri reported undefined behaviour**: see the log.\n");
     }
-    let _ = writeln!(body, "\nLog: `{}`", ctx.log("miri").display());
+    let _ = writeln!(body, "\nLog: `{}`", ctx.shown("miri"));
     s.body = body;
     s.put("toolchain", Json::str(&ctx.nightly));
     s.put("miriflags", Json::str(flags));
@@ -990,7 +995,9 @@ fn region_totals(table: &str) -> Option<(u64, u64)> {
     for line in table.lines() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let Some(name) = cols.first() else { continue };
-        if !name.contains("protocol/src/") || cols.len() < 3 {
+        // `cargo llvm-cov report -p beacon-protocol` lists that crate's sources by file name
+        // (relative to protocol/src); the TOTAL row and separators are skipped.
+        if !name.ends_with(".rs") || cols.len() < 3 {
             continue;
         }
         if let (Ok(r), Ok(m)) = (cols[1].parse::<u64>(), cols[2].parse::<u64>()) {
@@ -1041,7 +1048,7 @@ fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         s.summary = "the tests failed under coverage instrumentation".into();
         s.body = format!(
             "`cargo llvm-cov` failed; see `{}`.\n",
-            ctx.log("coverage").display()
+            ctx.shown("coverage")
         );
         return (s, Some(test_output));
     }
@@ -1120,7 +1127,10 @@ fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         Ok((hit, found, lines)) => {
             let _ = writeln!(
                 body,
-                "- **branches** (nightly `--branch`, protocol/src): {hit}/{found} = {:.1} %",
+                "- **branches** (nightly `--branch`, protocol/src, test modules excluded): \
+                 {hit}/{found} = {:.1} %. These are the conditions rustc's \
+                 `-Z coverage-options=branch` instruments (`if`, `while`, `&&`, `||`); `match` \
+                 arms and other paths show in the region figure.",
                 pct(*hit, *found)
             );
             for (file, ls) in lines {
@@ -1228,7 +1238,7 @@ fn branch_coverage(ctx: &Ctx) -> std::result::Result<Branches, String> {
     if !ran.ok {
         return Err(format!(
             "the nightly branch-coverage run failed; see {}",
-            ctx.log("coverage-branch").display()
+            ctx.shown("coverage-branch")
         ));
     }
     let lcov = parse_lcov(
@@ -1282,8 +1292,21 @@ fn mutants(ctx: &Ctx, iterate: bool) -> Section {
     for f in DECODER_FILES {
         cmd.args(["-f", &format!("protocol/src/{f}")]);
     }
+    // `--iterate` lists earlier unviable mutants with the caught ones ("previously caught"),
+    // and the new run's unviable.txt replaces the old: keep the union of every run's unviable
+    // list so the report can tell the two apart.
+    let dir = out.join("mutants.out");
+    let earlier_unviable_path = out.join("unviable-earlier.txt");
     if iterate {
         cmd.arg("--iterate");
+        let mut known: BTreeSet<String> = read_lines(&earlier_unviable_path).into_iter().collect();
+        known.extend(read_lines(&dir.join("unviable.txt")));
+        let _ = std::fs::write(
+            &earlier_unviable_path,
+            known.into_iter().map(|l| l + "\n").collect::<String>(),
+        );
+    } else {
+        let _ = std::fs::remove_file(&earlier_unviable_path);
     }
     cmd.arg("--output").arg(&out);
     cmd.env("PROPTEST_CASES", MUTANTS_PROPTEST_CASES);
@@ -1291,30 +1314,29 @@ fn mutants(ctx: &Ctx, iterate: bool) -> Section {
     cmd.env("CARGO_TARGET_DIR", ctx.target_dir.join("mutants-build"));
     // cargo-mutants exits non-zero whenever a mutant is missed: judge by its result files.
     let _ran = run_logged(cmd, &ctx.log("mutants"));
-    let dir = out.join("mutants.out");
-    let read = |name: &str| -> Vec<String> {
-        std::fs::read_to_string(dir.join(name))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect()
-    };
+    let read = |name: &str| read_lines(&dir.join(name));
     let caught = read("caught.txt");
-    let earlier = if iterate {
-        read("previously_caught.txt")
-    } else {
-        Vec::new()
-    };
     let missed = read("missed.txt");
     let timeout = read("timeout.txt");
-    let unviable = read("unviable.txt");
+    let mut unviable = read("unviable.txt");
+    let mut earlier = Vec::new();
+    if iterate {
+        let earlier_unviable: BTreeSet<String> =
+            read_lines(&earlier_unviable_path).into_iter().collect();
+        for m in read("previously_caught.txt") {
+            if earlier_unviable.contains(&m) {
+                unviable.push(m);
+            } else {
+                earlier.push(m);
+            }
+        }
+    }
     if caught.is_empty() && earlier.is_empty() && missed.is_empty() && timeout.is_empty() {
         s.status = Status::Fail;
         s.summary = "cargo mutants did not produce results".into();
         s.body = format!(
             "cargo mutants did not produce results (baseline build or tests failed?); see `{}`.\n",
-            ctx.log("mutants").display()
+            ctx.shown("mutants")
         );
         return s;
     }
@@ -1371,7 +1393,7 @@ fn mutants(ctx: &Ctx, iterate: bool) -> Section {
             }
         }
     }
-    let _ = writeln!(body, "\nRaw results: `{}`", dir.display());
+    body.push_str("\nRaw results: `mutants/mutants.out/` next to report.md.\n");
     s.status = if unexplained.is_empty() {
         Status::Pass
     } else {
@@ -1407,6 +1429,16 @@ fn mutants(ctx: &Ctx, iterate: bool) -> Section {
         ),
     );
     s
+}
+
+/// Non-empty lines of a file (none when it does not exist).
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `protocol/src/x.rs:12:5: replace a with b` -> `protocol/src/x.rs: replace a with b`: the key
@@ -1467,7 +1499,7 @@ fn kani(ctx: &Ctx) -> Section {
         let _ = writeln!(
             body,
             "- **Kani run**: {ok_count} harnesses verified, {fail_count} failed (log: `{}`)",
-            ctx.log("kani").display()
+            ctx.shown("kani")
         );
         Some(ran.ok && fail_count == 0 && ok_count == names.len())
     } else {
@@ -1789,8 +1821,9 @@ fn traceability(ctx: &Ctx, coverage_log: Option<&str>) -> Section {
         }
         let _ = writeln!(
             body,
-            "| **{id}** {text} | {} | {verdict} |",
-            cells.join("<br>")
+            "| **{id}** {} | {} | {verdict} |",
+            md_cell(text),
+            md_cell(&cells.join("<br>"))
         );
         json_reqs.push(Json::obj([
             ("id", Json::str(id)),
@@ -1839,6 +1872,11 @@ fn traceability(ctx: &Ctx, coverage_log: Option<&str>) -> Section {
 
 // ---------------------------------------------------------------------------------------------
 // Report
+
+/// Text for a Markdown table cell: `|` would end the cell, even inside a code span.
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
 
 fn render_markdown(ctx: &Ctx, sections: &[Section], fast: bool, total: f64) -> String {
     let mut md = String::from("# Safety evidence report: beacon-protocol\n\n");
@@ -1970,6 +2008,11 @@ mod tests {
         assert_eq!(ranges(&[2, 3, 5, 7, 8, 9]), "2-3, 5, 7-9");
         let src = "fn a() {}\n\n#[cfg(test)]\nmod tests {\n}\n";
         assert_eq!(test_module_start(src), Some(3));
+    }
+
+    #[test]
+    fn table_cells_escape_pipes() {
+        assert_eq!(md_cell("`COBS(raw) || 0x00`"), "`COBS(raw) \\|\\| 0x00`");
     }
 
     #[test]
