@@ -272,3 +272,95 @@ fn gateway_outage_longer_than_the_device_history_loses_only_what_the_device_coul
     let bound = 2 * (sent_while_down + 10).saturating_sub(DEVICE_HISTORY);
     assert!(lost <= bound, "lost {lost}, expected at most {bound}");
 }
+
+/// The `serial:` link, with QEMU's UART0 on a pseudo-terminal (`-serial pty`) standing in for
+/// a board's USB-serial port: the gateway opens it with the serialport crate like a real tty.
+#[test]
+#[ignore = "needs QEMU and the firmware build; run by cargo xtask test"]
+fn serial_link_on_a_qemu_pty_standing_in_for_a_uart_board() {
+    let paths = Paths::discover();
+    paths.check(true).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut service, addr) = start_service(
+        &paths,
+        &ServiceOpts {
+            db: dir.join("serial.db"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            console: None,
+            log: dir.join("service.log"),
+        },
+    )
+    .unwrap();
+    let qemu_log = dir.join("qemu.log");
+    let mut cmd = std::process::Command::new(&paths.qemu);
+    cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
+        .args([
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-serial",
+            "pty",
+        ])
+        .arg("-kernel")
+        .arg(&paths.firmware_elf)
+        .args(["-append", "device-id=5 period-ms=100"]);
+    let mut qemu = Proc::spawn("qemu on a pty", &mut cmd, &qemu_log).unwrap();
+    // QEMU names the pty it made: "char device redirected to /dev/pts/N (label serial0)".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pty = loop {
+        let log =
+            String::from_utf8_lossy(&std::fs::read(&qemu_log).unwrap_or_default()).into_owned();
+        if let Some(p) = log
+            .split("redirected to ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            break p.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "qemu did not report its pty: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let base = format!("http://{addr}");
+    let stats_file = dir.join("gateway.json");
+    let mut gateway = start_gateway(
+        &paths,
+        &base,
+        &[format!("serial:{pty}@115200")],
+        &stats_file,
+        &dir.join("gateway.log"),
+        &[],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    rt.block_on(async {
+        while all_readings(&client, &base, 5).await.unwrap().len() < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "no readings over the serial link; see {}",
+                dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    qemu.terminate(Duration::from_secs(2));
+    assert!(
+        gateway
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let stats = read_stats(&stats_file).unwrap();
+    let readings = rt.block_on(all_readings(&client, &base, 5)).unwrap();
+    let tally = Tally::count(5, &readings, stats.devices.get(&5).and_then(|d| d.max_seq));
+    eprintln!("serial link: {tally:?}; gateway: {}", stats.line());
+    assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
+    assert!(tally.sent >= 20);
+    service.terminate(Duration::from_secs(5));
+}
