@@ -400,11 +400,23 @@ fn install_missing(ctx: &Ctx, fast: bool) -> Result {
     if !wanted.is_empty() {
         let t = Instant::now();
         let mut cmd = Command::new("rustup");
-        cmd.args(["toolchain", "install", &ctx.nightly, "--profile", "minimal"]);
-        for c in &wanted {
-            cmd.args(["--component", c]);
+        if components(&ctx.nightly).is_some() {
+            cmd.args(["component", "add", "--toolchain", &ctx.nightly])
+                .args(&wanted);
+        } else {
+            cmd.args(["toolchain", "install", &ctx.nightly, "--profile", "minimal"])
+                .arg("--component")
+                .arg(wanted.join(","));
         }
         run_plain(cmd, "install the nightly components")?;
+        // Miri builds its own sysroot on first use (a few minutes); do it now, not mid-report.
+        if wanted.contains(&"miri") {
+            let mut cmd = Command::new("cargo");
+            cmd.arg(format!("+{}", ctx.nightly))
+                .args(["miri", "setup"])
+                .env_remove("RUSTUP_TOOLCHAIN");
+            run_plain(cmd, "prepare Miri's sysroot")?;
+        }
         eprintln!(
             "installed {} for {} in {:.0}s",
             wanted.join(", "),
@@ -569,6 +581,11 @@ fn findings(json_lines: &str) -> Vec<Finding> {
     out
 }
 
+/// Did cargo report a finished build (`--message-format=json`)?
+fn finished(json_lines: &str) -> bool {
+    json_lines.contains("{\"reason\":\"build-finished\",\"success\":true}")
+}
+
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = s.find(start)?.checked_add(start.len())?;
     let rest = s.get(from..)?;
@@ -618,7 +635,8 @@ fn lint(ctx: &Ctx) -> Section {
             .args(lint_flags('D'));
         let ran = run_logged(cmd, &ctx.log(&format!("lint-protocol-{i}")));
         let found = findings(&ran.output);
-        let ok = ran.ok && found.is_empty();
+        // A positive signal that clippy really ran, not just a command that exited 0.
+        let ok = ran.ok && found.is_empty() && finished(&ran.output);
         failed |= !ok;
         let _ = writeln!(
             body,
@@ -629,10 +647,10 @@ fn lint(ctx: &Ctx) -> Section {
         for f in &found {
             let _ = writeln!(body, "  - `{}` ({}) at {}", f.lint, f.level, f.place);
         }
-        if !ran.ok && found.is_empty() {
+        if !ok && found.is_empty() {
             let _ = writeln!(
                 body,
-                "  - clippy itself failed; see {}",
+                "  - clippy did not complete; see {}",
                 ctx.shown(&format!("lint-protocol-{i}"))
             );
         }
@@ -661,7 +679,7 @@ fn lint(ctx: &Ctx) -> Section {
         for f in &found {
             *per_lint.entry(f.lint.as_str()).or_default() += 1;
         }
-        if ran.ok {
+        if ran.ok && finished(&ran.output) {
             let counts: Vec<String> = per_lint.iter().map(|(l, n)| format!("`{l}` {n}")).collect();
             let _ = writeln!(
                 body,
@@ -2032,6 +2050,8 @@ mod tests {
         assert_eq!(f[0].level, "error");
         assert_eq!(f[0].lint, "clippy::unwrap_used");
         assert_eq!(f[0].place, "src/a.rs:7");
+        assert!(finished(r#"{"reason":"build-finished","success":true}"#));
+        assert!(!finished(r#"{"reason":"build-finished","success":false}"#));
         assert!(lint_flags('D').contains(&"-Funsafe_code".to_string()));
         assert!(lint_flags('W').contains(&"-Wclippy::panic".to_string()));
     }
