@@ -488,6 +488,8 @@ pub struct LiveDevice {
     pub last_values: Vec<serde_json::Value>,
     /// When recent readings arrived (for the rate).
     pub arrivals: VecDeque<Instant>,
+    /// Sample-to-queryable latency of the newest reading, ms.
+    pub last_latency_ms: i64,
 }
 
 /// What the live stream showed so far.
@@ -507,9 +509,11 @@ pub struct Live {
 impl Live {
     fn record(&mut self, r: StoredReading, now: Instant, now_ms: i64) {
         self.first_reading.get_or_insert(now);
-        self.latencies_ms.push(now_ms - r.sampled_at_ms);
+        let latency = now_ms - r.sampled_at_ms;
+        self.latencies_ms.push(latency);
         let d = self.devices.entry(r.device_id).or_default();
         d.count += 1;
+        d.last_latency_ms = latency;
         if r.seq >= d.last_seq || d.count == 1 {
             d.last_seq = r.seq;
             d.last_values = r.values;

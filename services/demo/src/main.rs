@@ -366,13 +366,13 @@ async fn demo(args: Args) -> Result<bool, String> {
         )
     );
     println!(
-        "  gateway: frames in {}  posted {}  retries {}  corrupt {}  dropped {}  (exit {})",
+        "  gateway: frames in {}  posted {}  retries {}  corrupt {}  dropped {}  ({})",
         stats.frames_in,
         stats.posted,
         stats.retries,
         stats.corrupt,
         stats.dropped,
-        gateway_status.map_or_else(|| "?".to_owned(), |s| s.to_string())
+        gateway_status.map_or_else(|| "exit status unknown".to_owned(), |s| s.to_string())
     );
     if let Some(f) = failure {
         return Err(f);
@@ -412,7 +412,7 @@ fn render(
 ) -> String {
     let l = live.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = String::new();
-    out.push_str("device  readings  last seq  rate/s  last reading\n");
+    out.push_str("device  readings  last seq  rate/s  e2e ms  last reading\n");
     for (id, d) in &l.devices {
         let rate = if d.arrivals.len() > 1 {
             let span = d
@@ -430,9 +430,10 @@ fn render(
         };
         let values: Vec<String> = d.last_values.iter().map(describe).collect();
         out.push_str(&format!(
-            "{id:>6}  {:>8}  {:>8}  {rate:>6.1}  {}\n",
+            "{id:>6}  {:>8}  {:>8}  {rate:>6.1}  {:>6}  {}\n",
             d.count,
             d.last_seq,
+            d.last_latency_ms,
             values.join(", ")
         ));
     }
