@@ -1,6 +1,97 @@
-//! The beacon telemetry service.
+//! The beacon telemetry service: ingests the frames devices produce (through the gateway),
+//! stores them durably in SQLite, and serves them back: queries, a live stream, metrics and a
+//! dashboard. Built on tokio, axum and hyper; instrumented for tokio-console (feature
+//! `console`).
 //!
-//! DOCS PLACEHOLDER
+//! # Shape
+//! - [`run`] takes the listener and a shutdown future as arguments (the mini-redis shape): the
+//!   binary (`src/main.rs`) passes `--listen` and Ctrl-C/SIGTERM, tests pass `127.0.0.1:0`
+//!   and a oneshot. [`serve`] does the same with any store.
+//! - [`router`] builds the whole HTTP application from an [`AppState`]; tests drive it
+//!   in-process with `tower::ServiceExt::oneshot`.
+//! - [`store`]: the [`store::Store`] trait (native `async fn` in traits), its object-safe twin
+//!   [`store::DynStore`] for `Arc<dyn ...>`, and the SQLite backend ([`store::sqlite`]).
+//! - [`config::Config`]: clap, every flag with a `BEACON_*` environment fallback; binds
+//!   `127.0.0.1:8080` by default.
+//!
+//! # Data model
+//! A **reading** is one device frame, identified by `(device_id, seq)`:
+//!
+//! ```json
+//! {
+//!   "device_id": 7,            // optional in requests: the URL names the device
+//!   "seq": 1042,               // the frame's sequence number
+//!   "uptime_ms": 360000,       // device time since boot when it sampled
+//!   "sampled_at_ms": 1795780000123,  // wall clock (Unix ms), assigned by the gateway;
+//!                                    // the service's receive time when absent
+//!   "values": [
+//!     {"kind": "temperature_c", "value": 21.5},
+//!     {"kind": "humidity_pct", "value": 45.25},
+//!     {"kind": "counter", "value": 17},
+//!     {"kind": "status", "value": 1},
+//!     {"kind": "boot", "firmware": "1.2.3", "board": 1},
+//!     {"kind": "unknown", "code": 200, "len": 3}
+//!   ]
+//! }
+//! ```
+//!
+//! Stored readings also carry `received_at_ms`, when the service received the request:
+//! `received_at_ms - sampled_at_ms` is the device-to-service latency. Values follow the wire
+//! format's reading kinds ([`model::Value`]): temperature and humidity are converted from
+//! hundredths to plain numbers, a boot firmware version becomes `"major.minor.patch"`.
+//!
+//! **Durability and idempotency.** An ingest is answered after its readings are committed
+//! (`PRAGMA synchronous=FULL` by default: fsynced). A `(device_id, seq)` already stored is
+//! counted as a duplicate and not written again, so a client may retry any batch safely.
+//! Readings may arrive in any order. The answer is `{"accepted": n, "duplicates": m}`.
+//!
+//! # HTTP API
+//! The full contract is `src/openapi.json`, served at `/openapi.json`.
+//!
+//! | method, path | what |
+//! | --- | --- |
+//! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token |
+//! | `GET /api/v1/devices` | list devices (never their tokens) |
+//! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
+//! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `seq` order; page on with `after_seq=<next_after_seq>` |
+//! | `GET /api/v1/latest` | newest reading of each device |
+//! | `GET /api/v1/stream?device_id=` | SSE: `event: readings` (JSON array), `event: lagged` |
+//! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
+//!
+//! Errors are JSON `{"error": "...", "field"?: "readings[3].seq", "offset"?: 120}`: 400 names
+//! the JSON field or the byte offset of the bad frame (and stores nothing from that request);
+//! 401 bad or missing token; 404 unknown device; 408 timeout; 409 token conflict; 413 body or
+//! batch too large; 415 other content types; 503 with `Retry-After` when the store cannot take
+//! the write (queue full, disk or size cap full, shutting down).
+//!
+//! # For the gateway (and any other client)
+//! 1. `POST /api/v1/devices` with `{"id": <device_id>, "token": "<token>"}`, idempotent: call it
+//!    whenever a device is first seen (with `Authorization: Bearer <provisioning token>` when
+//!    the service runs with `--provisioning-token`). Or run the service with
+//!    `--auto-register`, which registers an unknown device with the first token it presents.
+//! 2. Post batches to `/api/v1/devices/<id>/readings` with the device's token, either the raw
+//!    frames (`application/x-beacon-frames`: the service decodes them and uses its receive
+//!    time as `sampled_at_ms`) or JSON with the gateway's `sampled_at_ms`.
+//! 3. On 503 wait `Retry-After` seconds and resend the same batch; on a network error resend
+//!    too: duplicates are harmless. Do not resend on 400/401/404/413: fix the request.
+//!
+//! # Operations
+//! - Graceful shutdown on Ctrl-C and SIGTERM: stop accepting, drain in-flight requests (at
+//!   most `--shutdown-grace-secs`), end SSE streams, let the store commit everything queued,
+//!   checkpoint the WAL. Nothing answered "accepted" is lost.
+//! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
+//!   its `x-request-id` (generated, and echoed in the response).
+//! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression
+//!   (JSON answers and the dashboard; never the SSE stream), body limit (`--max-body-bytes`,
+//!   413).
+//! - tokio-console: build with `--features console`, run with `--console`; it serves on
+//!   `127.0.0.1:6669` (loopback only: it exposes the runtime's internals) and keeps finished
+//!   tasks for `--console-retention-secs` (default 5 s: each costs ~50 KB, and every HTTP
+//!   connection is a task, so memory is about connections/s x retention x 50 KB).
+//!
+//! # Async patterns
+//! See [`async_patterns`]: where this code handles `Send` across `.await`, `async fn` in
+//! traits, dynamic dispatch, blocking work and cancellation.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -9,6 +100,9 @@ pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod telemetry;
+
+#[doc = include_str!("../ASYNC.md")]
+pub mod async_patterns {}
 
 pub use api::{AppState, router};
 pub use config::Config;
