@@ -34,6 +34,20 @@ pub fn run(args: Args) -> Result {
         .args(["test", "--workspace", "--doc"])
         .dir(&root)
         .run()?;
+    // The service's tokio-console support is behind a cargo feature (the default build does
+    // not pull console-subscriber): its gRPC client test runs in its own step.
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-service",
+            "--features",
+            "console",
+            "--test",
+            "console",
+        ])
+        .dir(&root)
+        .run()?;
     if args.host_only {
         return Ok(());
     }

@@ -3,7 +3,7 @@
 //! # Keeping blocking work off the async workers
 //! rusqlite is a blocking API: a query or a commit (an `fsync`) can take milliseconds, and a
 //! tokio worker thread that blocks that long stalls every other task scheduled on it. So:
-//! - **Writes** go to one dedicated *writer* ([`writer_loop`]) that runs on tokio's blocking
+//! - **Writes** go to one dedicated *writer* (`writer_loop`) that runs on tokio's blocking
 //!   pool (`spawn_blocking`), named `sqlite-writer` in tokio-console. Handlers send it a
 //!   command over a bounded channel and `.await` a oneshot answer; the worker thread is free
 //!   meanwhile.
