@@ -265,7 +265,9 @@ pub async fn run_link(spec: LinkSpec, ctx: Ctx) -> Result<(), String> {
 }
 
 async fn tcp_connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, ctx: &Ctx) {
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    // Short: a device link is local (QEMU, ser2net on the LAN) and a connect attempt is cheap;
+    // every ms without a connection is a ms of frames only the device's replay can recover.
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
     loop {
         let connected = tokio::select! {
             () = ctx.cancel.cancelled() => return,
