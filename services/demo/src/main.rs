@@ -235,15 +235,25 @@ async fn demo(args: Args) -> Result<bool, String> {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut n = 0u64;
     let mut failure: Option<String> = None;
+    // The children run in their own process groups (so a terminal's Ctrl-C reaches only this
+    // process, which stops them in order): SIGTERM and SIGHUP (terminal closed) must stop
+    // them too, or they would outlive the demo.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle sigterm: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle sighup: {e}"))?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        tokio::select! {
-            _ = &mut ctrl_c => {
-                println!("\nctrl-c: stopping the devices, then the gateway, then the service");
-                break;
-            }
-            _ = tick.tick() => {}
+        let stop = tokio::select! {
+            _ = &mut ctrl_c => Some("ctrl-c"),
+            _ = term.recv() => Some("sigterm"),
+            _ = hup.recv() => Some("sighup"),
+            _ = tick.tick() => None,
+        };
+        if let Some(why) = stop {
+            println!("\n{why}: stopping the devices, then the gateway, then the service");
+            break;
         }
         n += 1;
         if let Some(status) = gateway.try_wait() {
