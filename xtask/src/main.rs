@@ -6,7 +6,11 @@
 
 mod bench_build;
 mod cmd;
+// template:service:begin
+// template:firmware:begin
 mod demo;
+// template:firmware:end
+// template:service:end
 mod doctor;
 mod fast;
 // template:firmware:begin
@@ -50,10 +54,14 @@ enum Command {
     /// Run every test in the repository: the host workspace, the protocol crate built for the
     /// firmware target, the firmware's host tests and QEMU boot, and the end-to-end tests.
     Test(test::Args),
+    // template:service:begin
+    // template:firmware:begin
     /// The whole stack end to end: builds what is stale, starts the service (tokio-console on),
     /// the gateway and 3 QEMU devices, shows them live; Ctrl-C stops all and prints a summary.
     /// `--duration N --check` for CI; `--board nrf52840` for a real board through probe-rs.
     Demo(demo::Args),
+    // template:firmware:end
+    // template:service:end
     /// The safety evidence pack for the protocol crate: strict lints, Miri, coverage,
     /// mutation testing, Kani harnesses, requirement traceability; writes
     /// target/safety/report.md and report.json. `--fast` is what CI runs on every change.
@@ -77,7 +85,11 @@ fn main() -> ExitCode {
         Command::BenchBuild(args) => bench_build::run(args),
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
+        // template:service:begin
+        // template:firmware:begin
         Command::Demo(args) => demo::run(args),
+        // template:firmware:end
+        // template:service:end
         Command::New(args) => new::run(args),
         Command::Safety(args) => safety::run(args),
         // template:firmware:begin

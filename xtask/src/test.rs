@@ -56,8 +56,12 @@ pub fn run(args: Args) -> Result {
     //    logic's host tests, and the QEMU build booted and checked over its UART.
     crate::firmware::test()?;
     // template:firmware:end
+    // template:service:begin
+    // template:firmware:begin
     // 4. End to end: the real service, gateway and QEMU devices, including the fault tests
     //    (kill -9 the service, kill and restart the gateway). services/demo/tests/e2e.rs.
     crate::demo::e2e()?;
+    // template:firmware:end
+    // template:service:end
     Ok(())
 }
