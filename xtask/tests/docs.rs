@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Commands in ```sh blocks, without trailing `# comments`.
@@ -28,13 +31,20 @@ fn commands(page: &str) -> Vec<String> {
 
 /// Rows of the "Commands on this page" table: (command, checked by).
 fn table(page: &str) -> Vec<(String, String)> {
-    let Some(start) = page.find("## Commands on this page") else { return Vec::new() };
+    let Some(start) = page.find("## Commands on this page") else {
+        return Vec::new();
+    };
     page[start..]
         .lines()
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| {
             let cells: Vec<&str> = l.trim_matches('|').split(" | ").collect();
-            (cells.len() == 2).then(|| (cells[0].trim().trim_matches('`').to_string(), cells[1].trim().to_string()))
+            (cells.len() == 2).then(|| {
+                (
+                    cells[0].trim().trim_matches('`').to_string(),
+                    cells[1].trim().to_string(),
+                )
+            })
         })
         .collect()
 }
@@ -67,7 +77,10 @@ fn every_docs_command_is_checked_by_a_named_test_or_marked_manual() {
     let mut pages = 0;
     for entry in std::fs::read_dir(root().join("docs")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "md") || path.ends_with("README.md") || path.ends_with("safety-report.md") {
+        if path.extension().is_none_or(|e| e != "md")
+            || path.ends_with("README.md")
+            || path.ends_with("safety-report.md")
+        {
             continue;
         }
         pages += 1;
@@ -76,7 +89,9 @@ fn every_docs_command_is_checked_by_a_named_test_or_marked_manual() {
         let page_name = path.file_name().unwrap().to_string_lossy().to_string();
         for cmd in commands(&page) {
             if !rows.iter().any(|(c, _)| *c == cmd) {
-                problems.push(format!("{page_name}: `{cmd}` has no row in \"Commands on this page\""));
+                problems.push(format!(
+                    "{page_name}: `{cmd}` has no row in \"Commands on this page\""
+                ));
             }
         }
         for (cmd, checked_by) in &rows {
@@ -93,11 +108,20 @@ fn every_docs_command_is_checked_by_a_named_test_or_marked_manual() {
             for t in tests {
                 let is_fn = t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if is_fn && !sources.contains(&format!("fn {t}(")) {
-                    problems.push(format!("{page_name}: `{cmd}` cites test `{t}`, which does not exist"));
+                    problems.push(format!(
+                        "{page_name}: `{cmd}` cites test `{t}`, which does not exist"
+                    ));
                 }
             }
         }
     }
-    assert!(pages >= 4, "expected the four friction pages, found {pages}");
-    assert!(problems.is_empty(), "docs problems:\n{}", problems.join("\n"));
+    assert!(
+        pages >= 4,
+        "expected the four friction pages, found {pages}"
+    );
+    assert!(
+        problems.is_empty(),
+        "docs problems:\n{}",
+        problems.join("\n")
+    );
 }
