@@ -9,10 +9,12 @@ test *ARGS:
     cargo xtask test {{ARGS}}
 
 # template:service:begin
+# template:firmware:begin
 # The whole stack live: service (tokio-console on), gateway, 3 QEMU devices. Ctrl-C stops it
 # all and prints the summary. `just demo --duration 20 --check` for CI; `--board nrf52840`.
 demo *ARGS:
     cargo xtask demo {{ARGS}}
+# template:firmware:end
 
 # Attach tokio-console to the service the demo (or `--console`) started.
 console:

@@ -108,8 +108,13 @@ impl Drop {
     fn drops_path(&self, path: &str) -> bool {
         let firmware_paths = ["firmware/", "docs/embedded.md", "xtask/src/firmware.rs"];
         // The demo boots QEMU firmware; without firmware it has nothing to show.
-        let demo_paths = ["services/demo/"];
-        let service_paths = ["services/", "docs/async.md"];
+        let demo_paths = ["services/demo/", "xtask/src/demo.rs"];
+        let service_paths = [
+            "services/",
+            "docs/async.md",
+            "xtask/src/demo.rs",
+            "xtask/src/bench_service.rs",
+        ];
         (self.firmware
             && firmware_paths
                 .iter()

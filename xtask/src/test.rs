@@ -34,6 +34,7 @@ pub fn run(args: Args) -> Result {
         .args(["test", "--workspace", "--doc"])
         .dir(&root)
         .run()?;
+    // template:service:begin
     // The service's tokio-console support is behind a cargo feature (the default build does
     // not pull console-subscriber): its gRPC client test runs in its own step.
     cmd("cargo")
@@ -48,6 +49,7 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
+    // template:service:end
     if args.host_only {
         return Ok(());
     }
@@ -63,5 +65,21 @@ pub fn run(args: Args) -> Result {
     crate::demo::e2e()?;
     // template:firmware:end
     // template:service:end
+    // 5. The template itself: `cargo xtask new` generates projects under other names (full,
+    //    --no-firmware, --no-service) and builds and tests each (xtask/tests/new_project.rs).
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "new_project",
+            "--",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
+        .dir(&root)
+        .run()?;
     Ok(())
 }
