@@ -49,6 +49,9 @@ pub fn run(args: Args) -> Result {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let root = project_root();
+    if args.board == "qemu" {
+        crate::test::require_qemu()?;
+    }
     build_firmware(&args.board)?;
     let mut build = cmd("cargo").args([
         "build",

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test in the repository, in the order that fails fastest.
 
-use crate::cmd::{Result, cmd, project_root};
+use crate::bail;
+use crate::cmd::{Result, cmd, on_path, project_root};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,6 +12,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result {
     let root = project_root();
+    // Fail in the first second, not after ten minutes of host tests, when a tool is missing.
+    // template:firmware:begin
+    if !args.host_only {
+        require_qemu()?;
+    }
+    // template:firmware:end
     // 1. The protocol crate must build for the firmware target with default features off: it
     //    is what proves it stays no_std and allocation-free.
     cmd("cargo")
@@ -82,4 +89,27 @@ pub fn run(args: Args) -> Result {
         .dir(&root)
         .run()?;
     Ok(())
+}
+
+/// QEMU boots the firmware in the firmware and end-to-end tests: say how to get it if missing.
+pub fn require_qemu() -> Result {
+    if on_path("qemu-system-arm") {
+        return Ok(());
+    }
+    let how = if cfg!(target_os = "macos") {
+        "brew install qemu"
+    } else if on_path("apt-get") {
+        "sudo apt-get install qemu-system-arm"
+    } else if on_path("dnf") {
+        "sudo dnf install qemu-system-arm"
+    } else if on_path("pacman") {
+        "sudo pacman -S qemu-system-arm"
+    } else {
+        "install QEMU's ARM system emulator with your package manager"
+    };
+    bail!(
+        "qemu-system-arm is not installed (the firmware and end-to-end tests boot the firmware \
+         in it): run `{how}` or `cargo xtask setup --only qemu`; `cargo xtask test --host-only` \
+         runs the host tests without it"
+    )
 }
