@@ -41,6 +41,13 @@ pub struct Args {
     /// Scratch directory (default: <tmp>/beacon-bench-build).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Experiment: build dependencies with Cranelift too in the fast variant (not what setup
+    /// configures: Cranelift-built code cannot unwind and traps on some SIMD intrinsics).
+    #[arg(long)]
+    pub cranelift_deps: bool,
+    /// Where to write the JSON (default: target/bench-build.json, which setup reads).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -52,6 +59,8 @@ impl Default for Args {
             no_link: false,
             package: None,
             work_dir: None,
+            cranelift_deps: false,
+            out: None,
         }
     }
 }
@@ -269,7 +278,18 @@ pub fn run(args: Args) -> Result {
     eprintln!("bench-build: copying sources to {}", src.display());
     copy_sources(&root, &src)?;
 
-    let (_, fast_body, _) = setup::local_config_bodies(&ctx)?;
+    let (_, mut fast_body, _) = setup::local_config_bodies(&ctx)?;
+    if args.cranelift_deps {
+        fast_body = fast_body.replace(
+            "[profile.fast.package.\"*\"]\ncodegen-backend = \"llvm\"",
+            "[profile.fast.package.\"*\"]\ncodegen-backend = \"cranelift\"",
+        );
+        if !fast_body.contains("package.\"*\"]\ncodegen-backend = \"cranelift\"") {
+            crate::bail!(
+                "--cranelift-deps: the fast config has no dependency backend line to switch"
+            );
+        }
+    }
     let fast_cfg = work.join("fast.toml");
     std::fs::write(&fast_cfg, &fast_body)?;
     let mut fast_configs = vec![fast_cfg.display().to_string()];
@@ -335,6 +355,11 @@ pub fn run(args: Args) -> Result {
         for i in 0..args.runs {
             for (v, out) in [(&stock, &mut clean_stock), (&fast, &mut clean_fast)] {
                 let _ = std::fs::remove_dir_all(&v.target_dir);
+                eprintln!(
+                    "  clean  {:<5} run {}: building the workspace ...",
+                    v.name,
+                    i + 1
+                );
                 let s = v.time(&src, &["build", "--workspace", "--offline"])?;
                 eprintln!(
                     "  clean  {:<5} run {}: {}",
@@ -352,6 +377,7 @@ pub fn run(args: Args) -> Result {
     }
     // Bring every target dir up to date before the incremental runs (not timed).
     for v in &variants {
+        eprintln!("  preparing {} (untimed build of {package})", v.name);
         v.time(&src, &["build", "-p", &package, "--offline"])?;
     }
     let mut incr: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -439,6 +465,7 @@ pub fn run(args: Args) -> Result {
         ("stable", Json::str(&stable)),
         ("nightly", Json::str(&nightly)),
         ("package", Json::str(&package)),
+        ("cranelift_deps", Json::Bool(args.cranelift_deps)),
         (
             "edited_file",
             Json::str(
@@ -477,8 +504,13 @@ pub fn run(args: Args) -> Result {
         ("comment_fast", Json::str(fast_c)),
         ("comment_mold", Json::str(mold_c)),
     ]);
-    let out = root.join("target/bench-build.json");
-    std::fs::create_dir_all(root.join("target"))?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("target/bench-build.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(&out, json.pretty())?;
     println!("  written to {}", out.display());
     Ok(())
