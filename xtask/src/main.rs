@@ -5,6 +5,9 @@
 //! 2 bad command-line usage.
 
 mod bench_build;
+// template:service:begin
+mod bench_service;
+// template:service:end
 mod cmd;
 // template:service:begin
 // template:firmware:begin
@@ -49,6 +52,11 @@ enum Command {
     /// Measure stock stable vs the fast loop (clean and incremental builds) and mold vs LLD;
     /// writes target/bench-build.json.
     BenchBuild(bench_build::Args),
+    // template:service:begin
+    /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
+    /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
+    BenchService(bench_service::Args),
+    // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
     Fast(fast::Args),
     /// Run every test in the repository: the host workspace, the protocol crate built for the
@@ -83,6 +91,9 @@ fn main() -> ExitCode {
         Command::Setup(args) => setup::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::BenchBuild(args) => bench_build::run(args),
+        // template:service:begin
+        Command::BenchService(args) => bench_service::run(args),
+        // template:service:end
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
         // template:service:begin

@@ -78,11 +78,28 @@ pub struct Config {
     #[arg(long, env = "BEACON_CONSOLE_ADDR", default_value = "127.0.0.1:6669")]
     pub console_addr: SocketAddr,
 
-    /// How long the console keeps finished tasks, in seconds. Each costs about 50 KB for this
-    /// long (DESIGN.md): under connection churn (one task per connection) memory is about
-    /// connections/s x retention x 50 KB, so keep it short.
-    #[arg(long, env = "BEACON_CONSOLE_RETENTION_SECS", default_value_t = 5)]
-    pub console_retention_secs: u64,
+    /// How long the console keeps finished tasks, in milliseconds. Each finished task costs
+    /// about 50 KB (two latency histograms) until it is dropped (DESIGN.md), and every HTTP
+    /// connection is a task: under connection churn, memory is about connections/s x
+    /// (retention plus publish interval) x 50 KB. console-subscriber's default, one hour, reaches gigabytes
+    /// in seconds. A connected console client still receives every task's final state (the
+    /// aggregator keeps unsent tasks while a client watches); the client keeps them on screen
+    /// for its own retention.
+    #[arg(long, env = "BEACON_CONSOLE_RETENTION_MS", default_value_t = 0)]
+    pub console_retention_ms: u64,
+
+    /// Capacity of the queue of runtime events waiting for the console aggregator; when it is
+    /// full, events are dropped (the console shows a warning) instead of queueing. This is the
+    /// real bound on memory under connection churn: each queued task-spawn event holds the
+    /// task's ~50 KB of statistics, and a CPU-starved aggregator lets the queue fill
+    /// (console-subscriber's default, 102 400 events, measured ~420 MB here).
+    #[arg(long, env = "BEACON_CONSOLE_EVENT_BUFFER", default_value_t = 8192)]
+    pub console_event_buffer: usize,
+
+    /// How often the console aggregator publishes updates and drops finished tasks, in
+    /// milliseconds.
+    #[arg(long, env = "BEACON_CONSOLE_PUBLISH_MS", default_value_t = 500)]
+    pub console_publish_ms: u64,
 }
 
 impl Config {

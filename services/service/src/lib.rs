@@ -85,9 +85,11 @@
 //!   (JSON answers and the dashboard; never the SSE stream), body limit (`--max-body-bytes`,
 //!   413).
 //! - tokio-console: build with `--features console`, run with `--console`; it serves on
-//!   `127.0.0.1:6669` (loopback only: it exposes the runtime's internals) and keeps finished
-//!   tasks for `--console-retention-secs` (default 5 s: each costs ~50 KB, and every HTTP
-//!   connection is a task, so memory is about connections/s x retention x 50 KB).
+//!   `127.0.0.1:6669` (loopback only: it exposes the runtime's internals) and forgets finished
+//!   tasks as soon as they were published (`--console-retention-ms`, default 0;
+//!   `--console-publish-ms`, default 500): each finished task costs ~50 KB until dropped, and
+//!   every HTTP connection is a task, so memory is about connections/s x (retention + publish
+//!   interval) x 50 KB. `cargo xtask bench-service` measures it under connection churn.
 //!
 //! # Async patterns
 //! See [`async_patterns`]: where this code handles `Send` across `.await`, `async fn` in

@@ -53,9 +53,12 @@ where
             config.console_addr
         ));
     }
-    let retention = std::time::Duration::from_secs(config.console_retention_secs);
+    let retention = std::time::Duration::from_millis(config.console_retention_ms);
+    let publish = std::time::Duration::from_millis(config.console_publish_ms.max(50));
     Ok(console_subscriber::ConsoleLayer::builder()
         .server_addr(config.console_addr)
         .retention(retention)
+        .publish_interval(publish)
+        .event_buffer_capacity(config.console_event_buffer.max(256))
         .spawn())
 }

@@ -1,0 +1,308 @@
+//! `cargo xtask bench-service`: the telemetry service under load, on loopback.
+//!
+//! Builds the service and its load generator (`beacon-load`, a bin of the service crate: xtask
+//! stays std + clap) in release with the `console` feature, then:
+//! 1. durable ingest throughput and latency, console off vs on, alternating rounds on a fresh
+//!    SQLite file each time (the best round of each is reported: other processes on the
+//!    machine only ever make a round slower);
+//! 2. peak RSS (`VmHWM`) of the service after a connection-churn run (a new TCP connection per
+//!    request) with the console on: the case where console-subscriber's per-task retention
+//!    would grow without bound.
+//!
+//! Prints a table against the targets and writes `target/bench-service.json`. Figures depend
+//! on the machine and on what else runs on it: the load average is printed with them.
+
+use crate::cmd::{Result, cmd, project_root};
+use crate::json::Json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Seconds per throughput run.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// Rounds of (console off, console on) throughput runs.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Concurrent ingest requests in the throughput runs.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u32,
+    /// Readings per request in the throughput runs.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u32,
+    /// Seconds of connection churn for the memory check.
+    #[arg(long, default_value_t = 60)]
+    pub churn_secs: u64,
+    /// Concurrent clients in the churn run (each request on a new connection).
+    #[arg(long, default_value_t = 32)]
+    pub churn_concurrency: u32,
+}
+
+const TARGET_RPS: f64 = 200_000.0;
+const TARGET_RATIO: f64 = 0.90;
+const TARGET_RSS_MB: f64 = 150.0;
+
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(bin: &Path, db: &Path, console: Option<u16>) -> Result<Self> {
+        let mut command = Command::new(bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(port) = console {
+            command.args(["--console", "--console-addr", &format!("127.0.0.1:{port}")]);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bin.display())))?;
+        let mut line = String::new();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| crate::cmd::Error("the service has no stdout".into()))?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line.trim().rsplit(' ').next().unwrap_or("").to_owned();
+        if !url.starts_with("http://") {
+            let _ = child.kill();
+            crate::bail!("the service did not start (first line {line:?}); its log is above");
+        }
+        Ok(Self { child, url })
+    }
+
+    fn status_kb(&self, key: &str) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// SIGTERM, then wait: the service drains and flushes; it must exit 0.
+    fn stop(mut self) -> Result {
+        let pid = self.child.id().to_string();
+        cmd("kill").args(["-TERM", &pid]).read()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            crate::bail!("the service exited with {status} after SIGTERM; its log is above");
+        }
+        Ok(())
+    }
+}
+
+/// A number from beacon-load's one-line JSON summary.
+fn field(summary: &str, key: &str) -> f64 {
+    let needle = format!("\"{key}\":");
+    summary
+        .split(&needle)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: f64,
+}
+
+fn throughput(args: &Args, bins: &Bins, dir: &Path, console: bool, round: u32) -> Result<Run> {
+    let db = dir.join(format!(
+        "tp-{round}-{}.db",
+        if console { "on" } else { "off" }
+    ));
+    let service = Service::start(&bins.service, &db, console.then(free_port).transpose()?)?;
+    let summary = cmd(&bins.load)
+        .args(["--url", &service.url])
+        .args(["--duration-secs", &args.secs.to_string()])
+        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .read()?;
+    service.stop()?;
+    let run = Run {
+        rps: field(&summary, "readings_per_sec"),
+        p50: field(&summary, "p50_ms"),
+        p99: field(&summary, "p99_ms"),
+        errors: field(&summary, "errors"),
+    };
+    eprintln!(
+        "  round {round} console {:<3} {:>9.0} readings/s  p50 {:>7.1} ms  p99 {:>7.1} ms  errors {}",
+        if console { "on" } else { "off" },
+        run.rps,
+        run.p50,
+        run.p99,
+        run.errors
+    );
+    Ok(run)
+}
+
+struct Bins {
+    service: PathBuf,
+    load: PathBuf,
+}
+
+pub fn run(args: Args) -> Result {
+    let root = project_root();
+    cmd("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "beacon-service",
+            "--features",
+            "console",
+            "--bins",
+        ])
+        .dir(&root)
+        .run()?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bins = Bins {
+        service: target.join("release/beacon-service"),
+        load: target.join("release/beacon-load"),
+    };
+    let dir = target.join("bench-service");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let load_before = load_average();
+
+    eprintln!(
+        "throughput: {} s per run, {} concurrent requests of {} readings (binary frames), fsync per commit",
+        args.secs, args.concurrency, args.batch
+    );
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        off.push(throughput(&args, &bins, &dir, false, round)?);
+        on.push(throughput(&args, &bins, &dir, true, round)?);
+    }
+    let best = |runs: &[Run]| {
+        runs.iter()
+            .copied()
+            .fold(None, |b: Option<Run>, r| match b {
+                Some(b) if b.rps >= r.rps => Some(b),
+                _ => Some(r),
+            })
+    };
+    let (Some(off), Some(on)) = (best(&off), best(&on)) else {
+        crate::bail!("no throughput run completed");
+    };
+    let ratio = on.rps / off.rps;
+
+    eprintln!(
+        "churn: {} s, {} clients, a new connection per request (batches of 10), console on",
+        args.churn_secs, args.churn_concurrency
+    );
+    let service = Service::start(&bins.service, &dir.join("churn.db"), Some(free_port()?))?;
+    let mut load = Command::new(&bins.load)
+        .args(["--url", &service.url, "--churn", "--batch", "10"])
+        .args(["--duration-secs", &args.churn_secs.to_string()])
+        .args(["--concurrency", &args.churn_concurrency.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while load.try_wait()?.is_none() {
+        std::thread::sleep(Duration::from_secs(5));
+        if let Some(rss) = service.status_kb("VmRSS:") {
+            samples.push((started.elapsed().as_secs(), rss / 1024.0));
+            eprintln!(
+                "  t={:>3}s rss {:>6.1} MB",
+                started.elapsed().as_secs(),
+                rss / 1024.0
+            );
+        }
+    }
+    let mut summary = String::new();
+    if let Some(mut out) = load.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut summary)?;
+    }
+    let hwm_mb = service.status_kb("VmHWM:").unwrap_or(f64::NAN) / 1024.0;
+    service.stop()?;
+    let conn_per_sec = field(&summary, "requests_per_sec");
+    let churn_errors = field(&summary, "errors");
+    let load_after = load_average();
+
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!();
+    println!("beacon-service benchmark (loopback, load generator on the same machine)");
+    println!(
+        "load average before/after: {load_before} / {load_after} (other processes slow every figure)"
+    );
+    println!(
+        "durable ingest, console off : {:>9.0} readings/s  p50 {:.1} ms  p99 {:.1} ms   target >= {TARGET_RPS:.0}: {}",
+        off.rps,
+        off.p50,
+        off.p99,
+        mark(off.rps >= TARGET_RPS)
+    );
+    println!(
+        "durable ingest, console on  : {:>9.0} readings/s  p50 {:.1} ms  p99 {:.1} ms",
+        on.rps, on.p50, on.p99
+    );
+    println!(
+        "console on / off            : {ratio:>9.3}   target >= {TARGET_RATIO}: {}",
+        mark(ratio >= TARGET_RATIO)
+    );
+    println!(
+        "churn, console on           : {conn_per_sec:>9.0} connections/s for {} s, {churn_errors} errors",
+        args.churn_secs
+    );
+    println!(
+        "peak RSS (VmHWM) after churn: {hwm_mb:>9.1} MB   target < {TARGET_RSS_MB}: {}",
+        mark(hwm_mb < TARGET_RSS_MB)
+    );
+    let report = Json::obj([
+        ("load_average_before", Json::str(load_before)),
+        ("load_average_after", Json::str(load_after)),
+        ("concurrency", Json::Num(f64::from(args.concurrency))),
+        ("batch", Json::Num(f64::from(args.batch))),
+        ("console_off_readings_per_sec", Json::Num(off.rps)),
+        ("console_off_p50_ms", Json::Num(off.p50)),
+        ("console_off_p99_ms", Json::Num(off.p99)),
+        ("console_on_readings_per_sec", Json::Num(on.rps)),
+        ("console_on_p50_ms", Json::Num(on.p50)),
+        ("console_on_p99_ms", Json::Num(on.p99)),
+        ("console_ratio", Json::Num(ratio)),
+        ("churn_seconds", Json::Num(args.churn_secs as f64)),
+        ("churn_connections_per_sec", Json::Num(conn_per_sec)),
+        ("churn_peak_rss_mb", Json::Num(hwm_mb)),
+        (
+            "churn_rss_samples_mb",
+            Json::Arr(samples.iter().map(|&(_, mb)| Json::Num(mb)).collect()),
+        ),
+    ]);
+    let out = target.join("bench-service.json");
+    std::fs::write(&out, report.pretty())?;
+    println!("written: {}", out.display());
+    Ok(())
+}
