@@ -86,6 +86,18 @@ impl Service {
         Ok(Self { child, url })
     }
 
+    /// CPU seconds (user + system) the service has used so far, from /proc/<pid>/stat.
+    fn cpu_secs(&self, ticks_per_sec: f64) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / ticks_per_sec)
+    }
+
     fn status_kb(&self, key: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let line = status.lines().find(|l| l.starts_with(key))?;
@@ -130,6 +142,9 @@ fn load_average() -> String {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rps: f64,
+    /// Service CPU time per durable reading, microseconds: a figure that other load on the
+    /// machine disturbs much less than readings/s.
+    cpu_us: f64,
     p50: f64,
     p99: f64,
     errors: f64,
@@ -147,19 +162,22 @@ fn throughput(args: &Args, bins: &Bins, dir: &Path, console: bool, round: u32) -
         .args(["--concurrency", &args.concurrency.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .read()?;
+    let cpu = service.cpu_secs(bins.ticks).unwrap_or(f64::NAN);
     service.stop()?;
     let run = Run {
         rps: field(&summary, "readings_per_sec"),
+        cpu_us: cpu * 1e6 / field(&summary, "readings"),
         p50: field(&summary, "p50_ms"),
         p99: field(&summary, "p99_ms"),
         errors: field(&summary, "errors"),
     };
     eprintln!(
-        "  round {round} console {:<3} {:>9.0} readings/s  p50 {:>7.1} ms  p99 {:>7.1} ms  errors {}",
+        "  round {round} console {:<3} {:>9.0} readings/s  p50 {:>7.1} ms  p99 {:>7.1} ms  service cpu {:.2} us/reading  errors {}",
         if console { "on" } else { "off" },
         run.rps,
         run.p50,
         run.p99,
+        run.cpu_us,
         run.errors
     );
     Ok(run)
@@ -168,6 +186,8 @@ fn throughput(args: &Args, bins: &Bins, dir: &Path, console: bool, round: u32) -
 struct Bins {
     service: PathBuf,
     load: PathBuf,
+    /// Clock ticks per second of /proc/<pid>/stat times.
+    ticks: f64,
 }
 
 pub fn run(args: Args) -> Result {
@@ -189,6 +209,12 @@ pub fn run(args: Args) -> Result {
     let bins = Bins {
         service: target.join("release/beacon-service"),
         load: target.join("release/beacon-load"),
+        ticks: cmd("getconf")
+            .arg("CLK_TCK")
+            .read()
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0),
     };
     let dir = target.join("bench-service");
     let _ = std::fs::remove_dir_all(&dir);
@@ -270,6 +296,12 @@ pub fn run(args: Args) -> Result {
         on.rps, on.p50, on.p99
     );
     println!(
+        "service CPU per reading     : {:>9.2} us off, {:.2} us on (= {:.0} readings per CPU-second off)",
+        off.cpu_us,
+        on.cpu_us,
+        1e6 / off.cpu_us
+    );
+    println!(
         "console on / off            : {ratio:>9.3}   target >= {TARGET_RATIO}: {}",
         mark(ratio >= TARGET_RATIO)
     );
@@ -289,7 +321,15 @@ pub fn run(args: Args) -> Result {
         ("console_off_readings_per_sec", Json::Num(off.rps)),
         ("console_off_p50_ms", Json::Num(off.p50)),
         ("console_off_p99_ms", Json::Num(off.p99)),
+        (
+            "console_off_service_cpu_us_per_reading",
+            Json::Num(off.cpu_us),
+        ),
         ("console_on_readings_per_sec", Json::Num(on.rps)),
+        (
+            "console_on_service_cpu_us_per_reading",
+            Json::Num(on.cpu_us),
+        ),
         ("console_on_p50_ms", Json::Num(on.p50)),
         ("console_on_p99_ms", Json::Num(on.p99)),
         ("console_ratio", Json::Num(ratio)),

@@ -71,7 +71,8 @@ impl AppState {
             .into_iter()
             .map(|d| (d.device.id, Arc::from(d.token)))
             .collect();
-        let (events, _) = broadcast::channel(1024);
+        // Bounded: a slow SSE client holds at most this many batches, then gets `lagged`.
+        let (events, _) = broadcast::channel(64);
         Ok(Arc::new(Self {
             store,
             tokens: RwLock::new(tokens),

@@ -89,7 +89,12 @@
 //!   tasks as soon as they were published (`--console-retention-ms`, default 0;
 //!   `--console-publish-ms`, default 500): each finished task costs ~50 KB until dropped, and
 //!   every HTTP connection is a task, so memory is about connections/s x (retention + publish
-//!   interval) x 50 KB. `cargo xtask bench-service` measures it under connection churn.
+//!   interval) x 50 KB. The real bound, though, is the queue of runtime events waiting for the
+//!   console's aggregator (`--console-event-buffer`, default 8192 instead of 102 400): each
+//!   queued spawn event holds its task's ~50 KB of statistics, and an aggregator short of CPU
+//!   lets the queue fill. Measured with `cargo xtask bench-service` (60 s of connection
+//!   churn): ~420 MB with the default queue, ~64 MB with 8192; when the queue is full the
+//!   console drops events (and says so) rather than growing.
 //!
 //! # Async patterns
 //! See [`async_patterns`]: where this code handles `Send` across `.await`, `async fn` in
