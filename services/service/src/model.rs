@@ -16,8 +16,11 @@ pub fn now_millis() -> UnixMillis {
 
 /// One measured value inside a reading. Serialised with a `kind` tag, e.g.
 /// `{"kind":"temperature_c","value":21.5}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Deserialisation is hand-written (below): serde's derive for internally tagged enums buffers
+/// every value into an intermediate tree first, which made JSON ingest several times slower.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Value {
     /// Degrees Celsius.
     TemperatureC {
@@ -53,6 +56,73 @@ pub enum Value {
         /// Its value length in bytes.
         len: u8,
     },
+}
+
+/// The `kind` tag; an unknown one is an error at the `kind` field's path.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    TemperatureC,
+    HumidityPct,
+    Counter,
+    Status,
+    Boot,
+    Unknown,
+}
+
+/// Every field any kind has, read in one pass.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValue {
+    kind: Kind,
+    value: Option<serde_json::Number>,
+    firmware: Option<String>,
+    board: Option<u8>,
+    code: Option<u8>,
+    len: Option<u8>,
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = RawValue::deserialize(d)?;
+        let value = || {
+            raw.value
+                .as_ref()
+                .ok_or_else(|| D::Error::missing_field("value"))
+        };
+        let float = || {
+            value()?
+                .as_f64()
+                .ok_or_else(|| D::Error::custom("`value` must be a number"))
+        };
+        let int = |max: u64| {
+            value()?
+                .as_u64()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| D::Error::custom(format!("`value` must be an integer 0..={max}")))
+        };
+        Ok(match raw.kind {
+            Kind::TemperatureC => Value::TemperatureC { value: float()? },
+            Kind::HumidityPct => Value::HumidityPct { value: float()? },
+            Kind::Counter => Value::Counter {
+                value: u32::try_from(int(u64::from(u32::MAX))?).unwrap_or(u32::MAX),
+            },
+            Kind::Status => Value::Status {
+                value: u16::try_from(int(u64::from(u16::MAX))?).unwrap_or(u16::MAX),
+            },
+            Kind::Boot => Value::Boot {
+                firmware: raw
+                    .firmware
+                    .ok_or_else(|| D::Error::missing_field("firmware"))?,
+                board: raw.board.ok_or_else(|| D::Error::missing_field("board"))?,
+            },
+            Kind::Unknown => Value::Unknown {
+                code: raw.code.ok_or_else(|| D::Error::missing_field("code"))?,
+                len: raw.len.ok_or_else(|| D::Error::missing_field("len"))?,
+            },
+        })
+    }
 }
 
 impl From<&WireReading> for Value {

@@ -302,6 +302,25 @@ async fn malformed_json_is_400_naming_the_field() {
     let bad_kind = app.post_json(1, "t", json!({"readings": [{"seq": 1, "uptime_ms": 1, "values": [{"kind": "volts", "value": 1}]}]})).await;
     assert_eq!(bad_kind.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_kind.json["field"], "readings[0].values[0].kind");
+    let fraction = app
+        .post_json(1, "t", json!({"readings": [{"seq": 1, "uptime_ms": 1, "values": [{"kind": "counter", "value": 1.5}]}]}))
+        .await;
+    assert_eq!(fraction.status, StatusCode::BAD_REQUEST);
+    assert_eq!(fraction.json["field"], "readings[0].values[0]");
+    assert!(
+        fraction.json["error"].as_str().unwrap().contains("integer"),
+        "{}",
+        fraction.json
+    );
+    let no_value = app
+        .post_json(1, "t", json!({"readings": [{"seq": 1, "uptime_ms": 1, "values": [{"kind": "temperature_c"}]}]}))
+        .await;
+    assert_eq!(no_value.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_value.json["error"].as_str().unwrap().contains("value"),
+        "{}",
+        no_value.json
+    );
     let missing = app
         .post_json(1, "t", json!({"readings": [{"seq": 1, "values": []}]}))
         .await;

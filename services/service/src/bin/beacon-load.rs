@@ -75,14 +75,25 @@ fn frames_body(device: u32, first_seq: u32, n: u32) -> Vec<u8> {
 }
 
 fn json_body(first_seq: u32, n: u32, now_ms: i64) -> Vec<u8> {
-    let readings: Vec<_> = (first_seq..first_seq + n)
-        .map(|seq| {
-            serde_json::json!({"seq": seq, "uptime_ms": u64::from(seq) * 1000, "sampled_at_ms": now_ms,
-                "values": [{"kind": "temperature_c", "value": 20.0 + f64::from(seq % 500) / 100.0},
-                           {"kind": "humidity_pct", "value": 40.0 + f64::from(seq % 1000) / 100.0}]})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "readings": readings })).unwrap_or_default()
+    // Written by hand rather than through serde_json::Value trees: the load generator shares
+    // the machine with the service, so its own CPU use must stay small.
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(n as usize * 160);
+    out.push_str("{\"readings\":[");
+    for seq in first_seq..first_seq + n {
+        if seq != first_seq {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"seq\":{seq},\"uptime_ms\":{},\"sampled_at_ms\":{now_ms},\"values\":[{{\"kind\":\"temperature_c\",\"value\":{}}},{{\"kind\":\"humidity_pct\",\"value\":{}}}]}}",
+            u64::from(seq) * 1000,
+            20.0 + f64::from(seq % 500) / 100.0,
+            40.0 + f64::from(seq % 1000) / 100.0
+        );
+    }
+    out.push_str("]}");
+    out.into_bytes()
 }
 
 fn client(churn: bool) -> reqwest::Client {
