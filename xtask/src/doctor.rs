@@ -342,27 +342,30 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
         });
     }
     if on_path("probe-rs") {
-        let probes = Command::new("probe-rs")
+        let (stdout, warnings) = Command::new("probe-rs")
             .arg("list")
             .output()
             .map(|o| {
-                format!(
-                    "{}{}",
+                // probe-rs prints its log warnings (colored) among the results: keep them apart.
+                let all = format!(
+                    "{}\n{}",
                     String::from_utf8_lossy(&o.stdout),
                     String::from_utf8_lossy(&o.stderr)
-                )
+                );
+                let (warn, rest): (Vec<&str>, Vec<&str>) = all
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .partition(|l| l.contains("WARN"));
+                (rest.join("\n"), warn.len())
             })
             .unwrap_or_default();
-        let probes = probes.trim().replace('\n', "; ");
-        out.push(check(
-            "probes",
-            Status::Ok,
-            if probes.is_empty() {
-                "probe-rs list: (no output)".to_string()
-            } else {
-                format!("probe-rs list: {probes}")
-            },
-        ));
+        let mut detail = format!("probe-rs list: {}", stdout.trim().replace('\n', "; "));
+        if warnings > 0 {
+            detail.push_str(&format!(
+                " ({warnings} warnings, e.g. no USB access; run `probe-rs list` to read them)"
+            ));
+        }
+        out.push(check("probes", Status::Ok, detail));
     }
 
     // Rustflags that silently replace the config's.

@@ -415,7 +415,12 @@ pub fn run(args: Args) -> Result {
             }
             Action::Do { plan, work } => {
                 done += 1;
-                eprintln!("==> [{done}/{total}] {}: {}", step.tool, plan.join("; "));
+                eprintln!(
+                    "==> [{done}/{}] {}: {}",
+                    total.max(done),
+                    step.tool,
+                    plan.join("; ")
+                );
                 let t0 = Instant::now();
                 let r = with_heartbeat(step.tool, || work(&ctx));
                 let secs = t0.elapsed().as_secs_f64();
@@ -1184,8 +1189,12 @@ pub fn local_config_bodies(ctx: &Ctx) -> Result<(String, String, String)> {
             local.push_str(&format!("rustflags = [\"-C\", \"{arg}\"]\n"));
         }
         (Some(_), Some((_, ratio))) => {
-            why = format!("LLD (bench-build: mold {ratio}x of LLD, not faster)");
-            local.push_str(&format!("# Linker: the default (rustc's bundled LLD). mold is installed, but bench-build measured\n# it no faster here (mold/LLD link time = {ratio}), so it is not used. Re-measure with\n# `cargo xtask bench-build`, then `cargo xtask setup --only local-config`.\n"));
+            why = format!("LLD (bench-build: mold {ratio}x of LLD, not clearly faster)");
+            let verdict = std::fs::read_to_string(ctx.root.join("target/bench-build.json"))
+                .ok()
+                .and_then(|t| crate::json::find_field(&t, "link_verdict"))
+                .unwrap_or_else(|| format!("mold/LLD rebuild time = {ratio}"));
+            local.push_str(&format!("# Linker: the default (rustc's bundled LLD). mold is installed, but bench-build did not\n# measure it clearly faster here, so it is not used:\n#   {verdict}\n# Re-measure with `cargo xtask bench-build`, then `cargo xtask setup --only local-config`.\n"));
         }
         (Some(_), None) => {
             why = "LLD (mold not measured yet: run `cargo xtask bench-build`)".into();
