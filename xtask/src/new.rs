@@ -162,8 +162,16 @@ pub fn strip_sections(text: &str, drop: Drop) -> Result<String> {
 }
 
 /// The files to copy: what git tracks, plus new files git would track (not ignored). Outside
-/// a git checkout (e.g. in cargo-generate's scratch copy), every file but build output.
+/// a git checkout (e.g. in cargo-generate's scratch copy, which has no .git), every file but
+/// build output.
 fn template_files(root: &Path) -> Result<Vec<String>> {
+    let mut files = BTreeSet::new();
+    // Only this tree's own repository: without a .git here, `git ls-files` would list the files
+    // of whatever repository encloses the scratch dir (e.g. a TMPDIR inside a checkout).
+    if !root.join(".git").exists() {
+        walk(root, root, &mut files)?;
+        return Ok(files.into_iter().collect());
+    }
     let listed = cmd("git")
         .args([
             "ls-files",
@@ -174,7 +182,6 @@ fn template_files(root: &Path) -> Result<Vec<String>> {
         ])
         .dir(root)
         .read();
-    let mut files = BTreeSet::new();
     match listed {
         Ok(out) => files.extend(
             out.split('\0')
@@ -187,7 +194,28 @@ fn template_files(root: &Path) -> Result<Vec<String>> {
     Ok(files.into_iter().collect())
 }
 
-/// Every file under `dir` except build output, VCS data and machine-local config.
+/// Would `.gitignore` leave out `rel` (a path relative to the root)? The same list, for trees
+/// without git: build output, VCS data, machine-local config and runtime data.
+fn ignored(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let top_level = [
+        ".cargo/local.toml",
+        ".cargo/fast.toml",
+        "data",
+        "protocol/fuzz/artifacts",
+        "protocol/fuzz/coverage",
+    ];
+    name == ".git"
+        || name == "target"
+        || top_level.contains(&rel)
+        || rel.starts_with(".cargo/local.toml.bak")
+        || rel.starts_with(".cargo/fast.toml.bak")
+        || [".db", ".db-wal", ".db-shm"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+}
+
+/// Every file under `dir` that git would not ignore (see [`ignored`]).
 fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
@@ -196,17 +224,39 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result {
             .unwrap_or(&path)
             .to_string_lossy()
             .replace('\\', "/");
-        let skip = [".git", "target", ".cargo/local.toml"];
-        if skip
-            .iter()
-            .any(|s| rel == *s || rel.ends_with(&format!("/{s}")))
-        {
+        if ignored(&rel) {
             continue;
         }
         if path.is_dir() {
             walk(root, &path, out)?;
         } else {
             out.insert(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what [`ignored`] matches under `dir`, but target/ and .git.
+fn remove_ignored(root: &Path, dir: &Path) -> Result {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let name = path.file_name().unwrap_or_default();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if ignored(&rel) {
+            if path.is_dir() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+        } else if path.is_dir() {
+            remove_ignored(root, &path)?;
         }
     }
     Ok(())
@@ -228,6 +278,14 @@ pub fn run(args: Args) -> Result {
                 fs::remove_dir_all(root.join(dir))?;
             }
         }
+        if !root.join(".git").exists() {
+            // A scratch copy (cargo-generate's): what git would ignore was never listed, so
+            // remove it, as `cargo xtask new` would not copy it. Not target/: this very run
+            // builds there (the hook deletes it afterwards).
+            remove_ignored(&root, &root)?;
+        }
+        prune_empty_dirs(&root)?;
+        format_tree(&root)?;
         println!("renamed this tree to `{}`", to.kebab);
         return Ok(());
     }
@@ -250,6 +308,7 @@ pub fn run(args: Args) -> Result {
     }
     let files = template_files(&root)?;
     generate(&root, &dest, &files, &from, &to, drop)?;
+    format_tree(&dest)?;
     if !args.no_git {
         cmd("git")
             .args(["init", "--quiet", "--initial-branch=main"])
@@ -278,6 +337,49 @@ pub fn run(args: Args) -> Result {
         println!("next: cd {} && cargo xtask test", dest.display());
     }
     Ok(())
+}
+
+/// Formats the new tree the way its own lint checks it (`just lint`, CI, the firmware tests):
+/// a longer name moves line breaks and import order (`acme_sensors_x` sorts before `anyhow`,
+/// `beacon_x` after), so a renamed tree is not rustfmt-clean. A failure is an error (the tree
+/// stays as written): its lint would fail, and the cargo-generate hook shows output only then.
+fn format_tree(dir: &Path) -> Result {
+    let mut runs = vec![(dir.to_path_buf(), vec!["fmt", "--all"])];
+    if dir.join("firmware/Cargo.toml").is_file() {
+        runs.push((dir.join("firmware"), vec!["fmt"]));
+    }
+    if dir.join("firmware/host-tests/Cargo.toml").is_file() {
+        let manifest = "firmware/host-tests/Cargo.toml";
+        runs.push((dir.to_path_buf(), vec!["fmt", "--manifest-path", manifest]));
+    }
+    for (at, args) in runs {
+        if let Err(e) = cmd("cargo").args(&args).dir(&at).read() {
+            bail!(
+                "the new tree is written but could not be formatted: {e}\n\
+                 fix that, then run `cargo {}` in {}",
+                args.join(" "),
+                at.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directories under `dir` that are empty (or hold only empty directories), but
+/// target/ and .git: after an in-place run, those dropped or renamed away. A copy never has
+/// any (git tracks no empty directory), and cargo would trip on one matched by `services/*`.
+fn prune_empty_dirs(dir: &Path) -> Result<bool> {
+    let mut empty = true;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default();
+        if path.is_dir() && name != "target" && name != ".git" && prune_empty_dirs(&path)? {
+            fs::remove_dir(&path)?;
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
 }
 
 /// Writes the renamed, trimmed copy of `files` (relative to `src`) into `dest`. With
@@ -409,6 +511,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(other, "a\nfw\nb\n");
+    }
+
+    #[test]
+    fn without_git_the_same_files_are_copied_as_with_git() {
+        // cargo-generate's scratch copy has no .git, so the hook's in-place run lists files by
+        // walking the tree; it must pick exactly what git would (`ignored` mirrors .gitignore).
+        let root = project_root();
+        if !root.join(".git").exists() {
+            return; // not a checkout (e.g. a generated tree): nothing to compare with
+        }
+        let with_git = template_files(&root).unwrap();
+        let mut walked = BTreeSet::new();
+        walk(&root, &root, &mut walked).unwrap();
+        let walked: Vec<String> = walked.into_iter().collect();
+        let only_git: Vec<_> = with_git.iter().filter(|f| !walked.contains(f)).collect();
+        let only_walk: Vec<_> = walked.iter().filter(|f| !with_git.contains(f)).collect();
+        assert!(
+            only_git.is_empty() && only_walk.is_empty(),
+            "update `ignored` to match .gitignore; only git: {only_git:?}; only walk: {only_walk:?}"
+        );
+        assert!(ignored("target") && ignored("firmware/target") && ignored("app.db-wal"));
+        assert!(!ignored("services/gateway/tests/data/x.bin") && ignored("data"));
     }
 
     #[test]
