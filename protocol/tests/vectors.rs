@@ -5,11 +5,17 @@ use beacon_protocol::{DecodeError, Decoder, Frame, MAX_WIRE_LEN, Reading, decode
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let doc: Value =
-        serde_json::from_str(include_str!("../vectors.json")).expect("vectors.json parses");
-    doc["vectors"]
-        .as_array()
-        .expect("a `vectors` array")
+    // Parsed once per test binary (Miri interprets the parser, so this matters there).
+    static VECTORS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    VECTORS
+        .get_or_init(|| {
+            let doc: Value =
+                serde_json::from_str(include_str!("../vectors.json")).expect("vectors.json parses");
+            doc["vectors"]
+                .as_array()
+                .expect("a `vectors` array")
+                .clone()
+        })
         .clone()
 }
 
