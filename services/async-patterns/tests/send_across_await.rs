@@ -1,4 +1,4 @@
-//! Compile-time checks for ASYNC.md, "Send across .await": a non-`Send` guard held across an
+//! Compile-time checks for services/service/ASYNC.md, "Send across .await": a non-`Send` guard held across an
 //! `.await` is rejected with "future cannot be sent between threads safely"; the fix compiles.
 //! The expected compiler output is tests/ui/guard_across_await.stderr (pinned toolchain;
 //! refresh with `TRYBUILD=overwrite` after a toolchain bump and review the diff).
