@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::store::{DynStore, NewDevice, StoreError};
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -185,6 +185,18 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body too large (--max-body-bytes); split the batch".to_owned()
+        } else {
+            format!("cannot read the request body: {}", e.body_text())
+        };
+        Self::new(status, message)
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         Self::bad_request(format!("bad query string: {}", e.body_text()))
@@ -322,7 +334,7 @@ fn validate_token(token: &str) -> Result<(), ApiError> {
 async fn register(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.config.provisioning_token
         && !bearer(&headers).is_some_and(|t| same_token(t, expected))
@@ -332,6 +344,7 @@ async fn register(
             "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
         ));
     }
+    let body = body?;
     let req: RegisterRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RegisterRequest::default()
     } else {
@@ -459,10 +472,11 @@ async fn ingest(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestOutcome>, ApiError> {
     let Path(id) = id?;
     authorize(&state, id, &headers).await?;
+    let body = body?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

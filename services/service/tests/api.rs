@@ -425,6 +425,14 @@ async fn oversized_body_is_413() {
     app.register(1, "t").await;
     let big = app.post_json(1, "t", batch(1..=100)).await;
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        big.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-body-bytes"),
+        "{}",
+        big.json
+    );
     let app = app_with(|c| c.max_batch = 10).await;
     app.register(1, "t").await;
     let many = app.post_json(1, "t", batch(1..=11)).await;
