@@ -115,9 +115,14 @@ fn every_docs_command_is_checked_by_a_named_test_or_marked_manual() {
             }
         }
     }
+    // A project made with `cargo xtask new --no-service` / `--no-firmware` has no async.md /
+    // embedded.md: those pages go with their part.
+    let expected = 2
+        + usize::from(root().join("services").is_dir())
+        + usize::from(root().join("firmware").is_dir());
     assert!(
-        pages >= 4,
-        "expected the four friction pages, found {pages}"
+        pages >= expected,
+        "expected {expected} friction pages, found {pages}"
     );
     assert!(
         problems.is_empty(),

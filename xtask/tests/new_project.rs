@@ -105,28 +105,47 @@ fn leftovers(dir: &Path, word: &str) -> Vec<String> {
 }
 
 /// Builds and tests the generated host workspace (and firmware, when present).
-fn build_and_test(dir: &Path) {
-    // The template's own target dir: the generated crates have new names, the dependencies
-    // are the same (same Cargo.lock and profiles), so they are reused, not rebuilt.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+///
+/// The template's build dir holds the intermediate artifacts: the generated crates have new
+/// names, the dependencies are the same (same Cargo.lock and profiles), so they are reused,
+/// not rebuilt. The final artifacts go to the generated tree's own target dir.
+///
+/// `xtask` is the one crate whose name does not change, and cargo hashes a path package by its
+/// path relative to the workspace, so a generated `xtask` would land on the template's own
+/// unit: the next `cargo test` took it as fresh and `xtask new` then copied from the previous
+/// generated tree instead of the template (seen for real). A per-project `codegen-units` for
+/// xtask alone gives each its own unit hash without rebuilding anything else.
+fn build_and_test(dir: &Path, xtask_codegen_units: u32) {
+    assert!(
+        xtask_codegen_units < 256,
+        "256 is the template's own (dev default)"
+    );
+    let units = |profile: &str| {
+        format!("profile.{profile}.package.xtask.codegen-units={xtask_codegen_units}")
+    };
+    let env_dir = |key: &str| std::env::var_os(key).map(PathBuf::from);
+    let build_dir = env_dir("CARGO_BUILD_BUILD_DIR")
+        .or_else(|| env_dir("CARGO_TARGET_DIR"))
         .unwrap_or_else(|| template_root().join("target"));
     // Renamed code is formatted by `xtask new` (names change length and import order).
     run(Command::new("cargo")
         .args(["fmt", "--all", "--check"])
         .current_dir(dir));
     run(Command::new("cargo")
-        .args(["test", "--workspace", "--quiet"])
-        .env("CARGO_TARGET_DIR", &target)
+        .args(["test", "--workspace", "--quiet", "--config"])
+        .args([units("dev"), "--config".into(), units("test")])
+        .env("CARGO_BUILD_BUILD_DIR", &build_dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
         .current_dir(dir));
     if dir.join("firmware").exists() {
-        let fw_target = template_root().join("firmware").join("target");
+        let fw_build_dir = template_root().join("firmware").join("target");
         run(Command::new("cargo")
             .args(["fmt", "--check"])
             .current_dir(dir.join("firmware")));
         run(Command::new("cargo")
             .args(["build", "--release", "--quiet"])
-            .env("CARGO_TARGET_DIR", &fw_target)
+            .env("CARGO_BUILD_BUILD_DIR", &fw_build_dir)
+            .env("CARGO_TARGET_DIR", dir.join("firmware").join("target"))
             .current_dir(dir.join("firmware")));
     }
 }
@@ -144,7 +163,7 @@ fn new_project_full_has_no_template_name_and_passes_its_tests() {
     );
     assert!(dir.join(".git").is_dir(), "a fresh git repository");
     assert!(dir.join("protocol").is_dir() && dir.join("firmware").is_dir());
-    build_and_test(&dir);
+    build_and_test(&dir, 253);
 }
 
 #[test]
@@ -165,7 +184,7 @@ fn new_project_without_firmware_drops_it_and_passes_its_tests() {
         "firmware still referenced:\n{}",
         firmware_mentions.join("\n")
     );
-    build_and_test(&dir);
+    build_and_test(&dir, 254);
 }
 
 #[test]
@@ -180,7 +199,7 @@ fn new_project_without_service_drops_it_and_passes_its_tests() {
         "template name left behind:\n{}",
         left.join("\n")
     );
-    build_and_test(&dir);
+    build_and_test(&dir, 255);
 }
 
 #[test]
