@@ -7,8 +7,9 @@
 //!
 //! Opt-out sections: a line containing the marker `template:<part>:begin` (part is `firmware`
 //! or `service`) starts a block that runs to the line containing `template:<part>:end`; when
-//! that part is dropped, the block and its marker lines are removed. Use the comment syntax of
-//! the file (`#`, `//`, `<!-- -->`).
+//! that part is dropped, the block and its marker lines are removed. A line containing
+//! `template:<part>:line` is a one-line section (for a Markdown table row, which a comment line
+//! would cut in two). Use the comment syntax of the file (`#`, `//`, `<!-- -->`).
 
 use crate::bail;
 use crate::cmd::{Result, cmd, project_root};
@@ -134,6 +135,15 @@ pub fn strip_sections(text: &str, drop: Drop) -> Result<String> {
     let mut skipping: Option<&str> = None;
     for line in text.split_inclusive('\n') {
         let mut marker = false;
+        // A one-line section (e.g. a table row, where a comment line would end the table).
+        if skipping.is_none()
+            && drop
+                .sections()
+                .iter()
+                .any(|(part, dropped)| *dropped && line.contains(&format!("template:{part}:line")))
+        {
+            continue;
+        }
         for (part, dropped) in drop.sections() {
             if line.contains(&format!("template:{part}:begin")) {
                 marker = true;
@@ -511,6 +521,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(other, "a\nfw\nb\n");
+    }
+
+    #[test]
+    fn one_line_sections_drop_only_their_line() {
+        let row = format!("| x | y <!-- template:{}:line --> |\n", "service");
+        let text = format!("| a | b |\n{row}| c | d |\n");
+        let dropped = strip_sections(
+            &text,
+            Drop {
+                firmware: false,
+                service: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(dropped, "| a | b |\n| c | d |\n");
+        let kept = strip_sections(
+            &text,
+            Drop {
+                firmware: true,
+                service: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(kept, text);
     }
 
     #[test]
