@@ -32,8 +32,16 @@ macro_rules! bail {
 }
 
 /// The repository root (the parent of xtask/).
+///
+/// Read at run time first (`cargo run`, so `cargo xtask`, sets `CARGO_MANIFEST_DIR` for the
+/// program too): with a `CARGO_TARGET_DIR` shared between two checkouts, cargo may reuse an
+/// xtask binary built from the other checkout, whose compile-time path points there.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("src/main.rs").is_file() && dir.ends_with("xtask"));
+    runtime
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
