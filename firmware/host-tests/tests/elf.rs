@@ -3,41 +3,14 @@
 //! the image must match the chip's memory map (memory.x), carry the vector table where the core
 //! fetches it, and hold the RTT control block that probe-rs and the gateway look for.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use beacon_firmware_host_tests::build_release;
+use std::path::PathBuf;
 use std::sync::OnceLock;
-
-fn firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("inside firmware/")
-        .to_path_buf()
-}
 
 /// Builds both boards (release) once per test binary; a no-op when already built.
 fn elf(bin: &str) -> Vec<u8> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let fw = firmware_dir();
-        let target_dir = fw.join("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--workspace",
-                "--bins",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .current_dir(&fw)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("could not run cargo to build the firmware");
-        assert!(status.success(), "building the firmware failed ({status})");
-        target_dir.join("thumbv7em-none-eabihf").join("release")
-    });
+    let dir = BUILT.get_or_init(|| build_release(&["--workspace"], "the firmware"));
     std::fs::read(dir.join(bin)).unwrap_or_else(|e| panic!("reading {bin}: {e}"))
 }
 

@@ -4,6 +4,7 @@
 //! Every wait has a deadline and every QEMU process is killed when its guard drops, so a
 //! misbehaving firmware fails these tests; it never hangs them.
 
+use beacon_firmware_host_tests::{build_release, firmware_dir};
 use beacon_protocol::frame::board;
 use beacon_protocol::{Decoder, Frame, Reading, status};
 use std::io::{Read, Write};
@@ -17,42 +18,11 @@ use std::time::{Duration, Instant};
 /// Longest any single QEMU run may take in these tests.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 
-fn firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host-tests is inside firmware/")
-        .to_path_buf()
-}
-
 /// Builds the QEMU board's binaries (release) once per test run and returns their directory.
 /// A no-op when `cargo xtask test` has built them already.
 fn elf_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let fw = firmware_dir();
-        let target_dir = fw.join("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "beacon-qemu",
-                "--bins",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .current_dir(&fw)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("could not run cargo to build the QEMU firmware");
-        assert!(
-            status.success(),
-            "building the QEMU firmware failed ({status}); see the output above"
-        );
-        target_dir.join("thumbv7em-none-eabihf").join("release")
-    })
+    DIR.get_or_init(|| build_release(&["-p", "beacon-qemu"], "the QEMU firmware"))
 }
 
 /// The firmware version the Boot frame must carry: firmware/Cargo.toml's workspace version.
