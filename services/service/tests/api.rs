@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt as _;
 
+mod common;
+use common::Slow;
+
 struct App {
     router: Router,
     state: Arc<AppState>,
@@ -653,35 +656,6 @@ async fn service_pages_are_served() {
     assert!(dashboard.json.as_str().unwrap().contains("/api/v1/stream"));
     let id = app.get("/healthz").await.headers["x-request-id"].clone();
     assert!(!id.is_empty());
-}
-
-/// Wraps a real store and delays every ingest: a stand-in for a slow disk, to make requests
-/// be in flight when shutdown or the timeout strikes.
-struct Slow<S>(S, std::time::Duration);
-
-impl<S: Store> Store for Slow<S> {
-    async fn register(&self, d: NewDevice) -> Result<Registered, StoreError> {
-        self.0.register(d).await
-    }
-    async fn devices(&self) -> Result<Vec<DeviceWithToken>, StoreError> {
-        self.0.devices().await
-    }
-    async fn ingest(&self, r: Vec<StoredReading>) -> Result<Ingested, StoreError> {
-        tokio::time::sleep(self.1).await;
-        self.0.ingest(r).await
-    }
-    async fn query(&self, q: ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
-        self.0.query(q).await
-    }
-    async fn latest(&self) -> Result<Vec<StoredReading>, StoreError> {
-        self.0.latest().await
-    }
-    async fn ready(&self) -> Result<(), StoreError> {
-        self.0.ready().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.0.close().await
-    }
 }
 
 #[tokio::test]
