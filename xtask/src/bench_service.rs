@@ -106,8 +106,8 @@ impl Service {
 
     /// SIGTERM, then wait: the service drains and flushes; it must exit 0.
     fn stop(mut self) -> Result {
-        let pid = self.child.id().to_string();
-        cmd("kill").args(["-TERM", &pid]).read()?;
+        crate::signal::send(self.child.id(), crate::signal::SIGTERM)
+            .map_err(|e| crate::cmd::Error(format!("cannot send SIGTERM to the service: {e}")))?;
         let status = self.child.wait()?;
         if !status.success() {
             crate::bail!("the service exited with {status} after SIGTERM; its log is above");

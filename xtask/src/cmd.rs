@@ -36,7 +36,12 @@ macro_rules! bail {
 /// Read at run time first (`cargo run`, so `cargo xtask`, sets `CARGO_MANIFEST_DIR` for the
 /// program too): with a `CARGO_TARGET_DIR` shared between two checkouts, cargo may reuse an
 /// xtask binary built from the other checkout, whose compile-time path points there.
+///
+/// `XTASK_PROJECT_ROOT` overrides both: the stand-in tests point xtask at a scratch copy.
 pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("XTASK_PROJECT_ROOT") {
+        return PathBuf::from(root);
+    }
     let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .filter(|dir| dir.join("src/main.rs").is_file() && dir.ends_with("xtask"));

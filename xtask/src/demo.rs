@@ -5,6 +5,7 @@
 //! Also the end-to-end step of `cargo xtask test` ([`e2e`]).
 
 use crate::cmd::{Result, cmd, project_root};
+use crate::setup::ensure;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -21,6 +22,9 @@ pub struct Args {
     /// Number of emulated devices.
     #[arg(long, default_value_t = 3)]
     pub devices: u32,
+    /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// More flags for beacon-demo (`cargo xtask demo -- --help` lists them).
     #[arg(last = true)]
     pub rest: Vec<String>,
@@ -49,9 +53,12 @@ pub fn run(args: Args) -> Result {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let root = project_root();
+    // A fresh machine: the pinned toolchain may lack the thumb target, QEMU may be missing.
+    let mut needs = vec![ensure::RUST, ensure::C_COMPILER];
     if args.board == "qemu" {
-        crate::test::require_qemu()?;
+        needs.push(ensure::qemu("the demo boots its devices' firmware in it"));
     }
+    ensure::ensure("demo", &needs, args.yes)?;
     build_firmware(&args.board)?;
     let mut build = cmd("cargo").args([
         "build",

@@ -24,6 +24,9 @@ mod new;
 mod safety;
 mod setup;
 mod sha256;
+// template:service:begin
+mod signal;
+// template:service:end
 mod test;
 mod toml_lite;
 

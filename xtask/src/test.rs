@@ -1,23 +1,30 @@
 //! `cargo xtask test`: every test in the repository, in the order that fails fastest.
 
-use crate::bail;
-use crate::cmd::{Result, cmd, on_path, project_root};
+use crate::cmd::{Result, cmd, project_root};
+use crate::setup::ensure;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only the host workspace tests (skip firmware, QEMU and end-to-end).
     #[arg(long)]
     pub host_only: bool,
+    /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 pub fn run(args: Args) -> Result {
     let root = project_root();
-    // Fail in the first second, not after ten minutes of host tests, when a tool is missing.
+    // Check (and repair) what the steps below need in the first second, not after ten
+    // minutes of host tests: the thumb target, a C compiler, QEMU.
+    #[allow(unused_mut, reason = "a project without firmware pushes nothing")]
+    let mut needs = vec![ensure::RUST, ensure::C_COMPILER];
     // template:firmware:begin
     if !args.host_only {
-        require_qemu()?;
+        needs.push(ensure::qemu("the firmware and end-to-end tests boot the firmware in it"));
     }
     // template:firmware:end
+    ensure::ensure("test", &needs, args.yes)?;
     // 1. The protocol crate must build for the firmware target with default features off: it
     //    is what proves it stays no_std and allocation-free.
     cmd("cargo")
@@ -89,27 +96,4 @@ pub fn run(args: Args) -> Result {
         .dir(&root)
         .run()?;
     Ok(())
-}
-
-/// QEMU boots the firmware in the firmware and end-to-end tests: say how to get it if missing.
-pub fn require_qemu() -> Result {
-    if on_path("qemu-system-arm") {
-        return Ok(());
-    }
-    let how = if cfg!(target_os = "macos") {
-        "brew install qemu"
-    } else if on_path("apt-get") {
-        "sudo apt-get install qemu-system-arm"
-    } else if on_path("dnf") {
-        "sudo dnf install qemu-system-arm"
-    } else if on_path("pacman") {
-        "sudo pacman -S qemu-system-arm"
-    } else {
-        "install QEMU's ARM system emulator with your package manager"
-    };
-    bail!(
-        "qemu-system-arm is not installed (the firmware and end-to-end tests boot the firmware \
-         in it): run `{how}` or `cargo xtask setup --only qemu`; `cargo xtask test --host-only` \
-         runs the host tests without it"
-    )
 }

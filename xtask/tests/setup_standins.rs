@@ -91,6 +91,7 @@ for a in "$@"; do case "$a" in
   mold) mk mold "mold 2.4.0 (compatible with GNU ld)";;
   qemu-system-arm|qemu-arm|qemu) mk qemu-system-arm "QEMU emulator version 8.2.2";;
   clang) mk clang "clang version 16.0.6";;
+  gcc) mk cc "cc (fake gcc) 12.2.0";;
 esac; done
 exit 0
 "#;
@@ -231,9 +232,15 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.xtask("setup", args)
+    }
+
+    /// `xtask <command> <args>` on this machine (stdin is not a terminal: no questions).
+    fn xtask(&self, command: &str, args: &[&str]) -> Output {
         std::fs::write(&self.log, "").unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        c.arg("setup").args(args).env_clear();
+        c.arg(command).args(args).env_clear();
+        c.stdin(std::process::Stdio::null());
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -902,5 +909,129 @@ fn standin_udev_rules_only_with_the_flag() {
         row(&again, "udev").ends_with("present"),
         "{}",
         row(&again, "udev")
+    );
+}
+
+// ---- `cargo xtask demo` / `cargo xtask test` repair what they need first (setup/ensure.rs) ----
+
+/// The position of the first log line starting with `prefix`.
+fn first(log: &[String], prefix: &str) -> Option<usize> {
+    log.iter().position(|l| l.starts_with(prefix))
+}
+
+#[test]
+fn standin_test_adds_the_thumb_target_the_installed_toolchain_lacks_before_building() {
+    // The second kind of fresh machine: the pinned toolchain installed (so rustup will not
+    // add rust-toolchain.toml's targets), without thumbv7em-none-eabihf.
+    let sb = Sandbox::new("ensure-target", "linux", "debian", 1000);
+    sb.with_rustup_and_stable().installed("cc", "cc 12.2.0");
+    let st = stable();
+    std::fs::write(
+        sb.state.join(format!("targets-{st}")),
+        "x86_64-unknown-linux-gnu\n",
+    )
+    .unwrap();
+    let out = sb.xtask("test", &["--host-only"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = sb.changes();
+    let add = first(
+        &log,
+        &format!("rustup target add --toolchain {st} thumbv7em-none-eabihf"),
+    )
+    .unwrap_or_else(|| panic!("no rustup target add in {log:#?}"));
+    let build = first(&log, "cargo build").unwrap_or_else(|| panic!("no build in {log:#?}"));
+    assert!(add < build, "the target must be added before the first build: {log:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains("sudo") || l.contains("apt-get")),
+        "the user's own toolchain needs no sudo and no packages: {log:#?}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("==> rust: rustup target add"), "says what it does:\n{err}");
+    assert!(err.contains("rust: installed in"), "says how long it took:\n{err}");
+}
+
+#[test]
+fn standin_test_without_a_terminal_or_yes_names_the_exact_qemu_command_and_exits_1() {
+    let sb = Sandbox::new("ensure-ask", "linux", "debian", 1000);
+    sb.with_rustup_and_stable()
+        .installed("cc", "cc 12.2.0")
+        .fake("apt-get", PKG)
+        .fake("sudo", SUDO);
+    let out = sb.xtask("test", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "qemu-system-arm is not installed (test needs it: the firmware and end-to-end \
+             tests boot the firmware in it): run 'sudo --preserve-env=DEBIAN_FRONTEND apt-get \
+             install -y --no-install-recommends qemu-system-arm', or re-run `cargo xtask test \
+             --yes`"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    let log = sb.changes();
+    assert!(
+        !log.iter().any(|l| l.starts_with("apt-get") || l.starts_with("cargo")),
+        "nothing installed, nothing built: {log:#?}"
+    );
+}
+
+#[test]
+fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the_demo() {
+    let sb = Sandbox::new("ensure-demo", "linux", "debian", 1000);
+    sb.with_rustup_and_stable()
+        .fake("apt-get", PKG)
+        .fake("sudo", SUDO);
+    // The orchestrator the demo hands over to: records how it was started.
+    std::fs::create_dir_all(sb.root.join("firmware")).unwrap();
+    std::fs::create_dir_all(sb.root.join("target/debug")).unwrap();
+    let demo = sb.root.join("target/debug/beacon-demo");
+    std::fs::write(&demo, "#!/bin/sh\necho \"beacon-demo $*\" >> \"$FAKE_LOG\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = sb.xtask("demo", &["--yes", "--duration", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apt = "sudo -n --preserve-env=DEBIAN_FRONTEND apt-get";
+    let log = sb.changes();
+    let want_order = [
+        format!("{apt} update"),
+        format!("{apt} install -y --no-install-recommends gcc libc6-dev"),
+        format!("{apt} install -y --no-install-recommends qemu-system-arm"),
+        "cargo build --release".to_string(),
+        "beacon-demo --board qemu --devices 3 --duration 1".to_string(),
+    ];
+    let mut at = 0;
+    for want in &want_order {
+        let i = log[at..]
+            .iter()
+            .position(|l| l.starts_with(want.as_str()))
+            .unwrap_or_else(|| panic!("`{want}` missing or out of order in {log:#?}"));
+        at += i + 1;
+    }
+    assert_eq!(
+        log.iter().filter(|l| l == &&format!("{apt} update")).count(),
+        1,
+        "apt-get update once: {log:#?}"
+    );
+}
+
+#[test]
+fn standin_demo_on_fedora_as_root_installs_qemu_with_dnf_without_sudo() {
+    let mut sb = Sandbox::new("ensure-dnf", "linux", "fedora", 0);
+    sb.with_rustup_and_stable()
+        .installed("cc", "cc 13.2.1")
+        .fake("dnf", PKG);
+    sb.set("CI", "true");
+    std::fs::create_dir_all(sb.root.join("firmware")).unwrap();
+    let out = sb.xtask("demo", &["--duration", "1"]);
+    // No orchestrator binary in the scratch tree: the demo stops there, after the installs.
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot start"), "{}", stderr(&out));
+    let log = sb.changes();
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("dnf install -y qemu-system-arm"),
+        "CI=true implies --yes; root needs no sudo: {log:#?}"
     );
 }

@@ -6,6 +6,7 @@
 //! [`Proc`] is dropped, so neither a panic in a test nor Ctrl-C in the demo leaves strays.
 #![warn(missing_docs)]
 
+use rustix::process::{Pid, Signal, kill_process_group};
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -84,13 +85,12 @@ impl Proc {
         &self.name
     }
 
-    fn signal_group(&self, sig: &str) {
-        // `kill -s SIG -- -PGID` reaches the whole group; std has no safe killpg.
-        let _ = Command::new("kill")
-            .args(["-s", sig, "--", &format!("-{}", self.pid())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    fn signal_group(&self, sig: Signal) {
+        // kill(-pgid, sig) reaches the whole group (QEMU's children too). By syscall: a
+        // minimal box has no `kill` program. An error means the group is already gone.
+        if let Some(pid) = Pid::from_raw(self.pid() as i32) {
+            let _ = kill_process_group(pid, sig);
+        }
     }
 
     /// `None` while it runs; its exit status once it ended.
@@ -104,7 +104,7 @@ impl Proc {
     /// SIGKILL to its group, then reap it.
     pub fn kill9(&mut self) {
         if self.try_wait().is_none() {
-            self.signal_group("KILL");
+            self.signal_group(Signal::KILL);
             let _ = self.child.kill();
             self.done = self.child.wait().ok();
         }
@@ -115,7 +115,7 @@ impl Proc {
         if let Some(s) = self.try_wait() {
             return Some(s);
         }
-        self.signal_group("TERM");
+        self.signal_group(Signal::TERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Some(s) = self.try_wait() {

@@ -136,6 +136,10 @@ fn parse_device_token(s: &str) -> Result<(u32, String), String> {
 /// Runs the gateway until `shutdown` completes, every link has ended (only `file:` links
 /// end), or a link fails for good. Then stops reading, delivers what is buffered (for up to
 /// `--drain-secs`), and returns the final stats. `Err` names a link that failed for good.
+#[allow(
+    clippy::result_large_err,
+    reason = "returned once per gateway run: the size of the error costs nothing"
+)]
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,

@@ -7,6 +7,7 @@
 //! fast loop, `cargo xtask fast ...`). `--undo` removes what it wrote to the project.
 
 pub mod download;
+pub mod ensure;
 pub mod localcfg;
 pub mod platform;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::cmd::project_root;
 use crate::cmd::{Error, Result, cmd, on_path};
 use crate::toml_lite::Doc;
 use platform::{Platform, Pm};
@@ -178,12 +180,6 @@ impl Ctx {
     }
 }
 
-/// The project root; tests point it at a scratch copy with `XTASK_PROJECT_ROOT`.
-pub fn project_root() -> PathBuf {
-    std::env::var_os("XTASK_PROJECT_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(crate::cmd::project_root)
-}
 
 fn run_argv(argv: &[String]) -> Result {
     let mut c = cmd(&argv[0]).args(&argv[1..]);
@@ -287,13 +283,17 @@ fn rustup_installed(kind: &str, toolchain: &str) -> String {
     .unwrap_or_default()
 }
 
+/// `CI=true` (or `1`): never ask, as with `--yes`.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
 pub fn run(args: Args) -> Result {
     let started = Instant::now();
-    let ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
     let mut ctx = Ctx::load()?;
-    ctx.yes = args.yes || ci;
+    ctx.yes = args.yes || in_ci();
     for t in args.only.iter().chain(&args.skip) {
         if !TOOLS.contains(&t.as_str()) {
             crate::bail!("unknown tool `{t}`; known: {}", TOOLS.join(", "));
@@ -787,6 +787,26 @@ fn plan_cc(ctx: &Ctx) -> Result<Step> {
     })
 }
 
+/// Any C compiler as `cc` (or `$CC`): the bundled SQLite and cargo's host linking need one.
+fn plan_c_compiler(ctx: &Ctx) -> Result<Step> {
+    let wanted = "a C compiler (cc)".to_string();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let found = [cc.as_str(), "cc", "gcc", "clang"]
+        .into_iter()
+        .find(|c| on_path(c))
+        .map(String::from);
+    let (found, action) = match found {
+        Some(c) => (c, Action::Keep("present".into())),
+        None => ("none".to_string(), pkg_action(ctx, "c-compiler")),
+    };
+    Ok(Step {
+        tool: "c-compiler",
+        wanted,
+        found,
+        action,
+    })
+}
+
 fn pkg_action(ctx: &Ctx, tool: &'static str) -> Action {
     match ctx.pkg_plan(tool) {
         Some((pm, pkg)) if ctx.platform.can_install_packages() => Action::Do {
@@ -797,11 +817,11 @@ fn pkg_action(ctx: &Ctx, tool: &'static str) -> Action {
             }),
         },
         Some((pm, pkg)) => Action::Cannot(format!(
-            "needs root: run `sudo {}` yourself, then re-run setup",
+            "needs root: run `sudo {}` yourself, then re-run",
             pm.install_argv(&pkg).join(" ")
         )),
         None => Action::Cannot(format!(
-            "no package manager setup knows ({}): install {tool} yourself, then re-run setup",
+            "no package manager xtask knows ({}): install {tool} yourself, then re-run",
             ctx.platform.pm.map(Pm::key).unwrap_or("none found")
         )),
     }

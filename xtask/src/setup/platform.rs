@@ -40,7 +40,8 @@ impl Pm {
         }
     }
 
-    /// The install command line for `pkg`, without sudo.
+    /// The install command line for `pkg` (one name, or several separated by spaces), without
+    /// sudo.
     pub fn install_argv(self, pkg: &str) -> Vec<String> {
         let v: &[&str] = match self {
             Pm::Apt => &["apt-get", "install", "-y", "--no-install-recommends"],
@@ -51,7 +52,7 @@ impl Pm {
         };
         v.iter()
             .map(|s| s.to_string())
-            .chain([pkg.to_string()])
+            .chain(pkg.split_whitespace().map(String::from))
             .collect()
     }
 

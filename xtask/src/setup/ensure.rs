@@ -1,0 +1,111 @@
+//! What `cargo xtask demo` and `cargo xtask test` need before they build, checked and repaired
+//! with setup's own planners and installers (one code path, not two):
+//!
+//! - the targets and components `rust-toolchain.toml` lists (rustup adds them only when it
+//!   installs a toolchain, never to one that is already there): `rustup target add` /
+//!   `rustup component add` into the user's own toolchain, without asking;
+//! - QEMU and a C compiler, through the system package manager: without asking under `--yes`
+//!   or `CI=true`; on a terminal after one question that shows the exact command; with no
+//!   terminal and no `--yes`, a one-line error with that command (exit code 1).
+//!
+//! Each step says what it does before doing it, and how long it took.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use super::{Action, Ctx, elapsed, in_ci, plan_c_compiler, plan_qemu, plan_rust, with_heartbeat};
+use crate::cmd::{Result, on_path};
+
+/// One thing a command needs, and what for (said in every message about it).
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    pub tool: &'static str,
+    pub why: &'static str,
+}
+
+/// The pinned toolchain's targets and components (the thumb target builds the firmware).
+pub const RUST: Need = Need {
+    tool: "rust",
+    why: "the firmware and the protocol crate build for thumbv7em-none-eabihf",
+};
+
+/// A C compiler (the bundled SQLite is compiled from C; cargo links through it).
+pub const C_COMPILER: Need = Need {
+    tool: "c-compiler",
+    why: "the service's bundled SQLite is C, and cargo links host binaries through cc",
+};
+
+/// `what` says who needs QEMU (`the demo`, `the firmware and end-to-end tests`).
+pub fn qemu(what: &'static str) -> Need {
+    Need { tool: "qemu", why: what }
+}
+
+/// Checks each need in order and repairs what is missing; `yes` as `--yes`.
+pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
+    let mut ctx = Ctx::load()?;
+    ctx.yes = yes || in_ci();
+    for need in needs {
+        if need.tool == "rust" && !on_path("rustup") {
+            eprintln!(
+                "check: rustup not found: assuming your Rust toolchain has what \
+                 rust-toolchain.toml lists (targets, components)"
+            );
+            continue;
+        }
+        let step = match need.tool {
+            "rust" => plan_rust(&ctx)?,
+            "qemu" => plan_qemu(&ctx)?,
+            "c-compiler" => plan_c_compiler(&ctx)?,
+            other => unreachable!("no planner for {other}"),
+        };
+        match step.action {
+            Action::Keep(_) => eprintln!("check: {} {} ok", need.tool, step.found),
+            Action::Cannot(what) => crate::bail!(
+                "{} is missing ({}: {}): {what}",
+                step.wanted,
+                need.why,
+                step.found
+            ),
+            Action::Do { plan, work } => {
+                let system = need.tool != "rust";
+                let commands = plan.join("' then '");
+                if system && !ctx.yes {
+                    let pkg = ctx
+                        .pkg_plan(need.tool)
+                        .map(|(_, pkg)| pkg)
+                        .unwrap_or_else(|| need.tool.to_string());
+                    if !std::io::stdin().is_terminal() {
+                        crate::bail!(
+                            "{pkg} is not installed ({} needs it: {}): run '{commands}', or \
+                             re-run `cargo xtask {command} --yes` to let xtask run it",
+                            command,
+                            need.why
+                        );
+                    }
+                    eprint!("install {pkg} with '{commands}'? [Y/n] ");
+                    let _ = std::io::stderr().flush();
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if !matches!(answer.trim(), "" | "y" | "Y" | "yes") {
+                        crate::bail!(
+                            "{pkg} is needed ({}): install it with '{commands}', then re-run",
+                            need.why
+                        );
+                    }
+                }
+                eprintln!("==> {}: {} ({})", need.tool, plan.join("; "), need.why);
+                let t0 = Instant::now();
+                let r = with_heartbeat(need.tool, || work(&ctx));
+                let took = elapsed(t0.elapsed().as_secs_f64());
+                match r {
+                    Ok(msg) => eprintln!("    {}: {msg} in {took}", need.tool),
+                    Err(e) => crate::bail!(
+                        "{} failed after {took}: {e}; run '{commands}' yourself, then re-run",
+                        need.tool
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}
