@@ -7,7 +7,10 @@ pub const SIGTERM: i32 = 15;
 
 // SAFETY: kill(2) takes two integers and touches no memory of ours: calling it cannot break
 // memory safety, so it is declared `safe`.
-#[allow(unsafe_code, reason = "the one libc declaration xtask needs; see the SAFETY note")]
+#[allow(
+    unsafe_code,
+    reason = "the one libc declaration xtask needs; see the SAFETY note"
+)]
 unsafe extern "C" {
     safe fn kill(pid: i32, sig: i32) -> i32;
 }

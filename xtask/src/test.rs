@@ -21,7 +21,9 @@ pub fn run(args: Args) -> Result {
     let mut needs = vec![ensure::RUST, ensure::C_COMPILER];
     // template:firmware:begin
     if !args.host_only {
-        needs.push(ensure::qemu("the firmware and end-to-end tests boot the firmware in it"));
+        needs.push(ensure::qemu(
+            "the firmware and end-to-end tests boot the firmware in it",
+        ));
     }
     // template:firmware:end
     ensure::ensure("test", &needs, args.yes)?;

@@ -49,7 +49,9 @@ fn stable() -> String {
     line.split('"').nth(1).unwrap().to_string()
 }
 
-const REAL_TOOLS: &[&str] = &["sh", "tar", "gzip", "curl", "diff", "chmod", "cat"];
+const REAL_TOOLS: &[&str] = &[
+    "sh", "tar", "gzip", "xz", "curl", "diff", "chmod", "cat", "cp", "mkdir",
+];
 
 const RUSTUP: &str = r#"#!/bin/sh
 echo "rustup $*" >> "$FAKE_LOG"
@@ -152,6 +154,15 @@ impl Sandbox {
         ] {
             std::fs::copy(real_root().join(f), root.join(f)).unwrap();
         }
+        // No test reaches the internet: release URLs point at a closed loopback port (the
+        // connection is refused at once, like an offline machine), unless a test serves them.
+        let manifest = root.join("toolchains/manifest.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            text.replace("https://github.com", "http://127.0.0.1:1"),
+        )
+        .unwrap();
         for tool in REAL_TOOLS.iter().chain(&["tr", "touch"]) {
             let found = ["/usr/bin", "/bin"]
                 .iter()
@@ -483,7 +494,7 @@ fn standin_a_failed_step_does_not_stop_the_others_and_exit_is_nonzero() {
         "{r}"
     );
     assert!(
-        row(&out, "just").contains("installed just"),
+        row(&out, "just").contains("built just"),
         "{}",
         row(&out, "just")
     );
@@ -940,14 +951,24 @@ fn standin_test_adds_the_thumb_target_the_installed_toolchain_lacks_before_build
     )
     .unwrap_or_else(|| panic!("no rustup target add in {log:#?}"));
     let build = first(&log, "cargo build").unwrap_or_else(|| panic!("no build in {log:#?}"));
-    assert!(add < build, "the target must be added before the first build: {log:#?}");
     assert!(
-        !log.iter().any(|l| l.contains("sudo") || l.contains("apt-get")),
+        add < build,
+        "the target must be added before the first build: {log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("sudo") || l.contains("apt-get")),
         "the user's own toolchain needs no sudo and no packages: {log:#?}"
     );
     let err = stderr(&out);
-    assert!(err.contains("==> rust: rustup target add"), "says what it does:\n{err}");
-    assert!(err.contains("rust: installed in"), "says how long it took:\n{err}");
+    assert!(
+        err.contains("==> rust: rustup target add"),
+        "says what it does:\n{err}"
+    );
+    assert!(
+        err.contains("rust: installed in"),
+        "says how long it took:\n{err}"
+    );
 }
 
 #[test]
@@ -969,10 +990,15 @@ fn standin_test_without_a_terminal_or_yes_names_the_exact_qemu_command_and_exits
         ),
         "{err}"
     );
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
     let log = sb.changes();
     assert!(
-        !log.iter().any(|l| l.starts_with("apt-get") || l.starts_with("cargo")),
+        !log.iter()
+            .any(|l| l.starts_with("apt-get") || l.starts_with("cargo")),
         "nothing installed, nothing built: {log:#?}"
     );
 }
@@ -987,7 +1013,11 @@ fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the
     std::fs::create_dir_all(sb.root.join("firmware")).unwrap();
     std::fs::create_dir_all(sb.root.join("target/debug")).unwrap();
     let demo = sb.root.join("target/debug/beacon-demo");
-    std::fs::write(&demo, "#!/bin/sh\necho \"beacon-demo $*\" >> \"$FAKE_LOG\"\n").unwrap();
+    std::fs::write(
+        &demo,
+        "#!/bin/sh\necho \"beacon-demo $*\" >> \"$FAKE_LOG\"\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = sb.xtask("demo", &["--yes", "--duration", "1"]);
@@ -1010,7 +1040,9 @@ fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the
         at += i + 1;
     }
     assert_eq!(
-        log.iter().filter(|l| l == &&format!("{apt} update")).count(),
+        log.iter()
+            .filter(|l| l == &&format!("{apt} update"))
+            .count(),
         1,
         "apt-get update once: {log:#?}"
     );
@@ -1034,4 +1066,314 @@ fn standin_demo_on_fedora_as_root_installs_qemu_with_dnf_without_sudo() {
         Some("dnf install -y qemu-system-arm"),
         "CI=true implies --yes; root needs no sudo: {log:#?}"
     );
+}
+
+// ---- prebuilt tools: release archives and PyPI wheels, with the source build as fallback ----
+
+/// An HTTP/1.1 server on 127.0.0.1:0 answering `conns` requests: each path in `files` with its
+/// body (cut after `send` bytes when shorter, as on a dropped network), anything else 404.
+fn serve_files(
+    files: Vec<(String, Vec<u8>, usize)>,
+    conns: usize,
+) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap_or(0);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            match files.iter().find(|(p, ..)| *p == path) {
+                Some((_, body, send)) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&body[..(*send).min(body.len())]);
+                }
+                None => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    (url, h)
+}
+
+fn sha256_of(path: &Path) -> String {
+    let sum = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A cargo-dist style `tokio-console-<triple>.tar.xz` holding a stand-in tokio-console.
+fn console_archive(sb: &Sandbox, version: &str) -> (String, Vec<u8>, String) {
+    let top = "tokio-console-x86_64-unknown-linux-gnu";
+    let stage = sb.dir.join("stage-console");
+    std::fs::create_dir_all(stage.join(top)).unwrap();
+    let exe = stage.join(top).join("tokio-console");
+    std::fs::write(
+        &exe,
+        format!("#!/bin/sh\necho \"tokio-console {version}\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(stage.join(top).join("padding"), vec![b'x'; 200_000]).unwrap();
+    let txz = sb.dir.join(format!("{top}.tar.xz"));
+    let ok = Command::new("tar")
+        .arg("-cJf")
+        .arg(&txz)
+        .arg("-C")
+        .arg(&stage)
+        .arg(top)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sum = sha256_of(&txz);
+    (format!("/{top}.tar.xz"), std::fs::read(&txz).unwrap(), sum)
+}
+
+/// Points `[tokio-console.release] url` at `base` (the archive's name kept).
+fn point_console_at(sb: &Sandbox, base: &str) {
+    let p = sb.root.join("toolchains/manifest.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("url = ") && l.contains("tokio-console-{triple}") {
+                format!("url = \"{base}/tokio-console-{{triple}}.tar.xz\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(p, text).unwrap();
+}
+
+fn console_sandbox(name: &str) -> Sandbox {
+    let mut sb = Sandbox::new(name, "linux", "debian", 1000);
+    sb.with_rustup_and_stable();
+    let cargo_home = sb.dir.join("cargo-home");
+    sb.set("CARGO_HOME", &cargo_home.display().to_string());
+    let path = format!("{}:{}", sb.bin.display(), cargo_home.join("bin").display());
+    sb.set("PATH", &path);
+    sb
+}
+
+fn console_source_build() -> String {
+    format!(
+        "cargo install --locked --version {} tokio-console [RUSTUP_TOOLCHAIN={}]",
+        pin("tokio-console", "version"),
+        stable()
+    )
+}
+
+#[test]
+fn standin_prebuilt_archive_checked_against_its_published_sha256_installs_without_building() {
+    let sb = console_sandbox("pre-good");
+    let version = pin("tokio-console", "version");
+    let (path, body, sum) = console_archive(&sb, &version);
+    let files = vec![
+        (
+            format!("{path}.sha256"),
+            format!("{sum}  x.tar.xz\n").into_bytes(),
+            usize::MAX,
+        ),
+        (path, body, usize::MAX),
+    ];
+    let (url, server) = serve_files(files, 2);
+    point_console_at(&sb, &url);
+    let out = sb.run(&["--yes", "--only", "tokio-console"]);
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        Vec::<String>::new(),
+        "nothing built: {}",
+        stderr(&out)
+    );
+    let r = row(&out, "tokio-console");
+    assert!(
+        r.contains("installed prebuilt tokio-console")
+            && r.contains("sha256 from the release's published .sha256 file"),
+        "{r}"
+    );
+    let v = Command::new(sb.dir.join("cargo-home/bin/tokio-console"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).contains(&version));
+    // A re-run finds it and changes nothing.
+    let again = sb.run(&["--yes", "--only", "tokio-console"]);
+    assert!(
+        row(&again, "tokio-console").ends_with("present"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn standin_prebuilt_archive_bad_checksum_404_or_cut_falls_back_to_cargo_install_leaving_nothing() {
+    for case in ["bad-sum", "404", "cut"] {
+        let sb = console_sandbox(&format!("pre-{case}"));
+        let (path, body, sum) = console_archive(&sb, &pin("tokio-console", "version"));
+        let len = body.len();
+        let files = match case {
+            "bad-sum" => vec![
+                (
+                    format!("{path}.sha256"),
+                    "0".repeat(64).into_bytes(),
+                    usize::MAX,
+                ),
+                (path, body, usize::MAX),
+            ],
+            "404" => vec![],
+            _ => vec![
+                (format!("{path}.sha256"), sum.into_bytes(), usize::MAX),
+                (path, body, len / 3),
+            ],
+        };
+        let (url, server) = serve_files(files, 2);
+        point_console_at(&sb, &url);
+        let out = sb.run(&["--yes", "--only", "tokio-console"]);
+        drop(server);
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        assert_eq!(
+            sb.changes(),
+            vec![console_source_build()],
+            "{case}: built from source instead: {}",
+            stderr(&out)
+        );
+        let r = row(&out, "tokio-console");
+        let why = match case {
+            "bad-sum" => "checksum mismatch",
+            _ => "download of",
+        };
+        assert!(r.contains("from source") && r.contains(why), "{case}: {r}");
+        let opt = sb.home.join(".local/opt");
+        let left: Vec<_> = std::fs::read_dir(&opt)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "{case}: {} still holds {left:?}",
+            opt.display()
+        );
+    }
+}
+
+/// python3 that serves `pip download` from a prepared wheel and hands `-m zipfile` to the real
+/// python (a stand-in for PyPI, which the tests do not reach).
+const PYTHON: &str = r#"#!/bin/sh
+echo "python3 $*" >> "$FAKE_LOG"
+if [ "$1 $2 $3" = "-m pip download" ]; then
+  while [ $# -gt 0 ]; do [ "$1" = --dest ] && { mkdir -p "$2"; cp "$FAKE_WHEEL" "$2/"; exit 0; }; shift; done
+  exit 1
+fi
+exec "$REAL_PYTHON" "$@"
+"#;
+
+#[test]
+fn standin_just_from_its_pypi_wheel_with_the_pinned_sha256_and_fallback_on_mismatch() {
+    let real_python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| {
+            let o = Command::new("sh")
+                .args(["-c", "command -v python3"])
+                .output()
+                .ok()?;
+            Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        })
+        .expect("python3 (the machine has it; the wheel path needs it)");
+    let version = pin("just", "version");
+    for pinned_ok in [true, false] {
+        let mut sb = console_sandbox(if pinned_ok { "wheel-good" } else { "wheel-bad" });
+        sb.fake("python3", PYTHON);
+        // A wheel laid out like rust-just's, zipped by the real python.
+        let stage = sb.dir.join("wheel-stage");
+        let scripts = stage.join(format!("rust_just-{version}.data/scripts"));
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(
+            scripts.join("just"),
+            format!("#!/bin/sh\necho \"just {version}\"\n"),
+        )
+        .unwrap();
+        let wheel = sb.dir.join(format!(
+            "rust_just-{version}-py3-none-manylinux_2_17_x86_64.whl"
+        ));
+        let ok = Command::new(&real_python)
+            .args(["-m", "zipfile", "-c"])
+            .arg(&wheel)
+            .arg(stage.join(format!("rust_just-{version}.data")))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let sum = if pinned_ok {
+            sha256_of(&wheel)
+        } else {
+            "1".repeat(64)
+        };
+        let p = sb.root.join("toolchains/manifest.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("sha256-linux-x86_64 = ") {
+                    format!("sha256-linux-x86_64 = \"{sum}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(p, text).unwrap();
+        sb.set("FAKE_WHEEL", &wheel.display().to_string());
+        sb.set("REAL_PYTHON", &real_python.display().to_string());
+        let out = sb.run(&["--yes", "--only", "just"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r = row(&out, "just");
+        let builds: Vec<_> = sb
+            .changes()
+            .into_iter()
+            .filter(|l| l.starts_with("cargo install"))
+            .collect();
+        if pinned_ok {
+            assert!(
+                r.contains("installed prebuilt just")
+                    && r.contains("from PyPI")
+                    && r.contains("sha256 pinned in the manifest"),
+                "{r}"
+            );
+            assert!(builds.is_empty(), "no source build: {builds:?}");
+            let v = Command::new(sb.dir.join("cargo-home/bin/just"))
+                .arg("--version")
+                .output()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&v.stdout).contains(&version));
+        } else {
+            assert!(
+                r.contains("from source") && r.contains("checksum mismatch"),
+                "{r}"
+            );
+            assert_eq!(builds.len(), 1, "{builds:?}");
+        }
+    }
 }

@@ -37,7 +37,10 @@ pub const C_COMPILER: Need = Need {
 
 /// `what` says who needs QEMU (`the demo`, `the firmware and end-to-end tests`).
 pub fn qemu(what: &'static str) -> Need {
-    Need { tool: "qemu", why: what }
+    Need {
+        tool: "qemu",
+        why: what,
+    }
 }
 
 /// Checks each need in order and repairs what is missing; `yes` as `--yes`.

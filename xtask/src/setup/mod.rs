@@ -180,7 +180,6 @@ impl Ctx {
     }
 }
 
-
 fn run_argv(argv: &[String]) -> Result {
     let mut c = cmd(&argv[0]).args(&argv[1..]);
     if argv.iter().any(|a| a == "apt-get") {
@@ -444,6 +443,11 @@ pub fn run(args: Args) -> Result {
             result,
             failed,
         });
+    }
+    let build_dir = tools_build_dir(&ctx.home);
+    if build_dir.exists() {
+        // The tools are installed; their intermediate build (often over 1 GB) is not needed.
+        let _ = std::fs::remove_dir_all(&build_dir);
     }
     print_summary(&rows);
     let failed: Vec<_> = rows.iter().filter(|r| r.failed).map(|r| r.tool).collect();
@@ -856,6 +860,7 @@ fn mold_release(ctx: &Ctx) -> Result<download::Release> {
             .to_string(),
         binary: fill(m.req("mold.release.binary")?),
         name: "mold".into(),
+        sha256_url: String::new(),
     })
 }
 
@@ -917,7 +922,7 @@ fn plan_mold(ctx: &Ctx) -> Result<Step> {
                 Err(e) => eprintln!("    {e}; trying the release tarball"),
             }
         }
-        let exe = download::install(&rel, &opt, &bin, progress)?;
+        let (exe, _) = download::install(&rel, &opt, &bin, progress)?;
         let on_path_note = if on_path("mold") {
             ""
         } else {
@@ -978,20 +983,62 @@ fn plan_cargo_tool(ctx: &Ctx, tool: &'static str) -> Result<Step> {
     }
     let argv = cargo_install_argv(&krate, &version);
     let stable = ctx.stable()?.to_string();
-    let note = if tool == "probe-rs" {
-        " (about 10 min on 2 cores)"
+    let prebuilt = prebuilt_for(ctx, tool, &version)?;
+    let mut plan = Vec::new();
+    if let Some(p) = &prebuilt {
+        plan.push(p.describe());
+        plan.push(format!("(if that fails: {})", argv.join(" ")));
     } else {
-        ""
-    };
-    let plan = vec![format!("{}{note}", argv.join(" "))];
+        plan.push(argv.join(" "));
+    }
+    let bin_dir = cargo_bin_dir(&ctx.home);
+    let opt_dir = user_dirs(ctx).0;
+    let build_dir = tools_build_dir(&ctx.home);
+    let bin = bin.to_string();
     let work: Work = Box::new(move |_| {
+        let mut why_source = String::new();
+        if let Some(p) = prebuilt {
+            let r = match &p {
+                Prebuilt::Archive(rel) => download::install(rel, &opt_dir, &bin_dir, false),
+                Prebuilt::Wheel(w) => download::install_wheel(w, &bin_dir),
+            };
+            match r.and_then(|(exe, checked)| {
+                let v = tool_version(&exe.to_string_lossy()).unwrap_or_default();
+                if v == version {
+                    Ok(checked)
+                } else {
+                    let _ = std::fs::remove_file(&exe);
+                    Err(Error(format!(
+                        "{} --version says `{v}`, not {version}",
+                        exe.display()
+                    )))
+                }
+            }) {
+                Ok(checked) => {
+                    return Ok(format!(
+                        "installed prebuilt {krate} {version} from {} ({})",
+                        p.channel(),
+                        checked.describe()
+                    ));
+                }
+                Err(e) => {
+                    eprintln!("    prebuilt {bin} not installed ({e}): building from source");
+                    why_source = format!(" (prebuilt failed: {e})");
+                }
+            }
+        }
         cmd(&argv[0])
             .args(&argv[1..])
             .dir(std::env::temp_dir())
             .env("RUSTUP_TOOLCHAIN", &stable)
-            // cargo install builds in its own temporary dir; an inherited CARGO_TARGET_DIR
-            // would mix the tools' builds into a project's target dir.
-            .env_remove("CARGO_TARGET_DIR")
+            // One build dir shared by every tool setup builds (they share tokio, clap,
+            // serde ...), removed after the last one; never a project's target dir.
+            .env("CARGO_TARGET_DIR", &build_dir)
+            // A tool's own release profile may ask for LTO and one codegen unit (just does):
+            // minutes of build for a few percent of speed in a command-line tool.
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
             .run()
             .map_err(|e| {
                 Error(format!(
@@ -999,7 +1046,9 @@ fn plan_cargo_tool(ctx: &Ctx, tool: &'static str) -> Result<Step> {
                     argv.join(" ")
                 ))
             })?;
-        Ok(format!("installed {krate} {version}"))
+        Ok(format!(
+            "built {krate} {version} from source with cargo install{why_source}"
+        ))
     });
     Ok(Step {
         tool,
@@ -1007,6 +1056,89 @@ fn plan_cargo_tool(ctx: &Ctx, tool: &'static str) -> Result<Step> {
         found: found_s,
         action: Action::Do { plan, work },
     })
+}
+
+/// A prebuilt channel for a tool, from its manifest section.
+enum Prebuilt {
+    /// A release archive (cargo-dist layout) with a published `.sha256`.
+    Archive(download::Release),
+    /// The release binary inside a PyPI wheel.
+    Wheel(download::Wheel),
+}
+
+impl Prebuilt {
+    fn channel(&self) -> &'static str {
+        match self {
+            Prebuilt::Archive(_) => "its release archive",
+            Prebuilt::Wheel(_) => "PyPI",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Prebuilt::Archive(r) => format!("download {} (sha256 verified)", r.url),
+            Prebuilt::Wheel(w) => format!(
+                "pip download {}=={} (the release binary in a wheel; sha256 verified)",
+                w.project, w.version
+            ),
+        }
+    }
+}
+
+/// `[<tool>.release]` (an archive) or `[<tool>.pypi]` (a wheel), when the manifest has one for
+/// this platform. `XTASK_NO_PREBUILT=1` skips them (always build from source).
+fn prebuilt_for(ctx: &Ctx, tool: &str, version: &str) -> Result<Option<Prebuilt>> {
+    if std::env::var_os("XTASK_NO_PREBUILT").is_some_and(|v| v == "1") {
+        return Ok(None);
+    }
+    let m = &ctx.manifest;
+    let triple = host_triple(&ctx.platform);
+    let arch = ctx.platform.arch.as_str();
+    let fill = |s: &str| {
+        s.replace("{version}", version)
+            .replace("{triple}", &triple)
+            .replace("{arch}", arch)
+    };
+    let key = format!("{}-{}", ctx.platform.os, arch);
+    if let Some(project) = m.str(&format!("{tool}.pypi.project")) {
+        return Ok(Some(Prebuilt::Wheel(download::Wheel {
+            project: project.to_string(),
+            version: version.to_string(),
+            member: fill(m.req(&format!("{tool}.pypi.member"))?),
+            sha256: m
+                .str(&format!("{tool}.pypi.sha256-{key}"))
+                .unwrap_or("")
+                .to_string(),
+            name: m.req(&format!("{tool}.bin"))?.to_string(),
+        })));
+    }
+    if let Some(url) = m.str(&format!("{tool}.release.url")) {
+        let url = fill(url);
+        return Ok(Some(Prebuilt::Archive(download::Release {
+            sha256_url: format!("{url}.sha256"),
+            sha256: m
+                .str(&format!("{tool}.release.sha256-{key}"))
+                .unwrap_or("")
+                .to_string(),
+            binary: fill(m.req(&format!("{tool}.release.binary"))?),
+            name: m.req(&format!("{tool}.bin"))?.to_string(),
+            url,
+        })));
+    }
+    Ok(None)
+}
+
+/// cargo's bin dir (`$CARGO_HOME/bin`, default `~/.cargo/bin`): on PATH wherever rustup is.
+fn cargo_bin_dir(home: &Path) -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cargo"))
+        .join("bin")
+}
+
+/// Where setup builds tools from source (shared by all of them; removed after the run).
+fn tools_build_dir(home: &Path) -> PathBuf {
+    home.join(".cache/beacon-xtask/tools-build")
 }
 
 /// udev rules for the common debug probes (ST-Link, J-Link, CMSIS-DAP/DAPLink, Raspberry Pi
