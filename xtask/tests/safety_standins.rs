@@ -83,12 +83,25 @@ fn safety_install_standin_installs_the_pinned_tools_and_nothing_else() {
         "{calls}"
     );
     // The pinned stable gets llvm-tools; cargo-llvm-cov at the pinned version, locked.
+    let toolchain = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust-toolchain.toml"),
+    )
+    .unwrap();
+    let stable = toolchain
+        .lines()
+        .find(|l| l.starts_with("channel"))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap();
     assert!(
-        calls.contains("rustup component add llvm-tools --toolchain 1.95.0"),
+        calls.contains(&format!(
+            "rustup component add llvm-tools --toolchain {stable}"
+        )),
         "{calls}"
     );
     assert!(
-        calls.contains("cargo +1.95.0 install --locked cargo-llvm-cov --version 0.9.1"),
+        calls.contains(&format!(
+            "cargo +{stable} install --locked cargo-llvm-cov --version 0.9.1"
+        )),
         "{calls}"
     );
     // --fast needs no mutation testing: cargo-mutants is not installed.
