@@ -1,5 +1,6 @@
 # Short names for the everyday commands. Every recipe calls cargo or `cargo xtask`, which do
-# the real work, so the project works without `just` too. `just --list` shows them.
+# the real work, so the project works without `just` too. `just --list` shows them: keep each
+# recipe's doc on one comment line, or in a `[doc(...)]` attribute when it needs more.
 
 default:
     @just --list
@@ -10,8 +11,8 @@ test *ARGS:
 
 # template:service:begin
 # template:firmware:begin
-# The whole stack live: service (tokio-console on), gateway, 3 QEMU devices. Ctrl-C stops it
-# all and prints the summary. `just demo --duration 20 --check` for CI; `--board nrf52840`.
+# `[doc]` rather than a comment: `just --list` shows only a comment's last line.
+[doc("The whole stack live: service (tokio-console on), gateway, 3 QEMU devices; Ctrl-C stops it all and prints the summary. `just demo --duration 20 --check` for CI; `--board nrf52840` for the real board.")]
 demo *ARGS:
     cargo xtask demo {{ARGS}}
 # template:firmware:end

@@ -109,11 +109,7 @@ impl Platform {
         let pm = pick_pm(&os, &id, &like);
         let root = match env::var("XTASK_UID") {
             Ok(uid) => uid.trim() == "0",
-            Err(_) => std::process::Command::new("id")
-                .arg("-u")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-                .unwrap_or(false),
+            Err(_) => is_root(),
         };
         Platform {
             os,
@@ -137,6 +133,23 @@ impl Platform {
             None => false,
         }
     }
+}
+
+/// Our effective uid is 0: the owner of `/proc/self` on Linux (no `id` program needed), else
+/// `id -u`.
+fn is_root() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return m.uid() == 0;
+        }
+    }
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// `ID` and `ID_LIKE` from an os-release file.
