@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The byte that asks a device to re-send its recent frames (firmware/app/src/history.rs,
 /// `REPLAY_REQUEST`). The gateway sends it on every (re)connect, so frames the device sent
-/// while nobody listened are recovered; the service stores a repeated `(device, seq)` once.
+/// while nobody listened are recovered; the service stores a repeated `(device, boot, seq)` once.
 pub const REPLAY_REQUEST: u8 = b'R';
 
 /// Bytes read at once from a link.
