@@ -45,6 +45,13 @@ pub mod status {
     pub const TX_OVERFLOW: u16 = 0x0003;
 }
 
+/// The boot id a sender writes for a candidate drawn at reset (an RNG word, a flash counter,
+/// entropy handed in): the candidate itself, except that `0`, which receivers read as "no boot
+/// identity" (version 1 frames), becomes `1` (SPEC.md R-BOOT-1).
+pub const fn boot_id(candidate: u32) -> u32 {
+    if candidate == 0 { 1 } else { candidate }
+}
+
 /// Board identifiers carried by [`Reading::Boot`]. TODO(4): add your boards.
 pub mod board {
     /// QEMU `mps2-an386` (Cortex-M4F), the emulated board.

@@ -441,3 +441,16 @@ fn boot_is_part_of_the_frame_identity() {
     assert_eq!(decode(&encode_vec(&a)), Ok(a));
     assert_eq!(decode(&encode_vec(&b)), Ok(b));
 }
+
+/// Checks: R-BOOT-1: the sender-side mapping never produces boot 0 and keeps every other
+/// candidate; a frame written with it decodes with that boot.
+#[test]
+fn senders_boot_id_is_never_zero() {
+    use beacon_protocol::frame::boot_id;
+    assert_eq!(boot_id(0), 1);
+    for candidate in [1, 2, 0x9E37_79B9, u32::MAX] {
+        assert_eq!(boot_id(candidate), candidate);
+    }
+    let f = Frame::new(1, 0, 0).with_boot(boot_id(0));
+    assert_eq!(decode(&encode_vec(&f)).map(|f| f.boot), Ok(1));
+}

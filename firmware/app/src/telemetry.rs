@@ -110,8 +110,7 @@ impl Telemetry {
 /// The boot id to use: `preferred` unless it is 0 ("not given"), else `fallback`; never 0,
 /// which receivers read as "no boot identity" (protocol/SPEC.md R-BOOT-1), so 0 becomes 1.
 pub const fn boot_id_or(preferred: u32, fallback: u32) -> u32 {
-    let id = if preferred != 0 { preferred } else { fallback };
-    if id == 0 { 1 } else { id }
+    beacon_protocol::frame::boot_id(if preferred != 0 { preferred } else { fallback })
 }
 
 #[cfg(test)]
