@@ -90,7 +90,8 @@ impl fmt::Display for DecodeError {
             ),
             Self::UnsupportedVersion(v) => write!(
                 f,
-                "unsupported protocol version {v} (this decoder reads version {})",
+                "unsupported protocol version {v} (this decoder reads versions {} to {})",
+                crate::MIN_VERSION,
                 crate::VERSION
             ),
             Self::TooManyReadings(n) => write!(

@@ -1,20 +1,25 @@
 //! Frames and readings, and the payload byte layout (SPEC.md, "Payload").
 //!
 //! ```text
-//! offset size field
-//!  0     1    version          (= 1)
-//!  1     1    flags            (v1 defines none: senders write 0, receivers ignore)
-//!  2     4    device_id        u32 little-endian
-//!  6     4    seq              u32 little-endian
-//! 10     8    uptime_ms        u64 little-endian
-//! 18     1    reading count    0..=8
-//! 19     ..   readings         each: kind u8, len u8, value[len]
+//! version 2 (written)              version 1 (still read; boot = 0)
+//! offset size field                offset size field
+//!  0     1    version (= 2)         0     1    version (= 1)
+//!  1     1    flags                 1     1    flags
+//!  2     4    device_id u32 LE      2     4    device_id
+//!  6     4    boot      u32 LE      -
+//! 10     4    seq       u32 LE      6     4    seq
+//! 14     8    uptime_ms u64 LE     10     8    uptime_ms
+//! 22     1    reading count        18     1    reading count
+//! 23     ..   readings             19     ..   readings (each: kind u8, len u8, value[len])
 //! ```
 
 use crate::{DecodeError, EncodeError, MAX_PAYLOAD_LEN, MAX_READINGS, VERSION};
 
-/// Bytes before the first reading.
-pub const HEADER_LEN: usize = 19;
+/// Bytes before the first reading, in the version this crate writes (2).
+pub const HEADER_LEN: usize = 23;
+
+/// Bytes before the first reading in a version 1 frame (no `boot` field).
+pub const HEADER_LEN_V1: usize = 19;
 
 /// Reading kind codes (SPEC.md, "Reading kinds"). Codes are never reused.
 pub mod kind {
@@ -38,6 +43,13 @@ pub mod status {
     pub const SENSOR_FAULT: u16 = 0x0002;
     /// The device's transmit queue overflowed and frames were dropped on the device.
     pub const TX_OVERFLOW: u16 = 0x0003;
+}
+
+/// The boot id a sender writes for a candidate drawn at reset (an RNG word, a flash counter,
+/// entropy handed in): the candidate itself, except that `0`, which receivers read as "no boot
+/// identity" (version 1 frames), becomes `1` (SPEC.md R-BOOT-1).
+pub const fn boot_id(candidate: u32) -> u32 {
+    if candidate == 0 { 1 } else { candidate }
 }
 
 /// Board identifiers carried by [`Reading::Boot`]. TODO(4): add your boards.
@@ -221,12 +233,17 @@ impl defmt::Format for Readings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Frame {
-    /// Flag bits; version 1 defines none. Preserved as received.
+    /// Flag bits; versions 1 and 2 define none. Preserved as received.
     pub flags: u8,
     /// The device's id, unique within a deployment. TODO(3): your device id scheme.
     pub device_id: u32,
-    /// Sequence number, +1 per frame since boot. With `device_id` it identifies the frame:
-    /// receivers treat a repeated `(device_id, seq)` as a retry of the same frame.
+    /// Which boot of the device sent the frame: picked once at reset (a random id, or a
+    /// counter kept in flash; SPEC.md 3.1) and the same in every frame until the next reset.
+    /// An identity, not an order. `0` means "no boot identity": every version 1 frame has it,
+    /// and senders avoid it.
+    pub boot: u32,
+    /// Sequence number, 0 at boot, +1 per frame. With `device_id` and `boot` it identifies the
+    /// frame: receivers treat a repeated `(device_id, boot, seq)` as a retry of the same frame.
     pub seq: u32,
     /// Milliseconds since the device booted, when the readings were taken.
     pub uptime_ms: u64,
@@ -235,15 +252,24 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// A frame with no readings.
+    /// A frame with no readings and `boot` 0 (no boot identity: set it with
+    /// [`Frame::with_boot`]; a device always does).
     pub const fn new(device_id: u32, seq: u32, uptime_ms: u64) -> Self {
         Self {
             flags: 0,
             device_id,
+            boot: 0,
             seq,
             uptime_ms,
             readings: Readings::new(),
         }
+    }
+
+    /// Builder form: the same frame with `boot` set.
+    #[must_use]
+    pub const fn with_boot(mut self, boot: u32) -> Self {
+        self.boot = boot;
+        self
     }
 
     /// Adds a reading; fails when the frame already holds [`MAX_READINGS`].
@@ -279,6 +305,7 @@ impl Frame {
         };
         w.put(&[VERSION, self.flags])?;
         w.put(&self.device_id.to_le_bytes())?;
+        w.put(&self.boot.to_le_bytes())?;
         w.put(&self.seq.to_le_bytes())?;
         w.put(&self.uptime_ms.to_le_bytes())?;
         w.put(&[count])?;
@@ -289,17 +316,25 @@ impl Frame {
         Ok(needed)
     }
 
-    /// Parses a payload (CRC already checked and removed).
+    /// Parses a payload (CRC already checked and removed), version 2 or version 1 (which
+    /// has no `boot` field and decodes with `boot` 0; SPEC.md R-VER-4).
     pub fn from_payload(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(payload);
         let too_short = DecodeError::TooShort {
             len: payload.len().saturating_add(4),
         };
         let [version, flags] = r.array().ok_or(too_short)?;
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
+        let has_boot = match version {
+            VERSION => true,
+            crate::MIN_VERSION => false,
+            other => return Err(DecodeError::UnsupportedVersion(other)),
+        };
         let device_id = u32::from_le_bytes(r.array().ok_or(too_short)?);
+        let boot = if has_boot {
+            u32::from_le_bytes(r.array().ok_or(too_short)?)
+        } else {
+            0
+        };
         let seq = u32::from_le_bytes(r.array().ok_or(too_short)?);
         let uptime_ms = u64::from_le_bytes(r.array().ok_or(too_short)?);
         let [count] = r.array().ok_or(too_short)?;
@@ -309,6 +344,7 @@ impl Frame {
         let mut frame = Frame {
             flags,
             device_id,
+            boot,
             seq,
             uptime_ms,
             readings: Readings::new(),

@@ -1,7 +1,11 @@
 //! The device telemetry wire format shared by the firmware, the gateway and the service.
 //!
 //! A device sends a stream of *frames*. Each frame carries a header (protocol version, device
-//! id, sequence number, device uptime) and up to [`MAX_READINGS`] typed [`Reading`]s. On the
+//! id, boot id, sequence number, device uptime) and up to [`MAX_READINGS`] typed [`Reading`]s.
+//! `(device_id, boot, seq)` identifies a frame: `boot` changes at every device reset, so a
+//! device that restarts `seq` at 0 is not mistaken for a retry of its previous boot. The
+//! encoder writes version 2; the decoders read versions 1 and 2 (a version 1 frame has
+//! `boot` 0). On the
 //! wire a frame is `COBS(payload ‖ CRC-32(payload)) ‖ 0x00`, so a receiver can join a byte
 //! stream at any point and resynchronise on the next `0x00`. The byte-level specification,
 //! written for someone implementing it in C, is `protocol/SPEC.md`; the test vectors it quotes
@@ -24,7 +28,7 @@
 //! ```
 //! use beacon_protocol::{Decoder, Frame, Reading, encode, MAX_WIRE_LEN};
 //!
-//! let mut frame = Frame::new(7, 1, 1_500);
+//! let mut frame = Frame::new(7, 1, 1_500).with_boot(0x9E37_79B9);
 //! frame.push(Reading::Temperature { centi_celsius: 2_150 }).unwrap();
 //!
 //! let mut buf = [0u8; MAX_WIRE_LEN];
@@ -69,8 +73,12 @@ pub use frame::{Frame, Reading, Readings, status};
 pub use stream::{Decoder, FrameError};
 pub use wire::{decode, encode};
 
-/// The protocol version this crate writes, and the only one it reads (SPEC.md, "Versioning").
-pub const VERSION: u8 = 1;
+/// The protocol version this crate writes (SPEC.md, "Versioning"). It reads this one and
+/// every version from [`MIN_VERSION`] on.
+pub const VERSION: u8 = 2;
+
+/// The oldest protocol version the decoders read: version 1 frames decode with `boot` 0.
+pub const MIN_VERSION: u8 = 1;
 
 /// Most readings one frame carries.
 pub const MAX_READINGS: usize = 8;

@@ -100,7 +100,7 @@ pub fn stream_decoder_never_panics() {
 #[cfg_attr(not(kani_stub), kani::proof)]
 #[cfg_attr(not(kani_stub), kani::unwind(40))]
 pub fn encode_then_decode_is_identity() {
-    let mut frame = Frame::new(kani::any(), kani::any(), kani::any());
+    let mut frame = Frame::new(kani::any(), kani::any(), kani::any()).with_boot(kani::any());
     frame.flags = kani::any();
     let count: usize = kani::any();
     kani::assume(count <= MAX_PROOF_READINGS);

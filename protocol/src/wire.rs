@@ -49,7 +49,9 @@ pub fn decode(wire: &[u8]) -> Result<Frame, DecodeError> {
 /// Checks the CRC of a COBS-decoded frame and parses its payload.
 pub fn decode_raw(raw: &[u8]) -> Result<Frame, DecodeError> {
     let too_short = DecodeError::TooShort { len: raw.len() };
-    if raw.len() < crate::frame::HEADER_LEN.saturating_add(4) {
+    // The smallest frame of any version (v1: 19-byte header); a v2 frame shorter than its own
+    // header is caught after the CRC, when its version byte can be trusted.
+    if raw.len() < crate::frame::HEADER_LEN_V1.saturating_add(4) {
         return Err(too_short);
     }
     let (payload, crc) = raw.split_last_chunk::<4>().ok_or(too_short)?;

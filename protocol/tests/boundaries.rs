@@ -4,7 +4,8 @@
 
 use beacon_protocol::{
     DecodeError, Decoder, EncodeError, Frame, MAX_RAW_LEN, MAX_READINGS, MAX_WIRE_LEN, Reading,
-    cobs, crc::Crc32, crc::crc32, decode, encode, frame::HEADER_LEN, wire::decode_raw,
+    cobs, crc::Crc32, crc::crc32, decode, encode, frame::HEADER_LEN, frame::HEADER_LEN_V1,
+    wire::decode_raw,
 };
 
 /// `COBS(payload ‖ CRC) ‖ 0x00` for a hand-made payload (valid or not).
@@ -18,14 +19,26 @@ fn wire_of_payload(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A version-1 header announcing `count` readings.
+/// A version-2 header (device 7, boot 0xB007, seq 1, uptime 1500) announcing `count` readings.
 fn header(count: u8) -> Vec<u8> {
+    let mut h = vec![2, 0];
+    h.extend(7u32.to_le_bytes());
+    h.extend(0xB007u32.to_le_bytes());
+    h.extend(1u32.to_le_bytes());
+    h.extend(1_500u64.to_le_bytes());
+    h.push(count);
+    assert_eq!(h.len(), HEADER_LEN);
+    h
+}
+
+/// The same header in version 1 (no boot field).
+fn header_v1(count: u8) -> Vec<u8> {
     let mut h = vec![1, 0];
     h.extend(7u32.to_le_bytes());
     h.extend(1u32.to_le_bytes());
     h.extend(1_500u64.to_le_bytes());
     h.push(count);
-    assert_eq!(h.len(), HEADER_LEN);
+    assert_eq!(h.len(), HEADER_LEN_V1);
     h
 }
 
@@ -34,7 +47,10 @@ fn header(count: u8) -> Vec<u8> {
 fn size_limits_are_the_spec_numbers() {
     assert_eq!(MAX_RAW_LEN, 254);
     assert_eq!(MAX_WIRE_LEN, 257);
-    assert_eq!(HEADER_LEN, 19);
+    assert_eq!(HEADER_LEN, 23);
+    assert_eq!(HEADER_LEN_V1, 19);
+    assert_eq!(beacon_protocol::VERSION, 2);
+    assert_eq!(beacon_protocol::MIN_VERSION, 1);
     assert_eq!(cobs::max_encoded_len(0), 1);
     assert_eq!(cobs::max_encoded_len(253), 254);
     assert_eq!(cobs::max_encoded_len(254), 256);
@@ -77,18 +93,32 @@ fn frame_too_long_starts_after_max_wire_len_bytes() {
 /// the stated order (COBS, length, CRC, then payload fields).
 #[test]
 fn errors_carry_exact_fields() {
-    // Length: 22 bytes after COBS is one short of header + CRC.
-    let short = wire_of_payload(&header(0)[..HEADER_LEN - 1]);
+    // Length: 22 bytes after COBS is one short of the smallest (v1) header + CRC.
+    let short = wire_of_payload(&header_v1(0)[..HEADER_LEN_V1 - 1]);
     assert_eq!(decode(&short), Err(DecodeError::TooShort { len: 22 }));
     assert_eq!(
         decode_raw(&[1, 2, 3]),
         Err(DecodeError::TooShort { len: 3 })
     );
-    // The minimal frame (header only) is exactly 23 bytes after COBS and decodes.
+    // The minimal v1 frame (header only) is exactly 23 bytes after COBS and decodes, boot 0.
     assert_eq!(
-        decode(&wire_of_payload(&header(0))),
+        decode(&wire_of_payload(&header_v1(0))),
         Ok(Frame::new(7, 1, 1_500))
     );
+    // The minimal v2 frame is 27 bytes; one byte less is TooShort, found after the CRC (which
+    // passes), with the length after COBS.
+    assert_eq!(
+        decode(&wire_of_payload(&header(0))),
+        Ok(Frame::new(7, 1, 1_500).with_boot(0xB007))
+    );
+    for cut in 1..=HEADER_LEN - HEADER_LEN_V1 {
+        let p = &header(0)[..HEADER_LEN - cut];
+        assert_eq!(
+            decode(&wire_of_payload(p)),
+            Err(DecodeError::TooShort { len: p.len() + 4 }),
+            "v2 header cut by {cut}"
+        );
+    }
 
     // CRC: both values reported.
     let payload = header(0);
@@ -103,16 +133,19 @@ fn errors_carry_exact_fields() {
         })
     );
 
-    // Version is checked after the CRC: a bad CRC wins over a bad version.
-    let mut v2 = header(0);
-    v2[0] = 2;
-    assert_eq!(
-        decode(&wire_of_payload(&v2)),
-        Err(DecodeError::UnsupportedVersion(2))
-    );
-    let mut raw = v2.clone();
-    raw.extend((crc32(&v2) ^ 0x100).to_le_bytes());
-    assert!(matches!(decode_raw(&raw), Err(DecodeError::Crc { .. })));
+    // Version is checked after the CRC: a bad CRC wins over a bad version. 0 and 3 are not
+    // versions; 1 and 2 are.
+    for version in [0u8, 3, 0xFF] {
+        let mut bad = header(0);
+        bad[0] = version;
+        assert_eq!(
+            decode(&wire_of_payload(&bad)),
+            Err(DecodeError::UnsupportedVersion(version))
+        );
+        let mut raw = bad.clone();
+        raw.extend((crc32(&bad) ^ 0x100).to_le_bytes());
+        assert!(matches!(decode_raw(&raw), Err(DecodeError::Crc { .. })));
+    }
 
     // Count: 8 is allowed, 9 is not.
     let mut eight = header(8);
@@ -271,7 +304,7 @@ fn encoder_refuses_payloads_over_the_limit() {
     let at_limit = Frame::new(0, 0, 0)
         .with(Reading::Unknown {
             kind: 0x7F,
-            len: 229,
+            len: 225,
         })
         .unwrap();
     assert_eq!(at_limit.payload_len(), 250);
@@ -283,7 +316,7 @@ fn encoder_refuses_payloads_over_the_limit() {
     let over = Frame::new(0, 0, 0)
         .with(Reading::Unknown {
             kind: 0x7F,
-            len: 230,
+            len: 226,
         })
         .unwrap();
     assert_eq!(over.payload_len(), 251);
@@ -325,8 +358,8 @@ fn every_error_has_a_message() {
             "frame says 0x00000001, contents give 0x0000abcd",
         ),
         (
-            DecodeError::UnsupportedVersion(2),
-            "version 2 (this decoder reads version 1)",
+            DecodeError::UnsupportedVersion(3),
+            "version 3 (this decoder reads versions 1 to 2)",
         ),
         (
             DecodeError::TooManyReadings(9),
@@ -357,4 +390,67 @@ fn every_error_has_a_message() {
         assert!(e.to_string().contains(text), "{e}");
     }
     assert_eq!(beacon_protocol::Readings::default().len(), 0);
+}
+
+/// Checks: R-VER-4, R-PAY-1: a version 1 frame decodes field for field like its version 2
+/// twin, with boot 0, for every header field and every reading layout; it re-encodes as
+/// version 2 and decodes back to the same frame.
+#[test]
+fn version_1_frames_decode_with_boot_zero() {
+    let mut v1 = header_v1(2);
+    let mut v2 = header(2);
+    for p in [&mut v1, &mut v2] {
+        p.extend([0x01, 2, 0x66, 0x08, 0x03, 4, 1, 2, 3, 4]);
+    }
+    let f1 = decode(&wire_of_payload(&v1)).unwrap();
+    let f2 = decode(&wire_of_payload(&v2)).unwrap();
+    assert_eq!((f1.boot, f2.boot), (0, 0xB007));
+    assert_eq!(f1, f2.with_boot(0));
+    assert_eq!((f1.device_id, f1.seq, f1.uptime_ms), (7, 1, 1_500));
+    assert_eq!(f1.readings.len(), 2);
+    let again = encode_vec(&f1);
+    let mut raw = [0u8; 300];
+    let n = cobs::decode(&again[..again.len() - 1], &mut raw).unwrap();
+    assert_eq!(raw[0], 2, "re-encoded as version 2");
+    assert_eq!(n, v2.len() + 4);
+    assert_eq!(decode(&again), Ok(f1));
+}
+
+/// Checks: R-PAY-3: frames that differ only in `boot` are different frames, and the encoder
+/// writes `boot` where SPEC.md says (offset 6, little-endian), `seq` after it.
+#[test]
+fn boot_is_part_of_the_frame_identity() {
+    let a = Frame::new(7, 1, 1_500).with_boot(1);
+    let b = Frame::new(7, 1, 1_500).with_boot(2);
+    assert_ne!(a, b);
+    let mut p = [0u8; 64];
+    let n = b.to_payload(&mut p).unwrap();
+    assert_eq!(n, HEADER_LEN);
+    assert_eq!(
+        &p[..HEADER_LEN],
+        &header(0)[..2]
+            .iter()
+            .copied()
+            .chain(7u32.to_le_bytes())
+            .chain(2u32.to_le_bytes())
+            .chain(1u32.to_le_bytes())
+            .chain(1_500u64.to_le_bytes())
+            .chain([0])
+            .collect::<Vec<u8>>()[..]
+    );
+    assert_eq!(decode(&encode_vec(&a)), Ok(a));
+    assert_eq!(decode(&encode_vec(&b)), Ok(b));
+}
+
+/// Checks: R-BOOT-1: the sender-side mapping never produces boot 0 and keeps every other
+/// candidate; a frame written with it decodes with that boot.
+#[test]
+fn senders_boot_id_is_never_zero() {
+    use beacon_protocol::frame::boot_id;
+    assert_eq!(boot_id(0), 1);
+    for candidate in [1, 2, 0x9E37_79B9, u32::MAX] {
+        assert_eq!(boot_id(candidate), candidate);
+    }
+    let f = Frame::new(1, 0, 0).with_boot(boot_id(0));
+    assert_eq!(decode(&encode_vec(&f)).map(|f| f.boot), Ok(1));
 }

@@ -69,7 +69,8 @@ fn reading(v: &Value) -> Reading {
 }
 
 fn frame(v: &Value) -> Frame {
-    let mut f = Frame::new(num(&v["device_id"]), num(&v["seq"]), num(&v["uptime_ms"]));
+    let mut f = Frame::new(num(&v["device_id"]), num(&v["seq"]), num(&v["uptime_ms"]))
+        .with_boot(num(&v["boot"]));
     f.flags = num(&v["flags"]);
     for r in v["readings"].as_array().unwrap() {
         f.push(reading(r)).unwrap();
@@ -183,4 +184,39 @@ fn crc_of_vectors_matches_the_vectors_file() {
             v["name"]
         );
     }
+}
+
+/// Checks: R-VER-4, R-PAY-3: every version 1 vector has a `v2-` twin that decodes to the same
+/// frame except for `boot`, and the v1 one has boot 0; both versions are present.
+#[test]
+fn version_1_vectors_decode_like_their_v2_twins_with_boot_zero() {
+    let vs = vectors();
+    let mut twins = 0;
+    for v1 in vs.iter().filter(|v| v["version"] == 1) {
+        let name = v1["name"].as_str().unwrap();
+        let v2 = vs
+            .iter()
+            .find(|v| v["name"] == format!("v2-{name}"))
+            .unwrap_or_else(|| panic!("vector {name} has no v2- twin"));
+        assert_eq!(v2["version"], 2, "{name}");
+        let f1 = decode(&hex(v1["wire"].as_str().unwrap())).unwrap();
+        let f2 = decode(&hex(v2["wire"].as_str().unwrap())).unwrap();
+        assert_eq!(f1.boot, 0, "{name}");
+        assert_eq!(f1, f2.with_boot(0), "{name}");
+        assert_eq!(
+            v1["encode"], false,
+            "{name}: the encoder writes version 2 only"
+        );
+        twins += 1;
+    }
+    assert!(twins >= 7, "only {twins} v1/v2 pairs");
+    // The reboot vector: the same (device, seq) as v2-temperature, another boot.
+    let by_name = |n: &str| {
+        let v = vs.iter().find(|v| v["name"] == n).unwrap();
+        decode(&hex(v["wire"].as_str().unwrap())).unwrap()
+    };
+    let (before, after) = (by_name("v2-temperature"), by_name("v2-reboot"));
+    assert_eq!((before.device_id, before.seq), (after.device_id, after.seq));
+    assert_ne!(before.boot, after.boot);
+    assert_eq!(before.readings, after.readings);
 }

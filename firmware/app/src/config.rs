@@ -2,7 +2,13 @@
 //!
 //! On QEMU the configuration comes from the command line (`-append "device-id=3
 //! period-ms=100"`, read through semihosting), so several instances of one ELF can run side by
-//! side as different devices. Keys: `device-id`, `period-ms`, `heartbeat-ms`, `samples`. On a real board the id comes from the chip (TODO(3)).
+//! side as different devices. Keys: `device-id`, `boot-id`, `period-ms`, `heartbeat-ms`,
+//! `samples`. On a real board the id comes from the chip (TODO(3)) and the boot id from its
+//! RNG.
+//!
+//! `boot-id` is the protocol's per-boot identity (protocol/SPEC.md 3.1). The emulated board has
+//! no RNG, so whoever launches QEMU draws it from the host's random source and passes it here,
+//! a new one at every launch.
 
 /// Default sampling period.
 pub const DEFAULT_PERIOD_MS: u32 = 1_000;
@@ -17,6 +23,9 @@ pub const MIN_PERIOD_MS: u32 = 10;
 pub struct Config {
     /// The id carried by every frame. TODO(3): your device id scheme.
     pub device_id: u32,
+    /// The boot id carried by every frame of this boot (`boot-id=N`); `0` when not given,
+    /// and the board then picks one itself (QEMU: the host clock).
+    pub boot_id: u32,
     /// Milliseconds between samples.
     pub period_ms: u32,
     /// Milliseconds between heartbeats.
@@ -29,6 +38,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             device_id: 1,
+            boot_id: 0,
             period_ms: DEFAULT_PERIOD_MS,
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             samples: 0,
@@ -56,7 +66,7 @@ impl core::fmt::Display for ConfigError<'_> {
         match self {
             Self::UnknownKey(key) => write!(
                 f,
-                "unknown setting `{key}`; known: device-id=N, period-ms=N, heartbeat-ms=N, samples=N"
+                "unknown setting `{key}`; known: device-id=N, boot-id=N, period-ms=N, heartbeat-ms=N, samples=N"
             ),
             Self::BadValue { key, value } => write!(
                 f,
@@ -79,6 +89,7 @@ impl Config {
             let number: u32 = value.parse().map_err(|_| bad)?;
             match key {
                 "device-id" => config.device_id = number,
+                "boot-id" => config.boot_id = number,
                 "samples" => config.samples = number,
                 "period-ms" if number >= MIN_PERIOD_MS => config.period_ms = number,
                 "heartbeat-ms" if number >= MIN_PERIOD_MS => config.heartbeat_ms = number,
@@ -114,12 +125,15 @@ mod tests {
 
     #[test]
     fn all_keys() {
-        let c = Config::parse("heartbeat-ms=2000  device-id=4294967295\tperiod-ms=10 samples=5")
-            .unwrap();
+        let c = Config::parse(
+            "heartbeat-ms=2000  device-id=4294967295\tperiod-ms=10 samples=5 boot-id=3735928559",
+        )
+        .unwrap();
         assert_eq!(
             c,
             Config {
                 device_id: u32::MAX,
+                boot_id: 0xDEAD_BEEF,
                 period_ms: 10,
                 heartbeat_ms: 2000,
                 samples: 5

@@ -3,7 +3,7 @@
 //! The QEMU board keeps one (16 frames, 1.5 KiB) so that a receiver that restarted (the gateway) can ask for the
 //! recent frames again instead of losing them: it writes [`REPLAY_REQUEST`] to the device's
 //! UART and the device re-sends what the ring holds, oldest first. Receivers already treat a
-//! repeated `(device_id, seq)` as a retry of the same frame, so replays are idempotent.
+//! repeated `(device_id, boot, seq)` as a retry of the same frame, so replays are idempotent.
 
 use beacon_protocol::Frame;
 

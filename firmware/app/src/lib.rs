@@ -24,7 +24,7 @@ pub mod telemetry;
 pub use config::Config;
 pub use schedule::{Due, Schedule};
 pub use sensor::{Measurement, SimSensor};
-pub use telemetry::Telemetry;
+pub use telemetry::{Telemetry, boot_id_or};
 
 /// This firmware's version, `[major, minor, patch]`, as reported in the Boot frame. It comes
 /// from the workspace version in firmware/Cargo.toml (TODO(2)).

@@ -1,7 +1,9 @@
 //! Frame building: the device's side of the protocol.
 //!
-//! Every frame gets the next sequence number (the Boot frame is 0, then +1 per frame, so a
-//! receiver sees gaps and reboots) and the uptime the board passes in.
+//! Every frame gets the boot id the board picked at reset (protocol v2: receivers identify a
+//! frame by `(device_id, boot, seq)`, so the frames of a new boot are never taken for retries
+//! of the last one), the next sequence number (the Boot frame is 0, then +1 per frame, so a
+//! receiver sees gaps) and the uptime the board passes in.
 //!
 //! | frame     | readings                                                        |
 //! | --------- | --------------------------------------------------------------- |
@@ -17,16 +19,19 @@ use beacon_protocol::{Frame, Reading, status};
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     device_id: u32,
+    boot_id: u32,
     board: u8,
     next_seq: u32,
     samples: u32,
 }
 
 impl Telemetry {
-    /// A device that has sent nothing yet. `board` is a `beacon_protocol::board` code.
-    pub const fn new(device_id: u32, board: u8) -> Self {
+    /// A device that has sent nothing yet. `boot_id` identifies this boot (picked once at
+    /// reset; see [`boot_id_or`]); `board` is a `beacon_protocol::board` code.
+    pub const fn new(device_id: u32, boot_id: u32, board: u8) -> Self {
         Self {
             device_id,
+            boot_id,
             board,
             next_seq: 0,
             samples: 0,
@@ -38,13 +43,19 @@ impl Telemetry {
         self.device_id
     }
 
+    /// The boot id frames carry.
+    pub const fn boot_id(&self) -> u32 {
+        self.boot_id
+    }
+
     /// The sequence number the next frame will get.
     pub const fn next_seq(&self) -> u32 {
         self.next_seq
     }
 
     fn frame(&mut self, uptime_ms: u64, readings: &[Reading]) -> Frame {
-        let mut frame = Frame::new(self.device_id, self.next_seq, uptime_ms);
+        let mut frame =
+            Frame::new(self.device_id, self.next_seq, uptime_ms).with_boot(self.boot_id);
         for &r in readings {
             // Every frame built here has at most 3 readings, far below MAX_READINGS.
             let _ = frame.push(r);
@@ -96,6 +107,12 @@ impl Telemetry {
     }
 }
 
+/// The boot id to use: `preferred` unless it is 0 ("not given"), else `fallback`; never 0,
+/// which receivers read as "no boot identity" (protocol/SPEC.md R-BOOT-1), so 0 becomes 1.
+pub const fn boot_id_or(preferred: u32, fallback: u32) -> u32 {
+    beacon_protocol::frame::boot_id(if preferred != 0 { preferred } else { fallback })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,10 +122,13 @@ mod tests {
 
     #[test]
     fn boot_then_samples_then_heartbeat_with_consecutive_seqs() {
-        let mut t = Telemetry::new(7, board::QEMU_MPS2_AN386);
+        let mut t = Telemetry::new(7, 0xB007, board::QEMU_MPS2_AN386);
         let mut sim = SimSensor::new(7);
         let boot = t.boot(3);
-        assert_eq!((boot.device_id, boot.seq, boot.uptime_ms), (7, 0, 3));
+        assert_eq!(
+            (boot.device_id, boot.boot, boot.seq, boot.uptime_ms),
+            (7, 0xB007, 0, 3)
+        );
         assert_eq!(
             boot.readings.as_slice(),
             [Reading::Boot {
@@ -138,6 +158,8 @@ mod tests {
         );
         let hb = t.heartbeat(250, 4);
         assert_eq!((hb.seq, hb.uptime_ms), (3, 250));
+        assert!([s0.boot, fault.boot, hb.boot].iter().all(|&b| b == 0xB007));
+        assert_eq!(t.boot_id(), 0xB007);
         assert_eq!(
             hb.readings.as_slice(),
             [Reading::Status(status::HEARTBEAT), Reading::Counter(4)]
@@ -147,7 +169,7 @@ mod tests {
 
     #[test]
     fn frames_survive_the_wire_round_trip() {
-        let mut t = Telemetry::new(1, board::NRF52840_DK);
+        let mut t = Telemetry::new(1, 42, board::NRF52840_DK);
         let frames = [
             t.boot(0),
             t.sample::<()>(10, Ok(SimSensor::at(1, 0))),
@@ -161,5 +183,26 @@ mod tests {
         }
         let decoded: Vec<Frame> = Decoder::new().feed(&wire).map(Result::unwrap).collect();
         assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn a_reboot_gives_frames_with_the_same_seqs_but_another_boot() {
+        let mut before = Telemetry::new(5, 111, board::QEMU_MPS2_AN386);
+        let mut after = Telemetry::new(5, 222, board::QEMU_MPS2_AN386);
+        let (a, b) = (before.boot(0), after.boot(0));
+        assert_eq!((a.device_id, a.seq), (b.device_id, b.seq));
+        assert_ne!(
+            a, b,
+            "the frames of a new boot are not retries of the old one"
+        );
+        assert_eq!((a.boot, b.boot), (111, 222));
+    }
+
+    #[test]
+    fn boot_id_prefers_the_given_one_and_is_never_zero() {
+        assert_eq!(boot_id_or(7, 9), 7);
+        assert_eq!(boot_id_or(0, 9), 9);
+        assert_eq!(boot_id_or(0, 0), 1);
+        assert_eq!(boot_id_or(u32::MAX, 0), u32::MAX);
     }
 }

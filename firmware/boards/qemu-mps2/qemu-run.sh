@@ -3,6 +3,8 @@
 # up here as `qemu-run.sh <elf>`.
 #
 #   BEACON_QEMU_APPEND   the firmware's command line       (default: "device-id=1 period-ms=100")
+#                        a random `boot-id=N` is added unless it names one: the board has no
+#                        RNG, so each launch gets its boot identity from the host (SPEC.md 3.1)
 #   BEACON_QEMU_SERIAL   where UART0 (the frames) goes     (default: file:<elf>.uart0.bin)
 #                        e.g. tcp:127.0.0.1:7000 to feed a listening gateway
 #
@@ -13,6 +15,10 @@ set -euo pipefail
 elf="$1"
 shift
 append="${BEACON_QEMU_APPEND:-device-id=1 period-ms=100}"
+if [[ " $append" != *" boot-id="* ]]; then
+  boot_id=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+  append="$append boot-id=$(( boot_id == 0 ? 1 : boot_id ))"
+fi
 serial="${BEACON_QEMU_SERIAL:-file:${elf}.uart0.bin}"
 qemu=(qemu-system-arm -machine mps2-an386 -nographic -monitor none
       -semihosting-config enable=on,target=native

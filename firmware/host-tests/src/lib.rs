@@ -35,3 +35,14 @@ pub fn build_release(selection: &[&str], what: &str) -> PathBuf {
     );
     target_dir.join("thumbv7em-none-eabihf").join("release")
 }
+
+/// A fresh boot id for one QEMU launch, from the host's random source: what every runner
+/// passes as `boot-id=N` (the emulated board has no RNG; protocol/SPEC.md 3.1). Never 0.
+pub fn random_boot_id() -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .unwrap_or_else(|e| panic!("cannot read /dev/urandom for a boot id: {e}"));
+    u32::from_le_bytes(bytes).max(1)
+}

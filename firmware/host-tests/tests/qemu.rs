@@ -4,7 +4,7 @@
 //! Every wait has a deadline and every QEMU process is killed when its guard drops, so a
 //! misbehaving firmware fails these tests; it never hangs them.
 
-use beacon_firmware_host_tests::{build_release, firmware_dir};
+use beacon_firmware_host_tests::{build_release, firmware_dir, random_boot_id};
 use beacon_protocol::frame::board;
 use beacon_protocol::{Decoder, Frame, Reading, status};
 use std::io::{Read, Write};
@@ -287,10 +287,11 @@ fn check_stream(frames: &[Frame], device_id: u32, period_ms: u64) -> (u32, u32) 
 #[test]
 fn qemu_boot_frame_then_consecutive_seqs_and_predicted_samples_then_clean_exit() {
     let (listener, serial) = listen();
+    let boot_id = random_boot_id();
     let mut qemu = Qemu::start(
         "beacon-qemu",
         &serial,
-        "device-id=3 period-ms=50 heartbeat-ms=200 samples=12",
+        &format!("device-id=3 boot-id={boot_id} period-ms=50 heartbeat-ms=200 samples=12"),
     );
     let started = qemu.started;
     let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
@@ -308,6 +309,11 @@ fn qemu_boot_frame_then_consecutive_seqs_and_predicted_samples_then_clean_exit()
     );
     let (samples, heartbeats) = check_stream(&got.frames, 3, 50);
     assert_eq!(samples, 12, "frames: {:#?}", got.frames);
+    assert!(
+        got.frames.iter().all(|f| f.boot == boot_id),
+        "every frame carries boot-id={boot_id}: {:?}",
+        got.frames.iter().map(|f| f.boot).collect::<Vec<_>>()
+    );
     assert!(
         heartbeats >= 2,
         "heartbeats every 200 ms over 600 ms, got {heartbeats}"
@@ -349,6 +355,54 @@ fn qemu_three_instances_at_once_keep_their_own_device_ids() {
         let (samples, _) = check_stream(&got.frames, id, 20);
         assert_eq!(samples, 5, "device {id}");
     }
+}
+
+/// One boot of device 4 with `append` extra words: its frames.
+fn boot_device_4(extra: &str) -> Vec<Frame> {
+    let (listener, serial) = listen();
+    let mut qemu = Qemu::start(
+        "beacon-qemu",
+        &serial,
+        &format!("device-id=4 period-ms=20 heartbeat-ms=60000 samples=3 {extra}"),
+    );
+    let started = qemu.started;
+    let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
+    let got = read_frames(&mut stream, started, RUN_LIMIT, |_| false);
+    let (status, _, stderr) = qemu.wait(Duration::from_secs(5));
+    assert!(status.success(), "{status}; {stderr}");
+    assert!(got.errors.is_empty(), "{:?}", got.errors);
+    got.frames
+}
+
+/// The reboot case of protocol/SPEC.md 3.1: the same device restarted sends the same seqs
+/// again, each boot with the boot id its runner passed; without one, the host clock.
+#[test]
+fn qemu_reboot_with_a_new_boot_id_sends_the_same_seqs_as_different_frames() {
+    let (a, b) = (random_boot_id(), random_boot_id());
+    assert_ne!(a, b, "two draws from /dev/urandom");
+    let first = boot_device_4(&format!("boot-id={a}"));
+    let second = boot_device_4(&format!("boot-id={b}"));
+    let key = |f: &Frame| (f.device_id, f.seq);
+    assert_eq!(
+        first.iter().map(key).collect::<Vec<_>>(),
+        second.iter().map(key).collect::<Vec<_>>(),
+        "a reboot restarts seq at 0"
+    );
+    assert_eq!(first.len(), 4, "Boot frame + 3 samples");
+    assert!(first.iter().all(|f| f.boot == a), "{first:?}");
+    assert!(second.iter().all(|f| f.boot == b), "{second:?}");
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let fallback = boot_device_4("");
+    let boot = u64::from(fallback[0].boot);
+    assert!(
+        (before.saturating_sub(2)..=before + 30).contains(&boot),
+        "without boot-id the boot id is the host clock in seconds ({boot}, now {before})"
+    );
+    assert!(fallback.iter().all(|f| u64::from(f.boot) == boot));
 }
 
 #[test]

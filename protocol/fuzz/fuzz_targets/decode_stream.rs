@@ -1,6 +1,7 @@
 //! Feeds arbitrary bytes, in arbitrary chunks, to the streaming decoder and the one-shot
 //! decoder. Checks R-SAFE-1 (no panic) and R-SAFE-2 / R-ENC-1 (every frame that comes out
-//! re-encodes to the same bytes, so it carried a valid CRC).
+//! re-encodes, as version 2, to bytes that decode to the same frame; a version 1 frame comes
+//! back with boot 0, R-VER-4).
 #![no_main]
 
 use beacon_protocol::{Decoder, MAX_WIRE_LEN, Reading, decode, encode};

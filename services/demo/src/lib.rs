@@ -304,6 +304,34 @@ pub fn start_gateway(
     Proc::spawn("gateway", &mut cmd, log)
 }
 
+/// A fresh boot id for one QEMU launch, from the host's random source (never 0): the emulated
+/// board has no RNG, so every launch is handed its boot identity (protocol/SPEC.md 3.1).
+pub fn random_boot_id() -> Result<u32, String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a device boot id: {e}"))?;
+    Ok(u32::from_le_bytes(bytes).max(1))
+}
+
+/// The QEMU command for the firmware with UART0 on `serial` (a QEMU chardev spec) and
+/// `settings` as its command line; a random `boot-id=N` is added, as a real board's RNG would
+/// give a new one at every reset. Returns the command and that boot id.
+pub fn qemu_command(paths: &Paths, serial: &str, settings: &str) -> Result<(Command, u32), String> {
+    let boot_id = random_boot_id()?;
+    let mut cmd = Command::new(&paths.qemu);
+    cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-serial")
+        .arg(serial)
+        .arg("-kernel")
+        .arg(&paths.firmware_elf)
+        .arg("-append")
+        .arg(format!("{settings} boot-id={boot_id}"));
+    Ok((cmd, boot_id))
+}
+
 /// Boots the QEMU firmware as device `id`, its UART0 a TCP server on 127.0.0.1:`port`
 /// (`server=on,wait=off`: the device runs whether or not the gateway is connected; frames
 /// sent while nobody listens are lost unless the gateway's replay request recovers them).
@@ -314,15 +342,11 @@ pub fn start_qemu(
     port: u16,
     log: &Path,
 ) -> Result<Proc, String> {
-    let mut cmd = Command::new(&paths.qemu);
-    cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
-        .args(["-semihosting-config", "enable=on,target=native"])
-        .arg("-serial")
-        .arg(format!("tcp:127.0.0.1:{port},server=on,wait=off"))
-        .arg("-kernel")
-        .arg(&paths.firmware_elf)
-        .arg("-append")
-        .arg(format!("device-id={id} period-ms={period_ms}"));
+    let (mut cmd, _boot) = qemu_command(
+        paths,
+        &format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+        &format!("device-id={id} period-ms={period_ms}"),
+    )?;
     Proc::spawn(&format!("qemu device {id}"), &mut cmd, log)
 }
 
@@ -360,7 +384,10 @@ pub async fn wait_ready(
 pub struct StoredReading {
     /// The device.
     pub device_id: u32,
-    /// Its sequence number.
+    /// Which boot of the device (protocol v2; 0 for v1 frames).
+    #[serde(default)]
+    pub boot: u32,
+    /// Its sequence number (from 0 at each boot).
     pub seq: u32,
     /// Gateway-assigned sample time.
     pub sampled_at_ms: i64,
@@ -374,21 +401,23 @@ pub struct StoredReading {
 #[derive(Debug, Deserialize)]
 struct Page {
     readings: Vec<StoredReading>,
+    #[serde(default)]
+    next_after_boot: Option<u32>,
     next_after_seq: Option<u32>,
 }
 
-/// Every stored reading of a device, in `seq` order (pages through the query API).
+/// Every stored reading of a device, in `(boot, seq)` order (pages through the query API).
 pub async fn all_readings(
     client: &reqwest::Client,
     base: &str,
     id: u32,
 ) -> Result<Vec<StoredReading>, String> {
     let mut out = Vec::new();
-    let mut after: Option<u32> = None;
+    let mut after: Option<(u32, u32)> = None;
     loop {
         let mut url = format!("{base}/api/v1/devices/{id}/readings?limit=10000");
-        if let Some(a) = after {
-            url.push_str(&format!("&after_seq={a}"));
+        if let Some((boot, seq)) = after {
+            url.push_str(&format!("&after_boot={boot}&after_seq={seq}"));
         }
         let resp = client
             .get(&url)
@@ -404,66 +433,91 @@ pub async fn all_readings(
         let page: Page = resp.json().await.map_err(|e| format!("query {url}: {e}"))?;
         out.extend(page.readings);
         match page.next_after_seq {
-            Some(a) => after = Some(a),
+            Some(seq) => after = Some((page.next_after_boot.unwrap_or(0), seq)),
             None => return Ok(out),
         }
     }
 }
 
-/// What one device sent against what the service holds.
+/// What one device sent against what the service holds, over all its boots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     /// The device.
     pub id: u32,
-    /// Frames it sent: its sequence numbers run from 0 without gaps, so the highest one seen
-    /// (by the service or the gateway) plus one.
+    /// Frames it sent: in each boot its sequence numbers run from 0 without gaps, so per boot
+    /// the highest one seen (by the service or the gateway) plus one, summed.
     pub sent: u64,
     /// Readings the service returned.
     pub stored: u64,
-    /// Sequence numbers in `0..sent` the service does not have.
+    /// `(boot, seq)` pairs below each boot's `sent` the service does not have.
     pub lost: u64,
-    /// Readings returned more than once (same seq twice).
+    /// Readings returned more than once (same boot and seq twice).
     pub duplicated: u64,
-    /// The first few missing sequence numbers, for the report.
-    pub missing_sample: Vec<u32>,
+    /// The first few missing `(boot, seq)` pairs, for the report.
+    pub missing_sample: Vec<(u32, u32)>,
+    /// Per boot, in boot id order.
+    pub boots: Vec<BootTally>,
+}
+
+/// One boot of a device in a [`Tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BootTally {
+    /// The boot id (0: frames without one, protocol v1).
+    pub boot: u32,
+    /// Frames this boot sent (highest seq seen plus one).
+    pub sent: u64,
+    /// Distinct readings of this boot the service holds.
+    pub stored: u64,
 }
 
 impl Tally {
-    /// Counts `readings` (one device's) against a highest seq the gateway saw, if known.
-    pub fn count(id: u32, readings: &[StoredReading], gateway_max_seq: Option<u32>) -> Self {
-        let mut seqs: Vec<u32> = readings.iter().map(|r| r.seq).collect();
-        seqs.sort_unstable();
-        let stored = seqs.len() as u64;
-        seqs.dedup();
-        let duplicated = stored - seqs.len() as u64;
-        let max = seqs.last().copied().max(gateway_max_seq);
-        let sent = max.map_or(0, |m| u64::from(m) + 1);
-        let mut missing_sample = Vec::new();
-        let mut lost = 0;
-        let mut next = 0u64;
-        for &s in &seqs {
-            for m in next..u64::from(s) {
-                lost += 1;
-                if missing_sample.len() < 10 {
-                    missing_sample.push(m as u32);
+    /// Counts `readings` (one device's) per boot, against what the gateway saw of it (each
+    /// boot's highest seq, `beacon_gateway::metrics::DeviceStats::boots`), if known.
+    pub fn count(
+        id: u32,
+        readings: &[StoredReading],
+        gateway: Option<&beacon_gateway::metrics::DeviceStats>,
+    ) -> Self {
+        let mut keys: Vec<(u32, u32)> = readings.iter().map(|r| (r.boot, r.seq)).collect();
+        keys.sort_unstable();
+        let stored = keys.len() as u64;
+        keys.dedup();
+        let duplicated = stored - keys.len() as u64;
+        let mut max_seq: BTreeMap<u32, u32> = BTreeMap::new();
+        let seen = keys.iter().copied().chain(
+            gateway
+                .into_iter()
+                .flat_map(|d| d.boots.iter().map(|b| (b.boot, b.max_seq))),
+        );
+        for (boot, seq) in seen {
+            let m = max_seq.entry(boot).or_insert(seq);
+            *m = (*m).max(seq);
+        }
+        let mut t = Self {
+            id,
+            stored,
+            duplicated,
+            ..Self::default()
+        };
+        for (&boot, &max) in &max_seq {
+            let sent = u64::from(max) + 1;
+            let have: Vec<u32> = keys.iter().filter(|k| k.0 == boot).map(|k| k.1).collect();
+            for seq in 0..=max {
+                if have.binary_search(&seq).is_err() {
+                    t.lost += 1;
+                    if t.missing_sample.len() < 10 {
+                        t.missing_sample.push((boot, seq));
+                    }
                 }
             }
-            next = u64::from(s) + 1;
+            t.sent += sent;
+            t.boots.push(BootTally {
+                boot,
+                sent,
+                stored: have.len() as u64,
+            });
         }
-        for m in next..sent {
-            lost += 1;
-            if missing_sample.len() < 10 {
-                missing_sample.push(m as u32);
-            }
-        }
-        Self {
-            id,
-            sent,
-            stored,
-            lost,
-            duplicated,
-            missing_sample,
-        }
+        t
     }
 }
 
@@ -593,8 +647,13 @@ mod tests {
     use super::*;
 
     fn r(seq: u32) -> StoredReading {
+        rb(0, seq)
+    }
+
+    fn rb(boot: u32, seq: u32) -> StoredReading {
         StoredReading {
             device_id: 1,
+            boot,
             seq,
             sampled_at_ms: 0,
             received_at_ms: 0,
@@ -602,20 +661,65 @@ mod tests {
         }
     }
 
+    fn gateway_saw(boots: &[(u32, u32)]) -> beacon_gateway::metrics::DeviceStats {
+        beacon_gateway::metrics::DeviceStats {
+            boots: boots
+                .iter()
+                .map(|&(boot, max_seq)| beacon_gateway::metrics::BootStats {
+                    boot,
+                    frames: 0,
+                    max_seq,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn tally_counts_gaps_duplicates_and_the_unseen_tail() {
         let rs: Vec<_> = [0, 1, 1, 3, 4].into_iter().map(r).collect();
-        let t = Tally::count(1, &rs, Some(6));
+        let t = Tally::count(1, &rs, Some(&gateway_saw(&[(0, 6)])));
         assert_eq!(
             (t.sent, t.stored, t.lost, t.duplicated),
             (7, 5, 3, 1),
             "{t:?}"
         );
-        assert_eq!(t.missing_sample, [2, 5, 6]);
+        assert_eq!(t.missing_sample, [(0, 2), (0, 5), (0, 6)]);
         let clean: Vec<_> = (0..10).map(r).collect();
         let t = Tally::count(1, &clean, None);
         assert_eq!((t.sent, t.lost, t.duplicated), (10, 0, 0));
         assert_eq!(Tally::count(1, &[], None).sent, 0);
+    }
+
+    #[test]
+    fn tally_counts_each_boot_from_seq_0() {
+        // 45 frames, a reboot, 30 frames: the same seqs twice are not duplicates.
+        let rs: Vec<_> = (0..45)
+            .map(|s| rb(111, s))
+            .chain((0..30).map(|s| rb(222, s)))
+            .collect();
+        let t = Tally::count(1, &rs, Some(&gateway_saw(&[(111, 44), (222, 30)])));
+        assert_eq!(
+            (t.sent, t.stored, t.lost, t.duplicated),
+            (76, 75, 1, 0),
+            "{t:?}"
+        );
+        assert_eq!(t.missing_sample, [(222, 30)]);
+        assert_eq!(
+            t.boots,
+            [
+                BootTally {
+                    boot: 111,
+                    sent: 45,
+                    stored: 45
+                },
+                BootTally {
+                    boot: 222,
+                    sent: 31,
+                    stored: 30
+                },
+            ]
+        );
     }
 
     #[test]

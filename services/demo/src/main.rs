@@ -323,8 +323,7 @@ async fn demo(args: Args) -> Result<bool, String> {
     };
     for id in ids {
         let readings = all_readings(&client, &base, id).await?;
-        let gw_max = stats.devices.get(&id).and_then(|d| d.max_seq);
-        tallies.push(Tally::count(id, &readings, gw_max));
+        tallies.push(Tally::count(id, &readings, stats.devices.get(&id)));
     }
     service.terminate(Duration::from_secs(10));
 
@@ -342,16 +341,17 @@ async fn demo(args: Args) -> Result<bool, String> {
     println!("\nsummary");
     for t in &tallies {
         println!(
-            "  device {:>3}: sent {:>6}  stored {:>6}  lost {:>3}  duplicated {:>3}{}",
+            "  device {:>3}: sent {:>6}  stored {:>6}  lost {:>3}  duplicated {:>3}  boots {}{}",
             t.id,
             t.sent,
             t.stored,
             t.lost,
             t.duplicated,
+            t.boots.len(),
             if t.missing_sample.is_empty() {
                 String::new()
             } else {
-                format!("  (missing seqs {:?}...)", t.missing_sample)
+                format!("  (missing (boot, seq) {:?}...)", t.missing_sample)
             }
         );
     }

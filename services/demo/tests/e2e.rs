@@ -6,12 +6,13 @@
 //! `cargo xtask test` builds all of it and runs them with `-- --ignored --test-threads 1`.
 //! Each test is bounded (about 10-20 s) and every process dies with its `Proc` on failure.
 //!
-//! Counting: a device's sequence numbers run from 0 without gaps, so what it sent is the
-//! highest seq seen plus one, and every seq below must be queryable exactly once.
+//! Counting: in each boot a device's sequence numbers run from 0 without gaps, so what a boot
+//! sent is its highest seq seen plus one, and every `(boot, seq)` below must be queryable
+//! exactly once.
 
 use beacon_demo::{
-    Paths, Proc, ServiceOpts, Tally, all_readings, free_port, read_stats, start_gateway,
-    start_qemu, start_service, wait_ready,
+    BootTally, Paths, Proc, ServiceOpts, Tally, all_readings, free_port, qemu_command, read_stats,
+    start_gateway, start_qemu, start_service, wait_ready,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -169,8 +170,7 @@ impl Stack {
             let mut out = Vec::new();
             for id in 1..=self.ports.len() as u32 {
                 let readings = all_readings(&client, &self.base(), id).await.unwrap();
-                let gw_max = stats.devices.get(&id).and_then(|d| d.max_seq);
-                out.push(Tally::count(id, &readings, gw_max));
+                out.push(Tally::count(id, &readings, stats.devices.get(&id)));
             }
             out
         });
@@ -257,7 +257,7 @@ fn gateway_outage(down: Duration) -> u64 {
 #[ignore = "needs QEMU and the firmware build; run by cargo xtask test"]
 fn gateway_killed_and_restarted_within_the_device_history_loses_nothing() {
     // The firmware keeps its last 16 frames (1.6 s at 100 ms) and replays them when the new
-    // gateway connects and asks; the service stores each (device, seq) once.
+    // gateway connects and asks; the service stores each (device, boot, seq) once.
     assert_eq!(gateway_outage(Duration::from_millis(800)), 0);
 }
 
@@ -293,17 +293,7 @@ fn serial_link_on_a_qemu_pty_standing_in_for_a_uart_board() {
     )
     .unwrap();
     let qemu_log = dir.join("qemu.log");
-    let mut cmd = std::process::Command::new(&paths.qemu);
-    cmd.args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
-        .args([
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-serial",
-            "pty",
-        ])
-        .arg("-kernel")
-        .arg(&paths.firmware_elf)
-        .args(["-append", "device-id=5 period-ms=100"]);
+    let (mut cmd, _boot) = qemu_command(&paths, "pty", "device-id=5 period-ms=100").unwrap();
     let mut qemu = Proc::spawn("qemu on a pty", &mut cmd, &qemu_log).unwrap();
     // QEMU names the pty it made: "char device redirected to /dev/pts/N (label serial0)".
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -358,9 +348,159 @@ fn serial_link_on_a_qemu_pty_standing_in_for_a_uart_board() {
     );
     let stats = read_stats(&stats_file).unwrap();
     let readings = rt.block_on(all_readings(&client, &base, 5)).unwrap();
-    let tally = Tally::count(5, &readings, stats.devices.get(&5).and_then(|d| d.max_seq));
+    let tally = Tally::count(5, &readings, stats.devices.get(&5));
     eprintln!("serial link: {tally:?}; gateway: {}", stats.line());
     assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
     assert!(tally.sent >= 20);
+    service.terminate(Duration::from_secs(5));
+}
+
+/// The reboot case of issue 13: one QEMU device (id 5, 100 ms period) sends 45 frames (its
+/// Boot frame and 44 samples, then it exits: `samples=44`), is started again with the same
+/// device id (a new random boot id, `seq` from 0 again) and sends 30 more. Before protocol v2
+/// the service counted all 30 as duplicates of the first boot and stored none. Now every
+/// frame of both boots is stored exactly once. `samples=N` makes what was sent exact: the
+/// firmware exits after its N-th sample, so each boot sent N + 1 frames (heartbeats are pushed
+/// past the run with `heartbeat-ms=60000`).
+#[test]
+#[ignore = "needs QEMU and the firmware build; run by cargo xtask test"]
+fn device_rebooted_with_the_same_id_every_frame_of_both_boots_is_stored() {
+    let paths = Paths::discover();
+    paths.check(true).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut service, addr) = start_service(
+        &paths,
+        &ServiceOpts {
+            db: dir.join("reboot.db"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            console: None,
+            log: dir.join("service.log"),
+        },
+    )
+    .unwrap();
+    let base = format!("http://{addr}");
+    // The gateway listens; each QEMU boot connects to it (`-serial tcp:...`, client mode), as
+    // in the issue's measurement.
+    let port = free_port().unwrap();
+    let stats_file = dir.join("gateway.json");
+    let mut gateway = start_gateway(
+        &paths,
+        &base,
+        &[format!("listen:127.0.0.1:{port}")],
+        &stats_file,
+        &dir.join("gateway.log"),
+        &["--log-interval-secs", "1"],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let rt = Stack::rt();
+    let stored = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        rt.block_on(async {
+            loop {
+                let got = all_readings(&client, &base, 5).await.unwrap_or_default();
+                if got.len() >= n || Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut boot_ids = Vec::new();
+    for (run, samples) in [(1, 44u32), (2, 29)] {
+        // The gateway's listener must be up before QEMU connects to it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway does not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (mut cmd, boot) = qemu_command(
+            &paths,
+            &format!("tcp:127.0.0.1:{port}"),
+            &format!("device-id=5 period-ms=100 heartbeat-ms=60000 samples={samples}"),
+        )
+        .unwrap();
+        boot_ids.push(boot);
+        let mut qemu = Proc::spawn(
+            &format!("qemu boot {run}"),
+            &mut cmd,
+            &dir.join(format!("qemu-{run}.log")),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = qemu.try_wait() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "boot {run} did not finish; see {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "boot {run}: {status}; see {}",
+            qemu.log.display()
+        );
+        let expected = if run == 1 { 45 } else { 75 };
+        let got = stored(expected);
+        assert!(
+            got.len() >= expected,
+            "after boot {run}: {} readings stored, expected {expected}; logs in {}",
+            got.len(),
+            dir.display()
+        );
+    }
+    assert!(
+        gateway
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let stats = read_stats(&stats_file).unwrap();
+    let readings = stored(75);
+    let tally = Tally::count(5, &readings, stats.devices.get(&5));
+    let mut expected = vec![
+        BootTally {
+            boot: boot_ids[0],
+            sent: 45,
+            stored: 45,
+        },
+        BootTally {
+            boot: boot_ids[1],
+            sent: 30,
+            stored: 30,
+        },
+    ];
+    expected.sort_by_key(|b| b.boot);
+    eprintln!(
+        "reboot: boot {:#010x} stored {} of 45, then boot {:#010x} stored {} of 30 after the reboot; {tally:?}; gateway: {}",
+        boot_ids[0],
+        readings.iter().filter(|r| r.boot == boot_ids[0]).count(),
+        boot_ids[1],
+        readings.iter().filter(|r| r.boot == boot_ids[1]).count(),
+        stats.line()
+    );
+    assert_eq!(tally.boots, expected, "{tally:?}");
+    assert_eq!(
+        (tally.sent, tally.stored, tally.lost, tally.duplicated),
+        (75, 75, 0, 0),
+        "{tally:?}"
+    );
+    // The service took all 75 as new readings: none was discarded as a duplicate of the other
+    // boot. Any duplicates it counted are the gateway's replay requests on each connect
+    // re-sending frames of the same boot.
+    assert_eq!(stats.accepted, 75, "{}", stats.line());
+    assert_eq!(
+        (stats.dropped, stats.rejected, stats.corrupt),
+        (0, 0, 0),
+        "{}",
+        stats.line()
+    );
     service.terminate(Duration::from_secs(5));
 }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The byte that asks a device to re-send its recent frames (firmware/app/src/history.rs,
 /// `REPLAY_REQUEST`). The gateway sends it on every (re)connect, so frames the device sent
-/// while nobody listened are recovered; the service stores a repeated `(device, seq)` once.
+/// while nobody listened are recovered; the service stores a repeated `(device, boot, seq)` once.
 pub const REPLAY_REQUEST: u8 = b'R';
 
 /// Bytes read at once from a link.
@@ -532,13 +532,14 @@ async fn queue_frames(frames: &[Frame], ctx: &Ctx) -> bool {
     for frame in frames {
         let newest = frames
             .iter()
-            .filter(|f| f.device_id == frame.device_id)
+            .filter(|f| f.device_id == frame.device_id && f.boot == frame.boot)
             .map(|f| f.uptime_ms)
             .max()
             .unwrap_or(frame.uptime_ms);
         let earlier = i64::try_from(newest.saturating_sub(frame.uptime_ms)).unwrap_or(0);
         let reading = NewReading::from_frame(frame, now - earlier);
-        ctx.metrics.frame_in(frame.device_id, frame.seq, now);
+        ctx.metrics
+            .frame_in(frame.device_id, frame.boot, frame.seq, now);
         let permit = match ctx.buffer.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {

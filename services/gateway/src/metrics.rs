@@ -71,10 +71,30 @@ pub struct DeviceStats {
     pub frames: u64,
     /// Readings the service acknowledged (stored now or before).
     pub posted: u64,
-    /// Highest sequence number received.
+    /// Highest sequence number received, over all boots.
     pub max_seq: Option<u32>,
     /// Wall-clock time of the last frame.
     pub last_seen_ms: i64,
+    /// The device's boots seen (protocol v2 `boot` ids; 0 for v1 frames), in the order they
+    /// first appeared, the last [`MAX_BOOTS`] of them: a device's `seq` restarts at 0 at each
+    /// boot, so what it sent is counted per boot.
+    #[serde(default)]
+    pub boots: Vec<BootStats>,
+}
+
+/// Boots kept per device in [`DeviceStats::boots`] (older ones are dropped: memory stays
+/// bounded however often a device restarts).
+pub const MAX_BOOTS: usize = 16;
+
+/// What the gateway saw of one boot of a device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootStats {
+    /// The boot id.
+    pub boot: u32,
+    /// Frames received from this boot (including replays).
+    pub frames: u64,
+    /// Highest sequence number received from this boot.
+    pub max_seq: u32,
 }
 
 /// The gateway's counters. Shared by every task; all updates are relaxed atomics or short
@@ -151,14 +171,30 @@ pub struct Stats {
 }
 
 impl Metrics {
-    /// Counts one frame from `device`.
-    pub fn frame_in(&self, device: u32, seq: u32, now_ms: i64) {
+    /// Counts one frame from `device`'s boot `boot`.
+    pub fn frame_in(&self, device: u32, boot: u32, seq: u32, now_ms: i64) {
         self.frames_in.fetch_add(1, Relaxed);
         let mut devices = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         let d = devices.entry(device).or_default();
         d.frames += 1;
         d.max_seq = Some(d.max_seq.map_or(seq, |m| m.max(seq)));
         d.last_seen_ms = now_ms;
+        match d.boots.iter_mut().find(|b| b.boot == boot) {
+            Some(b) => {
+                b.frames += 1;
+                b.max_seq = b.max_seq.max(seq);
+            }
+            None => {
+                if d.boots.len() >= MAX_BOOTS {
+                    d.boots.remove(0);
+                }
+                d.boots.push(BootStats {
+                    boot,
+                    frames: 1,
+                    max_seq: seq,
+                });
+            }
+        }
     }
 
     /// Counts readings the service acknowledged, with their latencies.
@@ -257,12 +293,47 @@ mod tests {
     #[test]
     fn stats_round_trip_through_json() {
         let m = Metrics::default();
-        m.frame_in(4, 9, 1);
+        m.frame_in(4, 77, 9, 1);
         m.acked(4, 1, 0, &[12]);
         let s = m.snapshot(1.0);
         let back: Stats = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.devices[&4].max_seq, Some(9));
         assert_eq!(back.latency_p50_ms, Some(12));
+    }
+
+    #[test]
+    fn boots_are_counted_apart_and_bounded() {
+        let m = Metrics::default();
+        for seq in 0..45 {
+            m.frame_in(5, 111, seq, 1);
+        }
+        for seq in 0..30 {
+            m.frame_in(5, 222, seq, 2);
+        }
+        m.frame_in(5, 111, 3, 3); // a late replay of the first boot
+        let d = &m.snapshot(1.0).devices[&5];
+        assert_eq!(
+            d.boots,
+            [
+                BootStats {
+                    boot: 111,
+                    frames: 46,
+                    max_seq: 44
+                },
+                BootStats {
+                    boot: 222,
+                    frames: 30,
+                    max_seq: 29
+                },
+            ]
+        );
+        assert_eq!((d.frames, d.max_seq), (76, Some(44)));
+        for boot in 0..100 {
+            m.frame_in(6, boot, 0, 1);
+        }
+        let d = &m.snapshot(1.0).devices[&6];
+        assert_eq!(d.boots.len(), MAX_BOOTS);
+        assert_eq!(d.boots.last().map(|b| b.boot), Some(99));
     }
 }

@@ -79,12 +79,16 @@ impl From<&Reading> for Value {
     }
 }
 
-/// One reading in an ingest batch: one device frame, identified by `(device_id, seq)`.
+/// One reading in an ingest batch: one device frame, identified by `(device_id, boot, seq)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewReading {
     /// The device.
     pub device_id: u32,
-    /// The device's frame sequence number.
+    /// Which boot of the device sent the frame (protocol v2; 0 for a v1 frame). The service
+    /// stores a repeated `(device_id, boot, seq)` once, so a rebooted device's frames, whose
+    /// `seq` starts again at 0, are new readings, not retries.
+    pub boot: u32,
+    /// The device's frame sequence number (0 at boot).
     pub seq: u32,
     /// Milliseconds since the device booted.
     pub uptime_ms: u64,
@@ -99,6 +103,7 @@ impl NewReading {
     pub fn from_frame(frame: &Frame, sampled_at_ms: UnixMillis) -> Self {
         Self {
             device_id: frame.device_id,
+            boot: frame.boot,
             seq: frame.seq,
             uptime_ms: frame.uptime_ms,
             sampled_at_ms,
@@ -148,6 +153,7 @@ mod tests {
     #[test]
     fn reading_json_matches_the_service_contract() {
         let frame = Frame::new(3, 7, 1_500)
+            .with_boot(0xB007)
             .with(Reading::Temperature {
                 centi_celsius: 2_150,
             })
@@ -161,7 +167,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
-                "device_id": 3, "seq": 7, "uptime_ms": 1500, "sampled_at_ms": 42,
+                "device_id": 3, "boot": 0xB007, "seq": 7, "uptime_ms": 1500, "sampled_at_ms": 42,
                 "values": [
                     {"kind": "temperature_c", "value": 21.5},
                     {"kind": "boot", "firmware": "0.1.2", "board": 1}

@@ -1,8 +1,8 @@
 //! Posting to the service: one task per device (its own URL and token), batching, idempotent
 //! registration on first sight, and retries with backoff and jitter.
 //!
-//! Retries never double-count: the service stores a `(device, seq)` pair once and answers a
-//! repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
+//! Retries never double-count: the service stores a `(device, boot, seq)` triple once and
+//! answers a repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
 //! acknowledged it, so a service that is down or answers 503 costs time, never readings.
 
 use crate::link::{Backoff, Pending};

@@ -1,13 +1,14 @@
 //! The gateway's pipeline (link -> decoder -> buffer -> poster) against a local stand-in for
 //! the service that speaks the same HTTP contract (registration, bearer tokens, ingest with
-//! `(device, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
+//! `(device, boot, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
 //! services/demo/tests/e2e.rs.
 //!
 //! The byte stream is a recording of the QEMU firmware's UART0 (device 7, 31 frames, seq
 //! 0..=30), tests/data/qemu-device7-uart0.bin, made with:
 //! `qemu-system-arm -machine mps2-an386 -nographic -monitor none -semihosting-config
 //! enable=on,target=native -serial file:uart0.bin -kernel beacon-qemu -append "device-id=7
-//! period-ms=50 samples=30"`.
+//! period-ms=50 samples=30"`. It predates protocol v2, so it is also the gateway's check that
+//! version 1 frames still go through (with `boot` 0).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -28,7 +29,7 @@ const FRAMES: u32 = 31;
 #[derive(Default)]
 struct StandIn {
     tokens: HashMap<u32, String>,
-    stored: BTreeMap<(u32, u32), Value>,
+    stored: BTreeMap<(u32, u32, u32), Value>,
     fail_next: usize,
     requests: usize,
     largest_batch: usize,
@@ -102,7 +103,8 @@ async fn ingest(
             r["sampled_at_ms"].as_i64().unwrap() > 1_600_000_000_000,
             "{r}"
         );
-        let key = (id, r["seq"].as_u64().unwrap() as u32);
+        let boot = r["boot"].as_u64().expect("every reading names its boot") as u32;
+        let key = (id, boot, r["seq"].as_u64().unwrap() as u32);
         if s.stored.insert(key, r.clone()).is_some() {
             duplicates += 1;
         } else {
@@ -165,7 +167,7 @@ fn seqs(s: &Shared) -> Vec<u32> {
         .unwrap()
         .stored
         .keys()
-        .map(|(_, seq)| *seq)
+        .map(|(_, _, seq)| *seq)
         .collect()
 }
 
@@ -175,6 +177,15 @@ async fn file_link_posts_every_recorded_frame_once_to_a_stand_in_service() {
     let file = recording_file(RECORDING);
     let stats = run_gateway(file.path(), &url, &[]).await;
     assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert!(
+        state
+            .lock()
+            .unwrap()
+            .stored
+            .keys()
+            .all(|&(_, boot, _)| boot == 0),
+        "version 1 frames are posted with boot 0"
+    );
     assert_eq!(stats.frames_in, u64::from(FRAMES));
     assert_eq!(stats.accepted, u64::from(FRAMES));
     assert_eq!((stats.corrupt, stats.dropped, stats.buffered), (0, 0, 0));
@@ -305,4 +316,39 @@ async fn rtt_pump_decodes_a_recorded_stream_read_in_rtt_sized_pieces() {
         metrics.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
         RECORDING.len() as u64
     );
+}
+
+/// The reboot case: device 5 sends 45 frames, reboots (seq starts again at 0, new boot id) and
+/// sends 30 more, all on one link. Every one of the 75 is posted as new, carrying its boot.
+#[tokio::test]
+async fn frames_of_a_rebooted_device_are_posted_as_new_readings_with_their_boot() {
+    use beacon_protocol::{Frame, Reading, wire::encode_to_vec};
+    let (url, state) = stand_in(0).await;
+    let mut bytes = vec![0u8];
+    for (boot, n) in [(0x1111_1111u32, 45u32), (0x2222_2222, 30)] {
+        for seq in 0..n {
+            let f = Frame::new(5, seq, u64::from(seq) * 100)
+                .with_boot(boot)
+                .with(Reading::Counter(seq))
+                .unwrap();
+            bytes.extend(encode_to_vec(&f).unwrap());
+        }
+    }
+    let file = recording_file(&bytes);
+    let stats = run_gateway(file.path(), &url, &[]).await;
+    assert_eq!(
+        (stats.accepted, stats.duplicates),
+        (75, 0),
+        "{}",
+        stats.line()
+    );
+    let s = state.lock().unwrap();
+    let per_boot = |b: u32| s.stored.keys().filter(|k| k.1 == b).count();
+    assert_eq!((per_boot(0x1111_1111), per_boot(0x2222_2222)), (45, 30));
+    let boots: Vec<(u32, u32)> = stats.devices[&5]
+        .boots
+        .iter()
+        .map(|b| (b.boot, b.max_seq))
+        .collect();
+    assert_eq!(boots, [(0x1111_1111, 44), (0x2222_2222, 29)]);
 }

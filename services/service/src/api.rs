@@ -527,6 +527,7 @@ async fn ingest(
         .into_iter()
         .map(|r| StoredReading {
             device_id: id,
+            boot: r.boot,
             seq: r.seq,
             uptime_ms: r.uptime_ms,
             sampled_at_ms: r.sampled_at_ms.unwrap_or(received_at_ms),
@@ -571,12 +572,14 @@ struct ReadingsParams {
     from: Option<i64>,
     to: Option<i64>,
     limit: Option<u32>,
+    after_boot: Option<u32>,
     after_seq: Option<u32>,
 }
 
 const MAX_PAGE: u32 = 10_000;
 
-/// `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_seq=`.
+/// `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_boot=&after_seq=`, in `(boot,
+/// seq)` order; the next page starts after the `next_after_boot`/`next_after_seq` cursor.
 async fn query_readings(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
@@ -598,21 +601,24 @@ async fn query_readings(
         device_id: id,
         from_ms: p.from.unwrap_or(i64::MIN),
         to_ms: p.to.unwrap_or(i64::MAX),
+        after_boot: p.after_boot,
         after_seq: p.after_seq,
         limit,
     };
     let started = Instant::now();
     let readings = state.store.query(query).await?;
     state.metrics.store_read_latency.observe(started.elapsed());
-    let next_after_seq = if readings.len() == limit as usize {
-        readings.last().map(|r| r.seq)
+    let next = if readings.len() == limit as usize {
+        readings.last().map(|r| (r.boot, r.seq))
     } else {
         None
     };
-    Ok(
-        Json(serde_json::json!({ "readings": readings, "next_after_seq": next_after_seq }))
-            .into_response(),
-    )
+    Ok(Json(serde_json::json!({
+        "readings": readings,
+        "next_after_boot": next.map(|(boot, _)| boot),
+        "next_after_seq": next.map(|(_, seq)| seq),
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/latest`: the most recent reading of each device.

@@ -15,12 +15,13 @@
 //!   `127.0.0.1:8080` by default.
 //!
 //! # Data model
-//! A **reading** is one device frame, identified by `(device_id, seq)`:
+//! A **reading** is one device frame, identified by `(device_id, boot, seq)`:
 //!
 //! ```json
 //! {
 //!   "device_id": 7,            // optional in requests: the URL names the device
-//!   "seq": 1042,               // the frame's sequence number
+//!   "boot": 2654435769,        // which boot of the device (protocol v2); optional, 0 if absent
+//!   "seq": 1042,               // the frame's sequence number, from 0 at each boot
 //!   "uptime_ms": 360000,       // device time since boot when it sampled
 //!   "sampled_at_ms": 1795780000123,  // wall clock (Unix ms), assigned by the gateway;
 //!                                    // the service's receive time when absent
@@ -41,8 +42,11 @@
 //! hundredths to plain numbers, a boot firmware version becomes `"major.minor.patch"`.
 //!
 //! **Durability and idempotency.** An ingest is answered after its readings are committed
-//! (`PRAGMA synchronous=FULL` by default: fsynced). A `(device_id, seq)` already stored is
-//! counted as a duplicate and not written again, so a client may retry any batch safely.
+//! (`PRAGMA synchronous=FULL` by default: fsynced). A `(device_id, boot, seq)` already stored
+//! is counted as a duplicate and not written again, so a client may retry any batch safely; a
+//! device that rebooted sends the same seqs with a new `boot`, and those are new readings.
+//! Version 1 frames and clients that send no `boot` get boot 0. The database migrates itself
+//! (schema version 1 to 2: old rows keep their data and get boot 0) when the service opens it.
 //! Readings may arrive in any order. The answer is `{"accepted": n, "duplicates": m}`.
 //!
 //! # HTTP API
@@ -53,7 +57,7 @@
 //! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token |
 //! | `GET /api/v1/devices` | list devices (never their tokens) |
 //! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
-//! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `seq` order; page on with `after_seq=<next_after_seq>` |
+//! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_boot=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `(boot, seq)` order; page on with `after_boot=<next_after_boot>&after_seq=<next_after_seq>` |
 //! | `GET /api/v1/latest` | newest reading of each device |
 //! | `GET /api/v1/stream?device_id=` | SSE: `event: readings` (JSON array), `event: lagged` |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |

@@ -148,7 +148,7 @@ impl From<&WireReading> for Value {
     }
 }
 
-/// A reading as a client sends it: one device frame, identified by `(device_id, seq)`.
+/// A reading as a client sends it: one device frame, identified by `(device_id, boot, seq)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewReading {
@@ -156,8 +156,13 @@ pub struct NewReading {
     /// must match it.
     #[serde(default)]
     pub device_id: Option<u32>,
-    /// The device's frame sequence number. With `device_id` it identifies the reading: a
-    /// repeated pair is a retry and is stored once.
+    /// Which boot of the device sent the frame (protocol v2 `boot`); optional in JSON, 0 when
+    /// absent (what a version 1 frame decodes to, and what clients from before v2 mean).
+    #[serde(default)]
+    pub boot: u32,
+    /// The device's frame sequence number, 0 at each boot. With `device_id` and `boot` it
+    /// identifies the reading: a repeated triple is a retry and is stored once; the same
+    /// `(device_id, seq)` with another `boot` is a new reading (the device rebooted).
     pub seq: u32,
     /// Milliseconds since the device booted, when it sampled.
     pub uptime_ms: u64,
@@ -174,6 +179,7 @@ impl NewReading {
     pub fn from_frame(frame: &Frame) -> Self {
         Self {
             device_id: Some(frame.device_id),
+            boot: frame.boot,
             seq: frame.seq,
             uptime_ms: frame.uptime_ms,
             sampled_at_ms: None,
@@ -195,7 +201,11 @@ pub struct IngestBatch {
 pub struct StoredReading {
     /// The device.
     pub device_id: u32,
-    /// The device's frame sequence number.
+    /// Which boot of the device sent it (0: no boot identity, e.g. a version 1 frame or a
+    /// reading stored before schema version 2).
+    #[serde(default)]
+    pub boot: u32,
+    /// The device's frame sequence number (0 at each boot).
     pub seq: u32,
     /// Milliseconds since the device booted.
     pub uptime_ms: u64,
@@ -266,8 +276,11 @@ pub struct ReadingQuery {
     pub from_ms: UnixMillis,
     /// Exclusive upper bound on `sampled_at_ms`.
     pub to_ms: UnixMillis,
-    /// Only readings with `seq` greater than this (the paging cursor).
+    /// The paging cursor's boot: only readings after `(after_boot, after_seq)` in `(boot,
+    /// seq)` order. `None` with `after_seq` set means boot 0 (what it meant before boots).
+    pub after_boot: Option<u32>,
+    /// The paging cursor's seq; `None` (and no `after_boot`) starts at the first reading.
     pub after_seq: Option<u32>,
-    /// At most this many readings, in `seq` order.
+    /// At most this many readings, in `(boot, seq)` order.
     pub limit: u32,
 }

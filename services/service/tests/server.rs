@@ -139,6 +139,7 @@ async fn shutdown_drains_in_flight_ingests_and_every_accepted_reading_is_stored(
         device_id: 1,
         from_ms: i64::MIN,
         to_ms: i64::MAX,
+        after_boot: None,
         after_seq: None,
         limit: 1000,
     };

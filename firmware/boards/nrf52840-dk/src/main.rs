@@ -7,6 +7,9 @@
 //! - `sample` (priority 1): every period, an SHT3x measurement over TWIM0 (I2C), then a frame.
 //! - `heartbeat` (priority 2): a heartbeat frame on its own period.
 //!
+//! Boot id (protocol/SPEC.md 3.1): 32 bits from the chip's hardware RNG at every reset, so
+//! the frames after a reboot are never taken for retries of the previous boot's.
+//!
 //! Telemetry: RTT up-channel 1 ("telemetry"), encoded frames as on the UART. defmt logs: RTT
 //! up-channel 0 ("defmt"), shown by `probe-rs run` / `cargo run` from this directory.
 //!
@@ -22,12 +25,13 @@ defmt::timestamp!("{=u64:ms}", app::uptime_ms());
 #[rtic::app(device = nrf52840_hal::pac, dispatchers = [SWI0_EGU0, SWI1_EGU1])]
 mod app {
     use beacon_firmware::Config;
-    use beacon_firmware::Telemetry;
     use beacon_firmware::sensor::sht3x::{self, Sht3x};
+    use beacon_firmware::{Telemetry, boot_id_or};
     use beacon_protocol::frame::board;
     use beacon_protocol::{Frame, MAX_WIRE_LEN, encode};
     use nrf52840_hal::gpio::p0;
     use nrf52840_hal::pac::TWIM0;
+    use nrf52840_hal::rng::Rng;
     use nrf52840_hal::twim::{self, Twim};
     use rtic_monotonics::systick::prelude::*;
     use rtt_target::{ChannelMode, UpChannel, rtt_init};
@@ -105,10 +109,18 @@ mod app {
             device_id,
             ..Config::default()
         };
+        // A fresh boot id from the hardware RNG (bias correction on), every reset; a second
+        // draw stands in if the first is 0. Nothing else needs the RNG after this.
+        let boot_id = {
+            let mut rng = Rng::new(cx.device.RNG);
+            let first = rng.random_u32();
+            boot_id_or(first, rng.random_u32())
+        };
         defmt::info!(
-            "beacon-nrf52840 {} booting: {}",
+            "beacon-nrf52840 {} booting: {}, boot id {=u32:#010x}",
             env!("CARGO_PKG_VERSION"),
-            config
+            config,
+            boot_id
         );
 
         let port0 = p0::Parts::new(cx.device.P0);
@@ -120,7 +132,7 @@ mod app {
         let sensor = Sht3x::new(i2c, sht3x::ADDRESS_LOW);
 
         let mut link = Link {
-            telemetry: Telemetry::new(config.device_id, board::NRF52840_DK),
+            telemetry: Telemetry::new(config.device_id, boot_id, board::NRF52840_DK),
             channel: channels.up.1,
             dropped: 0,
         };

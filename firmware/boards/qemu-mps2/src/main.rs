@@ -5,13 +5,15 @@
 //! (beacon-firmware) and writes it to UART0; between deadlines the core sleeps in WFI, woken by
 //! the 1 kHz SysTick.
 //!
-//! Configuration comes from the QEMU command line: `-append "device-id=3 period-ms=100"`
-//! (keys: beacon_firmware::config). `samples=N` makes it exit(0) after N samples, for tests.
+//! Configuration comes from the QEMU command line: `-append "device-id=3 boot-id=N
+//! period-ms=100"` (keys: beacon_firmware::config). `samples=N` makes it exit(0) after N
+//! samples, for tests. The board has no RNG: the boot id (protocol/SPEC.md 3.1) is the
+//! `boot-id` the runner drew from the host's random source, else the host's clock.
 #![no_std]
 #![no_main]
 
 use beacon_firmware::history::{History, REPLAY_REQUEST};
-use beacon_firmware::{Config, Schedule, SimSensor, Telemetry};
+use beacon_firmware::{Config, Schedule, SimSensor, Telemetry, boot_id_or};
 use beacon_qemu::{BOARD, clock, fatal, semihost, send, uart::Uart};
 use cortex_m_rt::entry;
 use defmt_semihosting as _; // defmt logger: semihosting stdout (README: "Logs under QEMU")
@@ -41,7 +43,14 @@ fn main() -> ! {
         config
     );
 
-    let mut telemetry = Telemetry::new(config.device_id, BOARD);
+    let boot_id = boot_id_or(config.boot_id, semihost::host_time_s());
+    if config.boot_id == 0 {
+        defmt::warn!(
+            "no boot-id on the command line: boot id {} from the host clock (two boots in one second collide)",
+            boot_id
+        );
+    }
+    let mut telemetry = Telemetry::new(config.device_id, boot_id, BOARD);
     let mut sensor = SimSensor::new(config.device_id);
     let mut history = History::<HISTORY>::new();
     let mut schedule = Schedule::new(config.period_ms, config.heartbeat_ms, clock::uptime_ms());

@@ -19,6 +19,15 @@ pub fn cmdline(buf: &mut [u8]) -> Option<&str> {
     core::str::from_utf8(buf.get(..len)?).ok()
 }
 
+/// The host's clock, seconds since 1970 (`SYS_TIME`): the boot id's fallback when the runner
+/// passes no `boot-id` (protocol/SPEC.md 3.1; two boots in the same second collide).
+pub fn host_time_s() -> u32 {
+    // SAFETY: SYS_TIME takes no parameter block (the argument is ignored) and only returns
+    // the time in r0; no memory is read or written.
+    let secs = unsafe { cortex_m_semihosting::syscall1(nr::TIME, 0) };
+    u32::try_from(secs).unwrap_or(0)
+}
+
 /// Ends QEMU with exit code 0.
 pub fn exit_success() -> ! {
     debug::exit(debug::EXIT_SUCCESS);

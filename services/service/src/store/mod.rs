@@ -74,7 +74,9 @@ pub struct Ingested {
 /// # Contract
 /// - [`Store::ingest`] returns only after the readings are durable (committed and synced):
 ///   the HTTP answer "accepted" means the data survives a crash or a SIGTERM.
-/// - A reading whose `(device_id, seq)` is already stored is a duplicate: counted, not written.
+/// - A reading whose `(device_id, boot, seq)` is already stored is a duplicate: counted, not
+///   written. The same `(device_id, seq)` with another `boot` is a different reading (the
+///   device rebooted and started `seq` again at 0).
 /// - [`Store::close`] finishes every ingest queued before it, then flushes.
 pub trait Store: Send + Sync + 'static {
     /// Registers a device, idempotently: the same id with the same token returns the stored
@@ -91,7 +93,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         readings: Vec<StoredReading>,
     ) -> impl Future<Output = Result<Ingested, StoreError>> + Send;
-    /// One device's readings in a time range, in `seq` order, paged.
+    /// One device's readings in a time range, in `(boot, seq)` order, paged.
     fn query(
         &self,
         query: ReadingQuery,

@@ -12,6 +12,10 @@
 //!   concurrent requests. Each request is answered after that commit: "accepted" is durable.
 //! - **Reads** run on the blocking pool too (`sqlite-read` tasks), each on a pooled read-only
 //!   connection; WAL lets them proceed while the writer commits.
+//! - **Schema migrations** run once, at open, on the writer connection: [`MIGRATIONS`] is an
+//!   ordered list of steps keyed by `PRAGMA user_version` (step `n` takes version `n - 1` to
+//!   `n`), each in its own transaction with the version bump, so a crash mid-way leaves the
+//!   database at the last completed version and the next start carries on.
 //! - **Back-pressure**: the channel is bounded. When it is full the store answers
 //!   [`StoreError::Unavailable`] at once (HTTP 503 + `Retry-After`) instead of queueing without
 //!   limit.
@@ -52,14 +56,32 @@ impl SqliteConfig {
     }
 }
 
-const SCHEMA: &str = "
+/// One schema migration: the SQL that takes the database from `version - 1` to `version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The `PRAGMA user_version` after this step.
+    pub version: u32,
+    /// What it does, for the log.
+    pub what: &'static str,
+    /// The statements (run in one transaction with the version bump).
+    pub sql: &'static str,
+}
+
+/// Every schema migration, in order; `MIGRATIONS[i].version == i + 1`. A new database runs all
+/// of them; an existing one the steps after its `user_version`. To change the schema, append
+/// a step (never edit a released one: databases in the field already ran it).
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "devices and readings, deduplicated on (device_id, seq)",
+        // Exactly the schema of the first release (`IF NOT EXISTS` as it had).
+        sql: "
 CREATE TABLE IF NOT EXISTS devices (
     id               INTEGER PRIMARY KEY,
     token            TEXT    NOT NULL,
     name             TEXT,
     registered_at_ms INTEGER NOT NULL
 );
--- One row per device frame. The primary key is the dedup rule: (device_id, seq) is stored once.
 CREATE TABLE IF NOT EXISTS readings (
     device_id      INTEGER NOT NULL,
     seq            INTEGER NOT NULL,
@@ -69,11 +91,99 @@ CREATE TABLE IF NOT EXISTS readings (
     vals           TEXT    NOT NULL,   -- JSON array of values, as served
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, sampled_at_ms);
+",
+    },
+    Migration {
+        version: 2,
+        what: "readings get the protocol v2 boot id; dedup on (device_id, boot, seq); existing rows get boot 0",
+        // SQLite cannot change a primary key in place: build the new table, copy every row
+        // (boot 0: what a version 1 frame decodes to), swap. The row count is checked before
+        // the commit (`migrate`).
+        sql: "
+-- One row per device frame. The primary key is the dedup rule: (device_id, boot, seq) is
+-- stored once; a rebooted device (seq from 0 again, another boot) is new data.
+CREATE TABLE readings_v2 (
+    device_id      INTEGER NOT NULL,
+    boot           INTEGER NOT NULL,   -- protocol v2 boot id; 0 = none (v1 frames, old rows)
+    seq            INTEGER NOT NULL,
+    uptime_ms      INTEGER NOT NULL,
+    sampled_at_ms  INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    vals           TEXT    NOT NULL,   -- JSON array of values, as served
+    PRIMARY KEY (device_id, boot, seq)
+) WITHOUT ROWID;
+INSERT INTO readings_v2 (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
+    SELECT device_id, 0, seq, uptime_ms, sampled_at_ms, received_at_ms, vals FROM readings;
+DROP TABLE readings;
+ALTER TABLE readings_v2 RENAME TO readings;
 -- Time-range queries and 'latest per device'. TODO(7): this index costs about a third of the
 -- ingest rate (measured: ~190k vs ~140k readings/s); drop it if you never query by time.
-CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, sampled_at_ms);
-PRAGMA user_version = 1;
-";
+CREATE INDEX readings_by_time ON readings (device_id, sampled_at_ms);
+",
+    },
+];
+
+/// The schema version this build writes: the last migration's.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database to [`SCHEMA_VERSION`], one step per transaction. Refuses a database
+/// from a newer build (it could not read it correctly, and must not write it).
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {current}, newer than this service's {SCHEMA_VERSION}; run the newer service, or restore a backup made for this one"
+        )));
+    }
+    for step in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let failed = |e: rusqlite::Error| {
+            StoreError::Internal(format!(
+                "schema migration to version {} ({}) failed and was rolled back: {e}",
+                step.version, step.what
+            ))
+        };
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .map_err(map_err)?;
+        let rows_before = count_readings(&tx).map_err(failed)?;
+        tx.execute_batch(step.sql).map_err(failed)?;
+        let rows_after = count_readings(&tx).map_err(failed)?;
+        if rows_before.is_some_and(|before| Some(before) != rows_after) {
+            // Dropping `tx` rolls the step back: nothing is lost.
+            return Err(StoreError::Internal(format!(
+                "schema migration to version {} would change the number of readings ({rows_before:?} -> {rows_after:?}); rolled back, the database is unchanged",
+                step.version
+            )));
+        }
+        tx.pragma_update(None, "user_version", step.version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(
+            "database schema migrated to version {}: {} ({} readings kept)",
+            step.version,
+            step.what,
+            rows_after.unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+/// Rows in `readings`, `None` when the table does not exist yet.
+fn count_readings(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'readings'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
+        .map(Some)
+}
 
 enum Cmd {
     Ingest {
@@ -206,7 +316,7 @@ impl SqliteStore {
 }
 
 fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
-    let conn = Connection::open(&cfg.path).map_err(|e| {
+    let mut conn = Connection::open(&cfg.path).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot open the database {}: {e}",
             cfg.path.display()
@@ -224,7 +334,7 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
         .map_err(map_err)?;
     conn.pragma_update(None, "cache_size", -16_384)
         .map_err(map_err)?; // 16 MiB
-    conn.execute_batch(SCHEMA).map_err(map_err)?;
+    migrate(&mut conn)?;
     if let Some(max) = cfg.max_db_bytes {
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -364,8 +474,8 @@ fn insert_readings(
     vals: Vec<String>,
 ) -> rusqlite::Result<Ingested> {
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO readings (device_id, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO readings (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut out = Ingested {
         accepted: Vec::with_capacity(readings.len()),
@@ -375,6 +485,7 @@ fn insert_readings(
         let uptime = i64::try_from(r.uptime_ms).unwrap_or(i64::MAX);
         let n = insert.execute(params![
             r.device_id,
+            r.boot,
             r.seq,
             uptime,
             r.sampled_at_ms,
@@ -500,21 +611,22 @@ impl Readers {
 }
 
 fn row_to_reading(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReading> {
-    let vals: String = r.get(5)?;
+    let vals: String = r.get(6)?;
     let values = serde_json::from_str(&vals).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(StoredReading {
         device_id: r.get(0)?,
-        seq: r.get(1)?,
-        uptime_ms: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-        sampled_at_ms: r.get(3)?,
-        received_at_ms: r.get(4)?,
+        boot: r.get(1)?,
+        seq: r.get(2)?,
+        uptime_ms: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+        sampled_at_ms: r.get(4)?,
+        received_at_ms: r.get(5)?,
         values,
     })
 }
 
-const COLUMNS: &str = "device_id, seq, uptime_ms, sampled_at_ms, received_at_ms, vals";
+const COLUMNS: &str = "device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals";
 
 impl Store for SqliteStore {
     async fn register(&self, device: NewDevice) -> Result<Registered, StoreError> {
@@ -560,14 +672,28 @@ impl Store for SqliteStore {
     async fn query(&self, q: ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
         self.readers
             .run(move |conn| {
+                // Paged in (boot, seq) order, the primary key's: the cursor is the last row's
+                // (boot, seq), so every reading of every boot is returned exactly once.
                 let sql = format!(
                     "SELECT {COLUMNS} FROM readings
-                     WHERE device_id = ?1 AND seq > ?2 AND sampled_at_ms >= ?3 AND sampled_at_ms < ?4
-                     ORDER BY seq LIMIT ?5"
+                     WHERE device_id = ?1 AND (boot, seq) > (?2, ?3)
+                       AND sampled_at_ms >= ?4 AND sampled_at_ms < ?5
+                     ORDER BY boot, seq LIMIT ?6"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let after = q.after_seq.map_or(-1, i64::from);
-                let rows = stmt.query_map(params![q.device_id, after, q.from_ms, q.to_ms, q.limit], row_to_reading)?;
+                let after_boot = i64::from(q.after_boot.unwrap_or(0));
+                let after_seq = q.after_seq.map_or(-1, i64::from);
+                let rows = stmt.query_map(
+                    params![
+                        q.device_id,
+                        after_boot,
+                        after_seq,
+                        q.from_ms,
+                        q.to_ms,
+                        q.limit
+                    ],
+                    row_to_reading,
+                )?;
                 rows.collect()
             })
             .await
@@ -577,8 +703,8 @@ impl Store for SqliteStore {
         self.readers
             .run(|conn| {
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM devices d JOIN readings r ON r.device_id = d.id AND r.seq = (
-                         SELECT seq FROM readings WHERE device_id = d.id
+                    "SELECT {COLUMNS} FROM devices d JOIN readings r ON r.device_id = d.id AND (r.boot, r.seq) = (
+                         SELECT boot, seq FROM readings WHERE device_id = d.id
                          ORDER BY sampled_at_ms DESC, seq DESC LIMIT 1)
                      ORDER BY d.id"
                 );

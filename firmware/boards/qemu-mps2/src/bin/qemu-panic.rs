@@ -18,7 +18,7 @@ fn main() -> ! {
         uart.write_byte(0);
         send(
             &mut uart,
-            &Telemetry::new(0, BOARD).boot(clock::uptime_ms()),
+            &Telemetry::new(0, 1, BOARD).boot(clock::uptime_ms()),
         );
     }
     defmt::error!("about to panic on purpose");
