@@ -220,9 +220,13 @@ fn ignored(rel: &str) -> bool {
         || top_level.contains(&rel)
         || rel.starts_with(".cargo/local.toml.bak")
         || rel.starts_with(".cargo/fast.toml.bak")
-        || [".db", ".db-wal", ".db-shm"]
+        || ([".db", ".db-wal", ".db-shm"]
             .iter()
             .any(|ext| name.ends_with(ext))
+            // .gitignore's `!/services/*/tests/data/*.db`: migration fixtures are kept.
+            && !(rel.starts_with("services/")
+                && rel.ends_with(".db")
+                && rel.contains("/tests/data/")))
 }
 
 /// Every file under `dir` that git would not ignore (see [`ignored`]).
@@ -551,14 +555,25 @@ mod tests {
     fn without_git_the_same_files_are_copied_as_with_git() {
         // cargo-generate's scratch copy has no .git, so the hook's in-place run lists files by
         // walking the tree; it must pick exactly what git would (`ignored` mirrors .gitignore).
-        let root = project_root();
-        if !root.join(".git").exists() {
-            return; // not a checkout (e.g. a generated tree): nothing to compare with
-        }
-        let with_git = template_files(&root).unwrap();
+        let mut root = project_root();
         let mut walked = BTreeSet::new();
         walk(&root, &root, &mut walked).unwrap();
         let walked: Vec<String> = walked.into_iter().collect();
+        // Outside a checkout (a tarball, a generated tree without git): make one from the
+        // walked files, so git's own .gitignore rules still judge the walk.
+        let scratch = std::env::temp_dir().join(format!("xtask-new-git-{}", std::process::id()));
+        if !root.join(".git").exists() {
+            let _ = std::fs::remove_dir_all(&scratch);
+            for f in &walked {
+                let to = scratch.join(f);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(root.join(f), &to).unwrap();
+            }
+            cmd("git").args(["init", "-q"]).dir(&scratch).run().unwrap();
+            root = scratch.clone();
+        }
+        let with_git = template_files(&root).unwrap();
+        let _ = std::fs::remove_dir_all(&scratch);
         let only_git: Vec<_> = with_git.iter().filter(|f| !walked.contains(f)).collect();
         let only_walk: Vec<_> = walked.iter().filter(|f| !with_git.contains(f)).collect();
         assert!(
