@@ -1377,3 +1377,55 @@ fn standin_just_from_its_pypi_wheel_with_the_pinned_sha256_and_fallback_on_misma
         }
     }
 }
+
+#[test]
+fn standin_test_on_a_terminal_asks_once_with_the_exact_command_and_a_no_installs_nothing() {
+    // A real pseudo-terminal from util-linux's `script`, the answer typed on it.
+    let Some(script) = ["/usr/bin/script", "/bin/script"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        panic!("util-linux's `script` is needed for this test (apt-get install bsdutils)");
+    };
+    let sb = Sandbox::new("ensure-tty", "linux", "debian", 1000);
+    sb.with_rustup_and_stable()
+        .installed("cc", "cc 12.2.0")
+        .fake("apt-get", PKG)
+        .fake("sudo", SUDO);
+    std::fs::write(&sb.log, "").unwrap();
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let mut c = Command::new(script);
+    c.args(["-q", "-e", "-c", &format!("{xtask} test"), "/dev/null"])
+        .env_clear();
+    for (k, v) in &sb.env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        screen.contains(
+            "install qemu-system-arm with 'sudo --preserve-env=DEBIAN_FRONTEND apt-get install \
+             -y --no-install-recommends qemu-system-arm'? [Y/n]"
+        ),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("qemu-system-arm is needed"),
+        "a no is an error naming the command: {screen}"
+    );
+    assert!(!out.status.success(), "{screen}");
+    assert!(
+        !sb.changes()
+            .iter()
+            .any(|l| l.starts_with("apt-get") || l.starts_with("cargo")),
+        "nothing installed after a no: {:#?}",
+        sb.changes()
+    );
+}
