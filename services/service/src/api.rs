@@ -11,7 +11,7 @@ use crate::model::{
 use crate::store::{DynStore, NewDevice, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -334,7 +334,7 @@ fn validate_token(token: &str) -> Result<(), ApiError> {
 async fn register(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.config.provisioning_token
         && !bearer(&headers).is_some_and(|t| same_token(t, expected))
@@ -344,7 +344,8 @@ async fn register(
             "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
         ));
     }
-    let body = body?;
+    // Read only now, after the provisioning token was checked from the headers.
+    let body = Bytes::from_request(request, &state).await?;
     let req: RegisterRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RegisterRequest::default()
     } else {
@@ -383,8 +384,17 @@ async fn list_devices(State(state): State<Arc<AppState>>) -> Result<Response, Ap
     Ok(Json(serde_json::json!({ "devices": devices })).into_response())
 }
 
-/// Checks the bearer token of an ingest; registers the device first under `--auto-register`.
-async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<(), ApiError> {
+/// What [`authorize`] found: a known device with the right token, or (under
+/// `--auto-register`) an unknown one to register once its request turned out valid.
+enum Authorized {
+    Known,
+    Register(String),
+}
+
+/// Checks the bearer token of an ingest, from the headers alone (before any body is read).
+/// Under `--auto-register` an unknown device is not registered here: the caller registers it
+/// only after the whole request was found valid, so a rejected request claims nothing.
+fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorized, ApiError> {
     let Some(presented) = bearer(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -392,33 +402,41 @@ async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<(),
         ));
     };
     match state.token_of(id) {
-        Some(expected) if same_token(presented, &expected) => Ok(()),
+        Some(expected) if same_token(presented, &expected) => Ok(Authorized::Known),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("wrong token for device {id}"),
         )),
-        None if state.config.auto_register => {
+        // Never together with a provisioning token (refused at start-up by `Config::check`;
+        // checked here too for states built without it): trust on first use would let anyone
+        // claim an id the operator means to provision.
+        None if state.config.auto_register && state.config.provisioning_token.is_none() => {
             validate_token(presented)?;
-            let device = NewDevice {
-                id: Some(id),
-                token: presented.to_owned(),
-                name: None,
-            };
-            let registered = state.store.register(device).await.map_err(|e| match e {
-                StoreError::Conflict(_) => ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    format!("wrong token for device {id}"),
-                ),
-                e => e.into(),
-            })?;
-            state.remember(id, &registered.token);
-            Ok(())
+            Ok(Authorized::Register(presented.to_owned()))
         }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown device {id}; register it first with POST /api/v1/devices"),
         )),
     }
+}
+
+/// Registers a device under `--auto-register` with the token it presented.
+async fn auto_register(state: &AppState, id: u32, token: String) -> Result<(), ApiError> {
+    let device = NewDevice {
+        id: Some(id),
+        token,
+        name: None,
+    };
+    let registered = state.store.register(device).await.map_err(|e| match e {
+        StoreError::Conflict(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("wrong token for device {id}"),
+        ),
+        e => e.into(),
+    })?;
+    state.remember(id, &registered.token);
+    Ok(())
 }
 
 /// Decodes a body of concatenated wire frames.
@@ -472,11 +490,13 @@ async fn ingest(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<IngestOutcome>, ApiError> {
     let Path(id) = id?;
-    authorize(&state, id, &headers).await?;
-    let body = body?;
+    // The token is checked from the headers before a byte of the body is read: a tokenless
+    // 4 MiB request costs the service its headers only.
+    let authorized = authorize(&state, id, &headers)?;
+    let body = Bytes::from_request(request, &state).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -521,6 +541,9 @@ async fn ingest(
                 state.config.max_batch
             ),
         ));
+    }
+    if let Authorized::Register(token) = authorized {
+        auto_register(&state, id, token).await?;
     }
     let received_at_ms = now_millis();
     let readings: Vec<StoredReading> = readings

@@ -29,7 +29,8 @@ pub struct Config {
     pub provisioning_token: Option<String>,
 
     /// Register unknown devices on first ingest, with the bearer token they present
-    /// (trust on first use). For demos and closed networks.
+    /// (trust on first use), once the request proved valid. For demos and closed networks;
+    /// refused together with --provisioning-token.
     #[arg(long, env = "BEACON_AUTO_REGISTER")]
     pub auto_register: bool,
 
@@ -117,6 +118,21 @@ impl Config {
         let mut c = Self::parse_from(["beacon-service"]);
         c.db = db.into();
         c
+    }
+
+    /// Refuses combinations of flags that are unsafe together, saying why and what to do.
+    pub fn check(&self) -> Result<(), String> {
+        if self.auto_register && self.provisioning_token.is_some() {
+            return Err(
+                "--auto-register and --provisioning-token are unsafe together: \
+                auto-registration trusts whatever token an unknown device presents, so anyone \
+                could claim a device id (and lock its owner out) without the provisioning token; \
+                drop --auto-register and register devices with POST /api/v1/devices and the \
+                provisioning token"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The request timeout.

@@ -139,6 +139,8 @@ pub enum Error {
     Store(StoreError),
     /// The listener failed.
     Io(std::io::Error),
+    /// The configuration is unsafe or inconsistent (the message says why and what to do).
+    Config(String),
 }
 
 impl std::fmt::Display for Error {
@@ -146,6 +148,7 @@ impl std::fmt::Display for Error {
         match self {
             Self::Store(e) => write!(f, "{e}"),
             Self::Io(e) => write!(f, "server error: {e}"),
+            Self::Config(m) => write!(f, "refusing to start: {m}"),
         }
     }
 }
@@ -177,6 +180,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config.check().map_err(Error::Config)?;
     let store = open_store(&config).await?;
     serve(config, Arc::new(store), listener, shutdown).await
 }
@@ -188,6 +192,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config.check().map_err(Error::Config)?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let state = AppState::new(config, Arc::clone(&store)).await?;
     let app = router(Arc::clone(&state));

@@ -1,0 +1,302 @@
+//! The service on a hostile network (issue 14): clients that are slow, greedy or malicious,
+//! and a store whose files disappear. Every test talks to 127.0.0.1 only, to the real router
+//! (in-process, `oneshot`), the library's server on `127.0.0.1:0`, or the real binary, with the
+//! real SQLite store in a temp dir; each is bounded in time.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use beacon_service::store::DynStore;
+use beacon_service::{AppState, Config, open_store, router};
+use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt as _;
+
+// ---------------------------------------------------------------------------------------------
+// Harnesses
+
+struct App {
+    router: Router,
+    _state: Arc<AppState>,
+    dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+/// The router on the real SQLite store, built without `Config::check` (so a test can also
+/// show what the handlers do with a combination the binary refuses).
+async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_db(dir.path().join("t.db"));
+    tweak(&mut config);
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, store).await.unwrap();
+    App {
+        router: router(Arc::clone(&state)),
+        _state: state,
+        dir,
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn ingest(&self, id: u32, token: &str, body: &str) -> Answer {
+        let auth = format!("Bearer {token}");
+        self.call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/readings"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            body.to_owned(),
+        )
+        .await
+    }
+
+    async fn register(&self, body: Value, auth: Option<&str>) -> Answer {
+        let auth = auth.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.call(Method::POST, "/api/v1/devices", &headers, body.to_string())
+            .await
+    }
+}
+
+fn one_reading(seq: u32) -> String {
+    json!({"readings": [{"seq": seq, "uptime_ms": 1, "values": [{"kind": "counter", "value": 1}]}]})
+        .to_string()
+}
+
+/// The real binary, killed on drop.
+struct Bin {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin_command(db: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beacon-service"));
+    cmd.args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn start_bin(mut cmd: Command) -> Bin {
+    let mut child = cmd.spawn().expect("cannot start beacon-service");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected first line: {line:?}"
+    );
+    Bin { child, url }
+}
+
+/// Waits (bounded) for the child to exit; its exit status and stderr.
+fn wait_exit(child: &mut Child, bound: Duration) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status, err);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not exit within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (2) --auto-register must not defeat --provisioning-token
+
+#[test]
+fn the_binary_refuses_auto_register_with_a_provisioning_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin_command(
+        &dir.path().join("t.db"),
+        &["--auto-register", "--provisioning-token", "prov"],
+    )
+    .spawn()
+    .unwrap();
+    let (status, stderr) = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(!status.success(), "started anyway; stderr: {stderr}");
+    assert!(
+        stderr.contains("--auto-register and --provisioning-token are unsafe together"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn auto_register_never_registers_when_a_provisioning_token_is_set() {
+    // A state built around `Config::check`: the handler still refuses trust on first use.
+    let app = app_with(|c| {
+        c.auto_register = true;
+        c.provisioning_token = Some("prov".into());
+    })
+    .await;
+    let attacker = app.ingest(55, "attacker", r#"{"readings":[]}"#).await;
+    assert_eq!(
+        attacker.status,
+        StatusCode::NOT_FOUND,
+        "{:?}",
+        attacker.json
+    );
+    // The operator's registration is not blocked by the attempt.
+    let owner = app
+        .register(json!({"id": 55, "token": "owner"}), Some("prov"))
+        .await;
+    assert_eq!(owner.status, StatusCode::CREATED, "{:?}", owner.json);
+    assert_eq!(app.ingest(55, "owner", &one_reading(1)).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_auto_registering_request_whose_body_is_rejected_registers_nothing() {
+    let app = app_with(|c| c.auto_register = true).await;
+    let bad = app
+        .ingest(5, "first", r#"{"readings":[{"seq":"x"}]}"#)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let tooth = app
+        .call(
+            Method::POST,
+            "/api/v1/devices/5/readings",
+            &[
+                ("authorization", "Bearer first"),
+                ("content-type", "text/csv"),
+            ],
+            "1,2",
+        )
+        .await;
+    assert_eq!(tooth.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Had either registered id 5 with "first", this would be 401.
+    let other = app.ingest(5, "second", &one_reading(1)).await;
+    assert_eq!(other.status, StatusCode::OK, "{:?}", other.json);
+    assert_eq!(other.json["accepted"], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (4) the token is checked from the headers, before any body is read
+
+/// A body that records whether anyone polled it, and never ends.
+fn watched_body(polled: Arc<std::sync::atomic::AtomicBool>) -> Body {
+    let stream = futures_util::stream::poll_fn(move |_| {
+        polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::<Option<Result<axum::body::Bytes, std::io::Error>>>::Pending
+    });
+    Body::from_stream(stream)
+}
+
+#[tokio::test]
+async fn a_request_without_the_right_token_is_refused_before_its_body_is_read() {
+    let app = app_with(|c| c.provisioning_token = Some("prov".into())).await;
+    let reg = app
+        .register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let cases: [(&str, &str, Option<&str>, StatusCode); 4] = [
+        (
+            "ingest, no token",
+            "/api/v1/devices/7/readings",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "ingest, wrong token",
+            "/api/v1/devices/7/readings",
+            Some("Bearer nope"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "ingest, unknown device",
+            "/api/v1/devices/8/readings",
+            Some("Bearer tok-seven"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "register, no provisioning token",
+            "/api/v1/devices",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (what, uri, auth, expected) in cases {
+        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header("content-length", "4194304");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(watched_body(Arc::clone(&polled))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), app.router.clone().oneshot(req))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer: the service waited for the body"))
+            .unwrap();
+        assert_eq!(resp.status(), expected, "{what}");
+        assert!(
+            !polled.load(std::sync::atomic::Ordering::SeqCst),
+            "{what}: the body was read before the token was checked"
+        );
+    }
+}
