@@ -46,6 +46,16 @@ pub struct Config {
     #[arg(long, env = "BEACON_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Seconds a client has to send a complete request head; also the longest a keep-alive
+    /// connection may sit idle between requests. Closes slowloris connections.
+    #[arg(long, env = "BEACON_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Most client connections open at once; beyond it new ones wait in the kernel's accept
+    /// queue. Lowered at start-up to fit the open-file limit (minus 64 for SQLite and logs).
+    #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// Ingest requests that may wait for the storage writer; beyond that, 503 + Retry-After.
     #[arg(long, env = "BEACON_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,

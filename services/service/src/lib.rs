@@ -116,6 +116,7 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -194,28 +195,48 @@ pub async fn serve(
 ) -> Result<(), Error> {
     config.check().map_err(Error::Config)?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let fd_limit = server::open_file_limit();
+    let limits = server::Limits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        max_connections: server::fit_connections(config.max_connections, fd_limit),
+    };
+    if limits.max_connections < config.max_connections {
+        tracing::warn!(
+            "--max-connections {} lowered to {} to fit the open-file limit of {} (raise it with \
+             `ulimit -n` or LimitNOFILE=)",
+            config.max_connections,
+            limits.max_connections,
+            fd_limit.unwrap_or_default()
+        );
+    }
     let state = AppState::new(config, Arc::clone(&store)).await?;
     let app = router(Arc::clone(&state));
     let token = state.shutdown.clone();
     let signal = {
         let token = token.clone();
+        let store = Arc::clone(&store);
         async move {
-            shutdown.await;
-            tracing::info!("shutdown: draining in-flight requests");
-            // Ends SSE streams, which would otherwise keep the drain waiting forever.
+            tokio::select! {
+                () = shutdown => tracing::info!("shutdown: draining in-flight requests"),
+                e = store.failed() => tracing::error!("shutdown: the store failed for good: {e}"),
+            }
+            // Ends SSE streams, which would otherwise keep the drain waiting forever; stops
+            // the accept loop.
             token.cancel();
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let signal = tokio::spawn(signal);
+    let server = server::accept_loop(listener, app, limits, token.clone());
     // Cancellation on shutdown: the drain is bounded by the grace period. If it runs out,
     // dropping `server` cancels the remaining connections; an ingest already handed to the
     // store still commits (the writer owns it), and the client's retry is a duplicate.
     tokio::select! {
-        result = server => result.map_err(Error::Io)?,
+        () = server => {}
         () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("shutdown: grace period of {grace:?} over, closing remaining connections");
         }
     }
+    signal.abort();
     tracing::info!("shutdown: flushing the store");
     store.close().await?;
     tracing::info!("shutdown: done");

@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 struct App {
     router: Router,
     _state: Arc<AppState>,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 struct Answer {
@@ -42,7 +42,7 @@ async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
     App {
         router: router(Arc::clone(&state)),
         _state: state,
-        dir,
+        _dir: dir,
     }
 }
 
@@ -299,4 +299,218 @@ async fn a_request_without_the_right_token_is_refused_before_its_body_is_read() 
             "{what}: the body was read before the token was checked"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (3)+(8) durability honesty: a database file that disappears is noticed; readiness follows
+// writes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_database_is_503_with_retry_after_and_the_binary_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("x");
+    std::fs::create_dir(&sub).unwrap();
+    let mut bin = start_bin(bin_command(&sub.join("x.db"), &[]));
+    let client = reqwest::Client::new();
+    let reg = client
+        .post(format!("{}/api/v1/devices", bin.url))
+        .body(r#"{"id":7,"token":"tok-seven"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let ok = client
+        .post(format!("{}/api/v1/devices/7/readings", bin.url))
+        .bearer_auth("tok-seven")
+        .header("content-type", "application/json")
+        .body(one_reading(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    std::fs::remove_dir_all(&sub).unwrap();
+    let lost = client
+        .post(format!("{}/api/v1/devices/7/readings", bin.url))
+        .bearer_auth("tok-seven")
+        .header("content-type", "application/json")
+        .body(one_reading(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lost.status(),
+        503,
+        "an ingest into a removed database was accepted"
+    );
+    assert!(lost.headers().contains_key("retry-after"));
+    let body: Value = lost.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("was removed"),
+        "{body}"
+    );
+    // It cannot recover: it shuts down on its own and says why.
+    let (status, stderr) = wait_exit(&mut bin.child, Duration::from_secs(30));
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(stderr.contains("was removed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("x");
+    std::fs::create_dir(&sub).unwrap();
+    let config = Config::for_db(sub.join("x.db"));
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, Arc::clone(&store)).await.unwrap();
+    let app = App {
+        router: router(state.clone()),
+        _state: state,
+        _dir: dir,
+    };
+    assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
+    std::fs::remove_dir_all(&sub).unwrap();
+    let ready = app.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.headers.contains_key("retry-after"));
+    assert!(
+        ready.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("was removed")
+    );
+    let reg = app.register(json!({"id": 1, "token": "t"}), None).await;
+    assert_eq!(
+        reg.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reg.json
+    );
+    // The server side learns it too: the store reports a permanent failure.
+    let failed = tokio::time::timeout(Duration::from_secs(5), store.failed()).await;
+    assert!(failed.is_ok(), "store.failed() did not complete");
+    assert!(store.close().await.is_err(), "closing a lost store said ok");
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_the_store_is_full() {
+    let app = app_with(|c| c.max_db_mb = Some(1)).await;
+    app.register(json!({"id": 1, "token": "t"}), None).await;
+    assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
+    let mut full = false;
+    for chunk in 0..100u32 {
+        let readings: Vec<Value> = (0..500u32)
+            .map(|i| {
+                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
+                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
+            })
+            .collect();
+        let a = app
+            .ingest(1, "t", &json!({ "readings": readings }).to_string())
+            .await;
+        if a.status == StatusCode::SERVICE_UNAVAILABLE {
+            full = true;
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    assert!(full, "the 1 MiB store never filled up");
+    let ready = app.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json["error"].as_str().unwrap().contains("full"),
+        "{:?}",
+        ready.json
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (1) slow and idle connections, a low open-file limit
+
+/// Reads until the server closes the connection (EOF or reset), within `bound`.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, bound: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(
+        &dir.path().join("t.db"),
+        &["--header-read-timeout-secs", "1"],
+    ));
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    // Slowloris: a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert!(
+        closed_by_server(&mut slow, Duration::from_secs(15)).await,
+        "a connection that never finished its headers was held open"
+    );
+    // Keep-alive: one complete request, then silence.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(15)).await,
+        "an idle keep-alive connection was held open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_keeps_answering_with_150_slowloris_sockets_under_a_128_fd_limit() {
+    use tokio::io::AsyncWriteExt as _;
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        panic!("this test needs prlimit (util-linux) to lower the service's open-file limit");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=128", "--"])
+        .arg(env!("CARGO_BIN_EXE_beacon-service"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--header-read-timeout-secs",
+            "2",
+            "--db",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let bin = start_bin(cmd);
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    let mut sockets = Vec::new();
+    for _ in 0..150 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        sockets.push(s);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let health = client
+            .get(format!("{}/healthz", bin.url))
+            .send()
+            .await
+            .expect("/healthz did not answer while slowloris sockets were open");
+        assert_eq!(health.status(), 200);
+    }
+    drop(sockets);
 }

@@ -102,6 +102,12 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Finishes queued writes and flushes; later writes fail with [`StoreError::Unavailable`].
     fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Completes when the store has failed for good (its database file was removed or
+    /// replaced while it ran), with the reason; the server then shuts down and exits non-zero.
+    /// Never completes for a store that cannot fail that way (the default).
+    fn failed(&self) -> impl Future<Output = StoreError> + Send {
+        std::future::pending()
+    }
 }
 
 /// A boxed, `Send` future: what [`DynStore`] methods return.
@@ -134,6 +140,8 @@ pub trait DynStore: Send + Sync + 'static {
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// See [`Store::close`].
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`Store::failed`].
+    fn failed(&self) -> BoxFuture<'_, StoreError>;
 }
 
 impl<S: Store> DynStore for S {
@@ -157,5 +165,8 @@ impl<S: Store> DynStore for S {
     }
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(Store::close(self))
+    }
+    fn failed(&self) -> BoxFuture<'_, StoreError> {
+        Box::pin(Store::failed(self))
     }
 }
