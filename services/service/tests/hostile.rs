@@ -514,3 +514,67 @@ async fn healthz_keeps_answering_with_150_slowloris_sockets_under_a_128_fd_limit
     }
     drop(sockets);
 }
+
+// ---------------------------------------------------------------------------------------------
+// (6) integers round-trip; (7) automatic ids cannot be used up by one request
+
+#[tokio::test]
+async fn uptime_ms_above_i64_max_reads_back_unchanged_from_json_and_frames() {
+    use beacon_protocol::{Frame, MAX_WIRE_LEN, Reading, encode};
+    let app = app_with(|_| {}).await;
+    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    let max = u64::MAX;
+    let body = json!({"readings": [{"seq": 1, "uptime_ms": max, "values": []},
+                                   {"seq": 2, "uptime_ms": (1u64 << 63) + 5, "values": []}]});
+    let a = app.ingest(7, "tok-seven", &body.to_string()).await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    let frame = Frame::new(7, 3, max - 1).with(Reading::Counter(1)).unwrap();
+    let mut buf = [0u8; MAX_WIRE_LEN];
+    let n = encode(&frame, &mut buf).unwrap();
+    let f = app
+        .call(
+            Method::POST,
+            "/api/v1/devices/7/readings",
+            &[
+                ("authorization", "Bearer tok-seven"),
+                ("content-type", "application/x-beacon-frames"),
+            ],
+            buf[..n].to_vec(),
+        )
+        .await;
+    assert_eq!(f.status, 200, "{:?}", f.json);
+    let got = app
+        .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
+        .await;
+    let uptimes: Vec<u64> = got.json["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uptime_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(uptimes, [max, (1u64 << 63) + 5, max - 1]);
+}
+
+#[tokio::test]
+async fn one_registration_of_the_largest_id_does_not_use_up_automatic_ids() {
+    let app = app_with(|_| {}).await;
+    let top = app
+        .register(json!({"id": 4294967295u32, "token": "t"}), None)
+        .await;
+    assert_eq!(top.status, StatusCode::CREATED);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let a = app.register(json!({"name": "auto"}), None).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json);
+        ids.push(a.json["id"].as_u64().unwrap());
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    // Gaps are filled: the smallest free id comes next.
+    let five = app.register(json!({"id": 5, "token": "t"}), None).await;
+    assert_eq!(five.status, StatusCode::CREATED);
+    let next = app.register(json!({}), None).await;
+    assert_eq!(next.json["id"], 4);
+    let after = app.register(json!({}), None).await;
+    assert_eq!(after.json["id"], 6);
+}

@@ -534,7 +534,10 @@ fn insert_readings(
         duplicates: 0,
     };
     for (r, vals) in readings.into_iter().zip(vals) {
-        let uptime = i64::try_from(r.uptime_ms).unwrap_or(i64::MAX);
+        // SQLite integers are i64: store the u64's bits, read them back the same way
+        // (`row_to_reading`), so every value round-trips, 2^64-1 included. Rows written before
+        // this were clamped to i64::MAX, which reads back unchanged.
+        let uptime = i64::from_ne_bytes(r.uptime_ms.to_ne_bytes());
         let n = insert.execute(params![
             r.device_id,
             r.seq,
@@ -595,10 +598,19 @@ fn register(
             id
         }
         None => {
-            let max: Option<i64> = tx.query_row("SELECT max(id) FROM devices", [], |r| r.get(0))?;
-            match u32::try_from(max.unwrap_or(0) + 1) {
-                Ok(id) => id,
-                Err(_) => {
+            // The smallest free id from 1 up (not max+1: one registration of id 4294967295
+            // would otherwise use up every automatic id). Either 1 is free, or the smallest
+            // id whose successor is free. One index scan.
+            let free: Option<i64> = tx.query_row(
+                "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM devices WHERE id = 1) THEN 1 ELSE
+                     (SELECT min(d.id) + 1 FROM devices d WHERE d.id >= 1 AND d.id < 4294967295
+                      AND NOT EXISTS (SELECT 1 FROM devices e WHERE e.id = d.id + 1)) END",
+                [],
+                |r| r.get(0),
+            )?;
+            match free.map(u32::try_from) {
+                Some(Ok(id)) => id,
+                _ => {
                     return Ok(Err(StoreError::Conflict(
                         "no free device id left; give an explicit id".into(),
                     )));
@@ -669,7 +681,7 @@ fn row_to_reading(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReading> {
     Ok(StoredReading {
         device_id: r.get(0)?,
         seq: r.get(1)?,
-        uptime_ms: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        uptime_ms: u64::from_ne_bytes(r.get::<_, i64>(2)?.to_ne_bytes()),
         sampled_at_ms: r.get(3)?,
         received_at_ms: r.get(4)?,
         values,
