@@ -8,7 +8,7 @@ use crate::model::{
     IngestBatch, IngestOutcome, NewReading, ReadingQuery, RegisterRequest, StoredReading,
     now_millis,
 };
-use crate::store::{DynStore, NewDevice, StoreError};
+use crate::store::{DynStore, NewDevice, StoreError, token_hash};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest as _, MatchedPath, Path, Query, Request, State};
@@ -44,8 +44,8 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub struct AppState {
     /// The storage backend, chosen at run time (dynamic dispatch, see `store::DynStore`).
     pub store: Arc<dyn DynStore>,
-    /// Device id -> ingest token, loaded at start-up and kept in step with registrations, so
-    /// authorising an ingest never touches the store.
+    /// Device id -> ingest token hash (`store::token_hash`), loaded at start-up and kept in
+    /// step with registrations, so authorising an ingest never touches the store.
     tokens: RwLock<HashMap<u32, Arc<str>>>,
     /// The configuration.
     pub config: Config,
@@ -90,9 +90,9 @@ impl AppState {
         self.tokens.read().ok().and_then(|t| t.get(&id).cloned())
     }
 
-    fn remember(&self, id: u32, token: &str) {
+    fn remember(&self, id: u32, token_hash: &str) {
         if let Ok(mut t) = self.tokens.write() {
-            t.insert(id, Arc::from(token));
+            t.insert(id, Arc::from(token_hash));
         }
     }
 }
@@ -296,7 +296,7 @@ fn same_token(a: &str, b: &str) -> bool {
 
 fn new_token() -> Result<String, ApiError> {
     use std::io::Read as _;
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; 32]; // 256 bits: a hash of it is as good as a slow password hash
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| {
@@ -351,22 +351,28 @@ async fn register(
     } else {
         parse_json(&body)?
     };
-    let token = match req.token {
+    let (token, generated) = match req.token {
         Some(t) => {
             validate_token(&t)?;
-            t
+            (t, false)
         }
-        None => new_token()?,
+        None => (new_token()?, true),
     };
-    let registered = state
+    let hash = token_hash(&token);
+    let mut registered = state
         .store
         .register(NewDevice {
             id: req.id,
-            token,
+            token: hash.clone(),
             name: req.name,
         })
         .await?;
-    state.remember(registered.device.id, &registered.token);
+    state.remember(registered.device.id, &hash);
+    // The only time a token leaves the service: one it generated, in the answer that created
+    // it (it keeps the hash only). A token the client chose is never echoed.
+    if generated {
+        registered.token = Some(token);
+    }
     let status = if registered.created {
         StatusCode::CREATED
     } else {
@@ -376,7 +382,11 @@ async fn register(
 }
 
 /// `GET /api/v1/devices`.
-async fn list_devices(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn list_devices(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let started = Instant::now();
     let devices = state.store.devices().await?;
     state.metrics.store_read_latency.observe(started.elapsed());
@@ -402,7 +412,7 @@ fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorize
         ));
     };
     match state.token_of(id) {
-        Some(expected) if same_token(presented, &expected) => Ok(Authorized::Known),
+        Some(expected) if same_token(&token_hash(presented), &expected) => Ok(Authorized::Known),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("wrong token for device {id}"),
@@ -423,20 +433,47 @@ fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorize
 
 /// Registers a device under `--auto-register` with the token it presented.
 async fn auto_register(state: &AppState, id: u32, token: String) -> Result<(), ApiError> {
+    let hash = token_hash(&token);
     let device = NewDevice {
         id: Some(id),
-        token,
+        token: hash.clone(),
         name: None,
     };
-    let registered = state.store.register(device).await.map_err(|e| match e {
+    state.store.register(device).await.map_err(|e| match e {
         StoreError::Conflict(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("wrong token for device {id}"),
         ),
         e => e.into(),
     })?;
-    state.remember(id, &registered.token);
+    state.remember(id, &hash);
     Ok(())
+}
+
+/// Reads (device list, readings, latest, stream) are open unless the service runs with
+/// `--provisioning-token` or `--read-token`; then they need one of the two as a bearer token.
+fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let accepted = [
+        state.config.read_token.as_deref(),
+        state.config.provisioning_token.as_deref(),
+    ];
+    if accepted.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let presented = bearer(headers);
+    // Both compared, always: timing says nothing about which one (if any) matched.
+    let ok = accepted.iter().fold(false, |ok, expected| {
+        let hit = matches!((presented, expected), (Some(p), Some(e)) if same_token(p, e));
+        ok | hit
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "reads need a token: send `Authorization: Bearer <BEACON_READ_TOKEN or BEACON_PROVISIONING_TOKEN>`",
+        ))
+    }
 }
 
 /// Decodes a body of concatenated wire frames.
@@ -603,8 +640,10 @@ const MAX_PAGE: u32 = 10_000;
 async fn query_readings(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
     params: Result<Query<ReadingsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let Path(id) = id?;
     let Query(p) = params?;
     if state.token_of(id).is_none() {
@@ -639,7 +678,11 @@ async fn query_readings(
 }
 
 /// `GET /api/v1/latest`: the most recent reading of each device.
-async fn latest(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn latest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let started = Instant::now();
     let readings = state.store.latest().await?;
     state.metrics.store_read_latency.observe(started.elapsed());
@@ -665,8 +708,10 @@ impl Drop for SseGuard {
 /// batches, and the stream carries on.
 async fn stream(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let Query(p) = params?;
     state.metrics.sse_clients.fetch_add(1, Relaxed);
     let guard = SseGuard(Arc::clone(&state));

@@ -28,6 +28,13 @@ pub struct Config {
     #[arg(long, env = "BEACON_PROVISIONING_TOKEN", hide_env_values = true)]
     pub provisioning_token: Option<String>,
 
+    /// Read token: when set, the read endpoints (device list, readings, latest, stream) need
+    /// `Authorization: Bearer <this>` (or the provisioning token). With only
+    /// `--provisioning-token` set, reads need that one; with neither, reads are open (the
+    /// loopback default). The startup log says which.
+    #[arg(long, env = "BEACON_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+
     /// Register unknown devices on first ingest, with the bearer token they present
     /// (trust on first use), once the request proved valid. For demos and closed networks;
     /// refused together with --provisioning-token.

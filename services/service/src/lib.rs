@@ -209,6 +209,20 @@ pub async fn serve(
             fd_limit.unwrap_or_default()
         );
     }
+    match (&config.provisioning_token, &config.read_token) {
+        (None, None) => tracing::info!(
+            "access: registration and reads are open (no --provisioning-token, no --read-token): fine on loopback, not on a shared network"
+        ),
+        (Some(_), None) => tracing::info!(
+            "access: registration and reads need the provisioning token; ingest needs each device's token"
+        ),
+        (None, Some(_)) => tracing::info!(
+            "access: registration is open (no --provisioning-token); reads need the read token; ingest needs each device's token"
+        ),
+        (Some(_), Some(_)) => tracing::info!(
+            "access: registration needs the provisioning token; reads the read or provisioning token; ingest each device's token"
+        ),
+    }
     let state = AppState::new(config, Arc::clone(&store)).await?;
     let app = router(Arc::clone(&state));
     let token = state.shutdown.clone();

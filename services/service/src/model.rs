@@ -251,8 +251,11 @@ pub struct Registered {
     /// The device.
     #[serde(flatten)]
     pub device: Device,
-    /// Its ingest token: send it as `Authorization: Bearer <token>`.
-    pub token: String,
+    /// The ingest token the service generated for a registration without one (send it as
+    /// `Authorization: Bearer <token>`): in this answer only, since the service keeps just its
+    /// hash. Absent when the client chose the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// `false` when the device was already registered with this token.
     pub created: bool,
 }

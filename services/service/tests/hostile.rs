@@ -578,3 +578,144 @@ async fn one_registration_of_the_largest_id_does_not_use_up_automatic_ids() {
     let after = app.register(json!({}), None).await;
     assert_eq!(after.json["id"], 6);
 }
+
+// ---------------------------------------------------------------------------------------------
+// (5) tokens hashed at rest; reads closed when provisioning is on
+
+fn stored_tokens(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT token FROM devices ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed_and_never_echoed() {
+    let app = app_with(|_| {}).await;
+    let chosen = app
+        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    assert_eq!(chosen.status, StatusCode::CREATED);
+    assert!(
+        !chosen.json.to_string().contains("tok-seven"),
+        "{:?}",
+        chosen.json
+    );
+    let again = app
+        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(!again.json.to_string().contains("tok-seven"));
+    // A generated token is handed out once, in the answer that created it.
+    let generated = app.register(json!({}), None).await;
+    let token = generated.json["token"].as_str().unwrap().to_owned();
+    let id = generated.json["id"].as_u64().unwrap() as u32;
+    assert_eq!(app.ingest(id, &token, &one_reading(1)).await.status, 200);
+    assert_eq!(
+        app.ingest(7, "tok-seven", &one_reading(1)).await.status,
+        200
+    );
+    let stored = stored_tokens(&app._dir.path().join("t.db"));
+    assert_eq!(stored.len(), 2);
+    for t in &stored {
+        assert!(t.starts_with("sha256:") && t.len() == 71, "{t}");
+        assert!(t != "tok-seven" && *t != token);
+    }
+}
+
+#[tokio::test]
+async fn plaintext_tokens_of_an_older_database_are_hashed_in_place_and_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        // The schema as the service wrote it before tokens were hashed.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (id INTEGER PRIMARY KEY, token TEXT NOT NULL, name TEXT,
+                                   registered_at_ms INTEGER NOT NULL);
+             INSERT INTO devices VALUES (7, 'tok-seven', NULL, 1), (8, 'tok-eight', 'b', 2);",
+        )
+        .unwrap();
+    }
+    let config = Config::for_db(&db);
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, store).await.unwrap();
+    let app = App {
+        router: router(state.clone()),
+        _state: state,
+        _dir: dir,
+    };
+    let stored = stored_tokens(&db);
+    assert!(
+        stored.iter().all(|t| t.starts_with("sha256:")),
+        "{stored:?}"
+    );
+    assert_eq!(
+        app.ingest(7, "tok-seven", &one_reading(1)).await.status,
+        200
+    );
+    assert_eq!(
+        app.ingest(8, "tok-eight", &one_reading(1)).await.status,
+        200
+    );
+    assert_eq!(
+        app.ingest(8, "tok-seven", &one_reading(2)).await.status,
+        401
+    );
+    let again = app
+        .register(json!({"id": 8, "token": "tok-eight"}), None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
+}
+
+#[tokio::test]
+async fn reads_need_a_token_when_provisioning_is_on() {
+    let app = app_with(|c| {
+        c.provisioning_token = Some("prov".into());
+        c.read_token = Some("reader".into());
+    })
+    .await;
+    app.register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+        .await;
+    for uri in [
+        "/api/v1/devices",
+        "/api/v1/devices/7/readings",
+        "/api/v1/latest",
+        "/api/v1/stream",
+    ] {
+        let none = app.call(Method::GET, uri, &[], "").await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let device = app
+            .call(
+                Method::GET,
+                uri,
+                &[("authorization", "Bearer tok-seven")],
+                "",
+            )
+            .await;
+        assert_eq!(device.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    for token in ["Bearer reader", "Bearer prov"] {
+        let ok = app
+            .call(
+                Method::GET,
+                "/api/v1/latest",
+                &[("authorization", token)],
+                "",
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{token}");
+    }
+    // Open reads stay the default without a provisioning or read token.
+    let open = app_with(|_| {}).await;
+    assert_eq!(
+        open.call(Method::GET, "/api/v1/latest", &[], "")
+            .await
+            .status,
+        200
+    );
+}

@@ -32,23 +32,50 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What the store keeps instead of a device token: `sha256:` and the lowercase hex SHA-256 of
+/// the token. Tokens are never stored or returned in plaintext; a check hashes the presented
+/// token and compares hashes in constant time.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `s` has the shape of a [`token_hash`] (how the migration tells old plaintext
+/// tokens from hashes).
+pub fn is_token_hash(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A device registration as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     /// The id; `None` lets the store pick the next free one.
     pub id: Option<u32>,
-    /// The ingest token.
+    /// The ingest token's [`token_hash`] (never the token itself).
     pub token: String,
     /// Free-form label.
     pub name: Option<String>,
 }
 
-/// A device with its token (for the service's in-memory token check).
+/// A device with its token hash (for the service's in-memory token check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceWithToken {
     /// The device.
     pub device: Device,
-    /// Its ingest token.
+    /// Its ingest token's [`token_hash`].
     pub token: String,
 }
 
@@ -77,9 +104,9 @@ pub struct Ingested {
 /// - A reading whose `(device_id, seq)` is already stored is a duplicate: counted, not written.
 /// - [`Store::close`] finishes every ingest queued before it, then flushes.
 pub trait Store: Send + Sync + 'static {
-    /// Registers a device, idempotently: the same id with the same token returns the stored
-    /// device with `created: false`; the same id with another token is a
-    /// [`StoreError::Conflict`].
+    /// Registers a device, idempotently: the same id with the same token (hash) returns the
+    /// stored device with `created: false`; the same id with another token is a
+    /// [`StoreError::Conflict`]. The answer's `token` is `None`: the store has no plaintext.
     fn register(
         &self,
         device: NewDevice,

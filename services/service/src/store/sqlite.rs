@@ -338,7 +338,7 @@ impl SqliteStore {
 }
 
 fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
-    let conn = Connection::open(&cfg.path).map_err(|e| {
+    let mut conn = Connection::open(&cfg.path).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot open the database {}: {e}",
             cfg.path.display()
@@ -357,6 +357,7 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "cache_size", -16_384)
         .map_err(map_err)?; // 16 MiB
     conn.execute_batch(SCHEMA).map_err(map_err)?;
+    hash_plaintext_tokens(&mut conn).map_err(map_err)?;
     if let Some(max) = cfg.max_db_bytes {
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -367,6 +368,34 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
             .map_err(map_err)?;
     }
     Ok(conn)
+}
+
+// ---- Migration step: device tokens hashed at rest (issue 14) -------------------------------
+//
+// Its own step, independent of `PRAGMA user_version` (it is idempotent: a stored hash is
+// recognised by its shape), so it runs after whatever numbered schema migrations there are.
+// Databases written before it keep plaintext tokens in `devices.token`; this replaces each with
+// `super::token_hash` of it, in one transaction, so devices keep their tokens.
+
+fn hash_plaintext_tokens(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let plain: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, token FROM devices")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        rows.filter(|r| !r.as_ref().is_ok_and(|(_, t)| super::is_token_hash(t)))
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (id, token) in &plain {
+        tx.execute(
+            "UPDATE devices SET token = ?1 WHERE id = ?2",
+            params![super::token_hash(token), id],
+        )?;
+    }
+    tx.commit()?;
+    if !plain.is_empty() {
+        tracing::info!("hashed {} plaintext device tokens in place", plain.len());
+    }
+    Ok(())
 }
 
 /// The writer: one connection, group commit. Runs until a `Close` or until every sender is gone.
@@ -579,8 +608,9 @@ fn register(
                     },
                 )
                 .optional()?;
-            if let Some((token, name, registered_at_ms)) = existing {
-                if token != device.token {
+            if let Some((token_hash, name, registered_at_ms)) = existing {
+                // Both are hashes (`super::token_hash`); neither is a secret.
+                if token_hash != device.token {
                     return Ok(Err(StoreError::Conflict(format!(
                         "device {id} is already registered with another token; use that token or register another id"
                     ))));
@@ -591,20 +621,25 @@ fn register(
                         name,
                         registered_at_ms,
                     },
-                    token,
+                    token: None,
                     created: false,
                 }));
             }
             id
         }
         None => {
-            // The smallest free id from 1 up (not max+1: one registration of id 4294967295
-            // would otherwise use up every automatic id). Either 1 is free, or the smallest
-            // id whose successor is free. One index scan.
+            // max+1 while it fits; once id 4294967295 is taken (one explicit registration is
+            // enough), the smallest free id from 1 up: either 1, or the smallest id whose
+            // successor is free (one index scan). No single request can use up the ids.
             let free: Option<i64> = tx.query_row(
-                "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM devices WHERE id = 1) THEN 1 ELSE
-                     (SELECT min(d.id) + 1 FROM devices d WHERE d.id >= 1 AND d.id < 4294967295
-                      AND NOT EXISTS (SELECT 1 FROM devices e WHERE e.id = d.id + 1)) END",
+                "SELECT CASE
+                     WHEN (SELECT max(id) FROM devices) IS NULL THEN 1
+                     WHEN (SELECT max(id) FROM devices) < 4294967295
+                         THEN (SELECT max(id) FROM devices) + 1
+                     WHEN NOT EXISTS (SELECT 1 FROM devices WHERE id = 1) THEN 1
+                     ELSE (SELECT min(d.id) + 1 FROM devices d WHERE d.id >= 1 AND d.id < 4294967295
+                           AND NOT EXISTS (SELECT 1 FROM devices e WHERE e.id = d.id + 1))
+                 END",
                 [],
                 |r| r.get(0),
             )?;
@@ -629,7 +664,7 @@ fn register(
             name: device.name,
             registered_at_ms,
         },
-        token: device.token,
+        token: None,
         created: true,
     }))
 }
