@@ -199,8 +199,85 @@ impl From<BytesRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
-        Self::bad_request(format!("bad query string: {}", e.body_text()))
+        let text = e.body_text();
+        let err = Self::bad_request(format!("bad query string: {text}"));
+        match query_field(&text) {
+            Some(field) => err.field(field),
+            None => err,
+        }
     }
+}
+
+/// The parameter a query-string error is about: axum reports `<field>: <problem>`, or
+/// ``unknown field `x`, expected ...``.
+fn query_field(text: &str) -> Option<String> {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    if let Some(rest) = detail.strip_prefix("unknown field `") {
+        return rest.split_once('`').map(|(f, _)| f.to_owned());
+    }
+    let (field, _) = detail.split_once(": ")?;
+    (!field.is_empty()
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then(|| field.to_owned())
+}
+
+/// The bare media type of a request (`application/json`), lowercase; empty when absent.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Answers 413 at once when `Content-Length` alone says the body is too large, instead of
+/// waiting for a body that may never come (and ending in a 408).
+async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > u64::try_from(max).unwrap_or(u64::MAX) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: Content-Length {n} is over the limit of {max} bytes (--max-body-bytes); split the batch"
+            ),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path: {}; the API is described at /openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} is not allowed on {}; see /openapi.json for its methods",
+            uri.path()
+        ),
+    )
 }
 
 /// Request ids: a process-wide counter (cheaper than a UUID, unique per process run).
@@ -231,8 +308,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/", get(dashboard))
-        // Bodies beyond the limit get 413 from the `Bytes` extractor.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies beyond the limit get 413 from the `Bytes` extractor, or at once when their
+        // Content-Length says so.
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(max_body, refuse_oversized))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state);
     let x_request_id = header::HeaderName::from_static("x-request-id");
@@ -342,6 +423,15 @@ async fn register(
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
+        ));
+    }
+    let media = media_type(&headers);
+    if !media.is_empty() && media != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported content type {media:?}; send application/json (or no body at all)"
+            ),
         ));
     }
     // Read only now, after the provisioning token was checked from the headers.
@@ -521,6 +611,15 @@ fn decode_frames(id: u32, body: &[u8]) -> Result<Vec<NewReading>, ApiError> {
     Ok(out)
 }
 
+fn unsupported_ingest_type(media: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "unsupported content type {media:?}; send application/json or {FRAMES_CONTENT_TYPE}"
+        ),
+    )
+}
+
 /// `POST /api/v1/devices/{id}/readings`: JSON batch or concatenated frames. Answers after the
 /// readings are durable.
 async fn ingest(
@@ -533,18 +632,11 @@ async fn ingest(
     // The token is checked from the headers before a byte of the body is read: a tokenless
     // 4 MiB request costs the service its headers only.
     let authorized = authorize(&state, id, &headers)?;
+    let content_type = media_type(&headers);
+    if content_type != "application/json" && content_type != FRAMES_CONTENT_TYPE {
+        return Err(unsupported_ingest_type(&content_type));
+    }
     let body = Bytes::from_request(request, &state).await?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
     let readings = match content_type.as_str() {
         "application/json" => {
             let batch: IngestBatch = parse_json(&body)?;
@@ -560,14 +652,7 @@ async fn ingest(
             batch.readings
         }
         FRAMES_CONTENT_TYPE => decode_frames(id, &body)?,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "unsupported content type {other:?}; send application/json or {FRAMES_CONTENT_TYPE}"
-                ),
-            ));
-        }
+        other => return Err(unsupported_ingest_type(other)),
     };
     if readings.len() > state.config.max_batch {
         return Err(ApiError::new(

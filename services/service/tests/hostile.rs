@@ -719,3 +719,104 @@ async fn reads_need_a_token_when_provisioning_is_on() {
         200
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// (9)+(10) the contract: JSON errors everywhere, nulls and foreign keys refused, fast 413
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_the_json_error_shape() {
+    let app = app_with(|_| {}).await;
+    let missing = app.call(Method::GET, "/nope", &[], "").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.json["error"].as_str().unwrap().contains("/nope"),
+        "{:?}",
+        missing.json
+    );
+    let method = app.call(Method::DELETE, "/api/v1/devices", &[], "").await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        method.json["error"].as_str().unwrap().contains("DELETE"),
+        "{:?}",
+        method.json
+    );
+}
+
+#[tokio::test]
+async fn nulls_foreign_kind_keys_and_other_content_types_are_refused_naming_the_field() {
+    let app = app_with(|_| {}).await;
+    let null_token = app.register(json!({"id": 3, "token": null}), None).await;
+    assert_eq!(null_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(null_token.json["field"], "token");
+    let null_id = app.register(json!({"id": null}), None).await;
+    assert_eq!(null_id.status, StatusCode::BAD_REQUEST);
+    assert_eq!(null_id.json["field"], "id");
+    let csv = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            &[("content-type", "text/csv")],
+            "id,token",
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    let null_device =
+        json!({"readings": [{"device_id": null, "seq": 1, "uptime_ms": 1, "values": []}]});
+    let a = app.ingest(7, "tok-seven", &null_device.to_string()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json["field"], "readings[0].device_id");
+    let foreign = json!({"readings": [{"seq": 1, "uptime_ms": 1,
+        "values": [{"kind": "counter", "value": 1, "firmware": "1.2.3"}]}]});
+    let f = app.ingest(7, "tok-seven", &foreign.to_string()).await;
+    assert_eq!(f.status, StatusCode::BAD_REQUEST, "{:?}", f.json);
+    assert!(
+        f.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("`firmware` is not a field of kind `counter`"),
+        "{:?}",
+        f.json
+    );
+    assert_eq!(f.json["field"], "readings[0].values[0]");
+    let q = app
+        .call(Method::GET, "/api/v1/devices/7/readings?limit=abc", &[], "")
+        .await;
+    assert_eq!(q.status, StatusCode::BAD_REQUEST);
+    assert_eq!(q.json["field"], "limit", "{:?}", q.json);
+    let q = app
+        .call(Method::GET, "/api/v1/stream?devise=1", &[], "")
+        .await;
+    assert_eq!(q.status, StatusCode::BAD_REQUEST);
+    assert_eq!(q.json["field"], "devise", "{:?}", q.json);
+    // Nothing of the refused requests was stored.
+    let stored = app
+        .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
+        .await;
+    assert_eq!(stored.json["readings"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_content_length_is_413_at_once_not_a_408_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /api/v1/devices/7/readings HTTP/1.1\r\nhost: x\r\nauthorization: Bearer t\r\n\
+          content-type: application/json\r\ncontent-length: 10000000000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    // The request timeout is 30 s: an answer within 10 s is not the timeout's 408.
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer within 10 s: the service waited for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("--max-body-bytes"), "{head}");
+}
