@@ -334,6 +334,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }),
             )
             .layer(PropagateRequestIdLayer::new(x_request_id))
+            // The timeout's own 408 has an empty body: give it the JSON error shape.
+            .layer(middleware::map_response_with_state(
+                timeout.as_secs(),
+                json_timeout,
+            ))
             // Times the response head only: an open SSE stream is not cut off.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -342,6 +347,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             // Queries and the dashboard compress well; SSE and small bodies are skipped.
             .layer(CompressionLayer::new()),
     )
+}
+
+/// The timeout layer's own 408 has an empty body: give it the JSON error shape.
+async fn json_timeout<B>(State(secs): State<u64>, r: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if r.status() == StatusCode::REQUEST_TIMEOUT && !r.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request not answered within {secs}s (--request-timeout-secs); retry it (ingest is idempotent)"
+            ),
+        )
+        .into_response();
+    }
+    r.map(axum::body::Body::new)
 }
 
 /// Counts requests by route and status.

@@ -676,4 +676,11 @@ async fn a_request_slower_than_the_timeout_gets_408() {
     app.register(1, "t").await;
     let slow = app.post_json(1, "t", batch([1])).await;
     assert_eq!(slow.status, StatusCode::REQUEST_TIMEOUT);
+    assert!(
+        slow.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--request-timeout-secs")),
+        "{:?}",
+        slow.json
+    );
 }
