@@ -50,7 +50,7 @@
 //!
 //! | method, path | what |
 //! | --- | --- |
-//! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token |
+//! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token; a generated token is in the 201 answer only |
 //! | `GET /api/v1/devices` | list devices (never their tokens) |
 //! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
 //! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `seq` order; page on with `after_seq=<next_after_seq>` |
@@ -59,16 +59,32 @@
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
 //!
 //! Errors are JSON `{"error": "...", "field"?: "readings[3].seq", "offset"?: 120}`: 400 names
-//! the JSON field or the byte offset of the bad frame (and stores nothing from that request);
-//! 401 bad or missing token; 404 unknown device; 408 timeout; 409 token conflict; 413 body or
-//! batch too large; 415 other content types; 503 with `Retry-After` when the store cannot take
-//! the write (queue full, disk or size cap full, shutting down).
+//! the JSON field (or query parameter) or the byte offset of the bad frame (and stores nothing
+//! from that request); 401 bad or missing token; 404 unknown device or path; 405 method; 408
+//! timeout; 409 token conflict; 413 body or batch too large (at once when `Content-Length`
+//! says so); 415 other content types; 503 with `Retry-After` when the store cannot take the
+//! write (queue full, disk or size cap full, database file removed, shutting down). Only 414
+//! and 431 (request line or headers too large) come from hyper, with empty bodies. Optional
+//! fields are omitted, never `null`; integers round-trip exactly (`uptime_ms` up to 2^64-1).
+//!
+//! # Access
+//! - Ingest needs the device's token; it is checked from the headers (with the content type)
+//!   before a byte of the body is read. Tokens are stored as SHA-256 hashes (a database from
+//!   before is converted in place at open) and compared in constant time; no endpoint returns
+//!   a stored token.
+//! - Registration needs `--provisioning-token` when set, checked before the body is read.
+//! - Reads (device list, readings, latest, stream) are open unless `--provisioning-token` or
+//!   `--read-token` is set; then they need one of the two. The startup log says which mode.
+//! - `--auto-register` (trust on first use) registers a device only once its request proved
+//!   valid, and is refused at start-up together with `--provisioning-token` (it would let
+//!   anyone claim a device id without it).
 //!
 //! # For the gateway (and any other client)
 //! 1. `POST /api/v1/devices` with `{"id": <device_id>, "token": "<token>"}`, idempotent: call it
 //!    whenever a device is first seen (with `Authorization: Bearer <provisioning token>` when
 //!    the service runs with `--provisioning-token`). Or run the service with
-//!    `--auto-register`, which registers an unknown device with the first token it presents.
+//!    `--auto-register` (and no provisioning token), which registers an unknown device with
+//!    the first token it presents in a valid request.
 //! 2. Post batches to `/api/v1/devices/<id>/readings` with the device's token, either the raw
 //!    frames (`application/x-beacon-frames`: the service decodes them and uses its receive
 //!    time as `sampled_at_ms`) or JSON with the gateway's `sampled_at_ms`.
@@ -79,6 +95,16 @@
 //! - Graceful shutdown on Ctrl-C and SIGTERM: stop accepting, drain in-flight requests (at
 //!   most `--shutdown-grace-secs`), end SSE streams, let the store commit everything queued,
 //!   checkpoint the WAL. Nothing answered "accepted" is lost.
+//! - Connections ([`server`]): a client has `--header-read-timeout-secs` (10) to send a
+//!   request head, and a keep-alive connection may idle that long; at most
+//!   `--max-connections` (1024, lowered to the open-file limit minus 64) are open, the rest
+//!   wait in the kernel's queue; accept errors such as `EMFILE` back off and the loop carries
+//!   on.
+//! - Durability honesty: the store checks after every commit (and on `/readyz`) that its
+//!   database file and WAL are still the ones it opened (device and inode). When one was
+//!   removed or replaced, that commit and every later write answer 503, `/readyz` answers
+//!   503, and the service shuts down and exits non-zero saying why: it cannot recover the data
+//!   written into a deleted file. `/readyz` is also 503 while the store is full.
 //! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
 //!   its `x-request-id` (generated, and echoed in the response).
 //! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression
