@@ -8,10 +8,10 @@ use crate::model::{
     IngestBatch, IngestOutcome, NewReading, ReadingQuery, RegisterRequest, StoredReading,
     now_millis,
 };
-use crate::store::{DynStore, NewDevice, StoreError};
+use crate::store::{DynStore, NewDevice, StoreError, token_hash};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -44,8 +44,8 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub struct AppState {
     /// The storage backend, chosen at run time (dynamic dispatch, see `store::DynStore`).
     pub store: Arc<dyn DynStore>,
-    /// Device id -> ingest token, loaded at start-up and kept in step with registrations, so
-    /// authorising an ingest never touches the store.
+    /// Device id -> ingest token hash (`store::token_hash`), loaded at start-up and kept in
+    /// step with registrations, so authorising an ingest never touches the store.
     tokens: RwLock<HashMap<u32, Arc<str>>>,
     /// The configuration.
     pub config: Config,
@@ -90,9 +90,9 @@ impl AppState {
         self.tokens.read().ok().and_then(|t| t.get(&id).cloned())
     }
 
-    fn remember(&self, id: u32, token: &str) {
+    fn remember(&self, id: u32, token_hash: &str) {
         if let Ok(mut t) = self.tokens.write() {
-            t.insert(id, Arc::from(token));
+            t.insert(id, Arc::from(token_hash));
         }
     }
 }
@@ -199,8 +199,85 @@ impl From<BytesRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
-        Self::bad_request(format!("bad query string: {}", e.body_text()))
+        let text = e.body_text();
+        let err = Self::bad_request(format!("bad query string: {text}"));
+        match query_field(&text) {
+            Some(field) => err.field(field),
+            None => err,
+        }
     }
+}
+
+/// The parameter a query-string error is about: axum reports `<field>: <problem>`, or
+/// ``unknown field `x`, expected ...``.
+fn query_field(text: &str) -> Option<String> {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    if let Some(rest) = detail.strip_prefix("unknown field `") {
+        return rest.split_once('`').map(|(f, _)| f.to_owned());
+    }
+    let (field, _) = detail.split_once(": ")?;
+    (!field.is_empty()
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then(|| field.to_owned())
+}
+
+/// The bare media type of a request (`application/json`), lowercase; empty when absent.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Answers 413 at once when `Content-Length` alone says the body is too large, instead of
+/// waiting for a body that may never come (and ending in a 408).
+async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > u64::try_from(max).unwrap_or(u64::MAX) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: Content-Length {n} is over the limit of {max} bytes (--max-body-bytes); split the batch"
+            ),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path: {}; the API is described at /openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} is not allowed on {}; see /openapi.json for its methods",
+            uri.path()
+        ),
+    )
 }
 
 /// Request ids: a process-wide counter (cheaper than a UUID, unique per process run).
@@ -231,8 +308,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/", get(dashboard))
-        // Bodies beyond the limit get 413 from the `Bytes` extractor.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies beyond the limit get 413 from the `Bytes` extractor, or at once when their
+        // Content-Length says so.
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(max_body, refuse_oversized))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state);
     let x_request_id = header::HeaderName::from_static("x-request-id");
@@ -253,6 +334,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }),
             )
             .layer(PropagateRequestIdLayer::new(x_request_id))
+            // The timeout's own 408 has an empty body: give it the JSON error shape.
+            .layer(middleware::map_response_with_state(
+                timeout.as_secs(),
+                json_timeout,
+            ))
             // Times the response head only: an open SSE stream is not cut off.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -261,6 +347,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             // Queries and the dashboard compress well; SSE and small bodies are skipped.
             .layer(CompressionLayer::new()),
     )
+}
+
+/// The timeout layer's own 408 has an empty body: give it the JSON error shape.
+async fn json_timeout<B>(State(secs): State<u64>, r: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if r.status() == StatusCode::REQUEST_TIMEOUT && !r.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request not answered within {secs}s (--request-timeout-secs); retry it (ingest is idempotent)"
+            ),
+        )
+        .into_response();
+    }
+    r.map(axum::body::Body::new)
 }
 
 /// Counts requests by route and status.
@@ -296,7 +401,7 @@ fn same_token(a: &str, b: &str) -> bool {
 
 fn new_token() -> Result<String, ApiError> {
     use std::io::Read as _;
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; 32]; // 256 bits: a hash of it is as good as a slow password hash
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| {
@@ -334,7 +439,7 @@ fn validate_token(token: &str) -> Result<(), ApiError> {
 async fn register(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.config.provisioning_token
         && !bearer(&headers).is_some_and(|t| same_token(t, expected))
@@ -344,28 +449,44 @@ async fn register(
             "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
         ));
     }
-    let body = body?;
+    let media = media_type(&headers);
+    if !media.is_empty() && media != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported content type {media:?}; send application/json (or no body at all)"
+            ),
+        ));
+    }
+    // Read only now, after the provisioning token was checked from the headers.
+    let body = Bytes::from_request(request, &state).await?;
     let req: RegisterRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RegisterRequest::default()
     } else {
         parse_json(&body)?
     };
-    let token = match req.token {
+    let (token, generated) = match req.token {
         Some(t) => {
             validate_token(&t)?;
-            t
+            (t, false)
         }
-        None => new_token()?,
+        None => (new_token()?, true),
     };
-    let registered = state
+    let hash = token_hash(&token);
+    let mut registered = state
         .store
         .register(NewDevice {
             id: req.id,
-            token,
+            token: hash.clone(),
             name: req.name,
         })
         .await?;
-    state.remember(registered.device.id, &registered.token);
+    state.remember(registered.device.id, &hash);
+    // The only time a token leaves the service: one it generated, in the answer that created
+    // it (it keeps the hash only). A token the client chose is never echoed.
+    if generated {
+        registered.token = Some(token);
+    }
     let status = if registered.created {
         StatusCode::CREATED
     } else {
@@ -375,7 +496,11 @@ async fn register(
 }
 
 /// `GET /api/v1/devices`.
-async fn list_devices(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn list_devices(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let started = Instant::now();
     let devices = state.store.devices().await?;
     state.metrics.store_read_latency.observe(started.elapsed());
@@ -383,8 +508,17 @@ async fn list_devices(State(state): State<Arc<AppState>>) -> Result<Response, Ap
     Ok(Json(serde_json::json!({ "devices": devices })).into_response())
 }
 
-/// Checks the bearer token of an ingest; registers the device first under `--auto-register`.
-async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<(), ApiError> {
+/// What [`authorize`] found: a known device with the right token, or (under
+/// `--auto-register`) an unknown one to register once its request turned out valid.
+enum Authorized {
+    Known,
+    Register(String),
+}
+
+/// Checks the bearer token of an ingest, from the headers alone (before any body is read).
+/// Under `--auto-register` an unknown device is not registered here: the caller registers it
+/// only after the whole request was found valid, so a rejected request claims nothing.
+fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorized, ApiError> {
     let Some(presented) = bearer(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -392,32 +526,67 @@ async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<(),
         ));
     };
     match state.token_of(id) {
-        Some(expected) if same_token(presented, &expected) => Ok(()),
+        Some(expected) if same_token(&token_hash(presented), &expected) => Ok(Authorized::Known),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("wrong token for device {id}"),
         )),
-        None if state.config.auto_register => {
+        // Never together with a provisioning token (refused at start-up by `Config::check`;
+        // checked here too for states built without it): trust on first use would let anyone
+        // claim an id the operator means to provision.
+        None if state.config.auto_register && state.config.provisioning_token.is_none() => {
             validate_token(presented)?;
-            let device = NewDevice {
-                id: Some(id),
-                token: presented.to_owned(),
-                name: None,
-            };
-            let registered = state.store.register(device).await.map_err(|e| match e {
-                StoreError::Conflict(_) => ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    format!("wrong token for device {id}"),
-                ),
-                e => e.into(),
-            })?;
-            state.remember(id, &registered.token);
-            Ok(())
+            Ok(Authorized::Register(presented.to_owned()))
         }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown device {id}; register it first with POST /api/v1/devices"),
         )),
+    }
+}
+
+/// Registers a device under `--auto-register` with the token it presented.
+async fn auto_register(state: &AppState, id: u32, token: String) -> Result<(), ApiError> {
+    let hash = token_hash(&token);
+    let device = NewDevice {
+        id: Some(id),
+        token: hash.clone(),
+        name: None,
+    };
+    state.store.register(device).await.map_err(|e| match e {
+        StoreError::Conflict(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("wrong token for device {id}"),
+        ),
+        e => e.into(),
+    })?;
+    state.remember(id, &hash);
+    Ok(())
+}
+
+/// Reads (device list, readings, latest, stream) are open unless the service runs with
+/// `--provisioning-token` or `--read-token`; then they need one of the two as a bearer token.
+fn authorize_read(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let accepted = [
+        state.config.read_token.as_deref(),
+        state.config.provisioning_token.as_deref(),
+    ];
+    if accepted.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let presented = bearer(headers);
+    // Both compared, always: timing says nothing about which one (if any) matched.
+    let ok = accepted.iter().fold(false, |ok, expected| {
+        let hit = matches!((presented, expected), (Some(p), Some(e)) if same_token(p, e));
+        ok | hit
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "reads need a token: send `Authorization: Bearer <BEACON_READ_TOKEN or BEACON_PROVISIONING_TOKEN>`",
+        ))
     }
 }
 
@@ -466,28 +635,32 @@ fn decode_frames(id: u32, body: &[u8]) -> Result<Vec<NewReading>, ApiError> {
     Ok(out)
 }
 
+fn unsupported_ingest_type(media: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "unsupported content type {media:?}; send application/json or {FRAMES_CONTENT_TYPE}"
+        ),
+    )
+}
+
 /// `POST /api/v1/devices/{id}/readings`: JSON batch or concatenated frames. Answers after the
 /// readings are durable.
 async fn ingest(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<IngestOutcome>, ApiError> {
     let Path(id) = id?;
-    authorize(&state, id, &headers).await?;
-    let body = body?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    // The token is checked from the headers before a byte of the body is read: a tokenless
+    // 4 MiB request costs the service its headers only.
+    let authorized = authorize(&state, id, &headers)?;
+    let content_type = media_type(&headers);
+    if content_type != "application/json" && content_type != FRAMES_CONTENT_TYPE {
+        return Err(unsupported_ingest_type(&content_type));
+    }
+    let body = Bytes::from_request(request, &state).await?;
     let readings = match content_type.as_str() {
         "application/json" => {
             let batch: IngestBatch = parse_json(&body)?;
@@ -503,14 +676,7 @@ async fn ingest(
             batch.readings
         }
         FRAMES_CONTENT_TYPE => decode_frames(id, &body)?,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "unsupported content type {other:?}; send application/json or {FRAMES_CONTENT_TYPE}"
-                ),
-            ));
-        }
+        other => return Err(unsupported_ingest_type(other)),
     };
     if readings.len() > state.config.max_batch {
         return Err(ApiError::new(
@@ -521,6 +687,9 @@ async fn ingest(
                 state.config.max_batch
             ),
         ));
+    }
+    if let Authorized::Register(token) = authorized {
+        auto_register(&state, id, token).await?;
     }
     let received_at_ms = now_millis();
     let readings: Vec<StoredReading> = readings
@@ -583,8 +752,10 @@ const MAX_PAGE: u32 = 10_000;
 async fn query_readings(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
     params: Result<Query<ReadingsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let Path(id) = id?;
     let Query(p) = params?;
     if state.token_of(id).is_none() {
@@ -622,7 +793,11 @@ async fn query_readings(
 }
 
 /// `GET /api/v1/latest`: the most recent reading of each device.
-async fn latest(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn latest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let started = Instant::now();
     let readings = state.store.latest().await?;
     state.metrics.store_read_latency.observe(started.elapsed());
@@ -648,8 +823,10 @@ impl Drop for SseGuard {
 /// batches, and the stream carries on.
 async fn stream(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize_read(&state, &headers)?;
     let Query(p) = params?;
     state.metrics.sse_clients.fetch_add(1, Relaxed);
     let guard = SseGuard(Arc::clone(&state));

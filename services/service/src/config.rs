@@ -28,8 +28,16 @@ pub struct Config {
     #[arg(long, env = "BEACON_PROVISIONING_TOKEN", hide_env_values = true)]
     pub provisioning_token: Option<String>,
 
+    /// Read token: when set, the read endpoints (device list, readings, latest, stream) need
+    /// `Authorization: Bearer <this>` (or the provisioning token). With only
+    /// `--provisioning-token` set, reads need that one; with neither, reads are open (the
+    /// loopback default). The startup log says which.
+    #[arg(long, env = "BEACON_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+
     /// Register unknown devices on first ingest, with the bearer token they present
-    /// (trust on first use). For demos and closed networks.
+    /// (trust on first use), once the request proved valid. For demos and closed networks;
+    /// refused together with --provisioning-token.
     #[arg(long, env = "BEACON_AUTO_REGISTER")]
     pub auto_register: bool,
 
@@ -44,6 +52,16 @@ pub struct Config {
     /// Per-request timeout in seconds (not applied to the open SSE stream body).
     #[arg(long, env = "BEACON_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// Seconds a client has to send a complete request head; also the longest a keep-alive
+    /// connection may sit idle between requests. Closes slowloris connections.
+    #[arg(long, env = "BEACON_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Most client connections open at once; beyond it new ones wait in the kernel's accept
+    /// queue. Lowered at start-up to fit the open-file limit (minus 64 for SQLite and logs).
+    #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 
     /// Ingest requests that may wait for the storage writer; beyond that, 503 + Retry-After.
     #[arg(long, env = "BEACON_WRITE_QUEUE", default_value_t = 1024)]
@@ -117,6 +135,21 @@ impl Config {
         let mut c = Self::parse_from(["beacon-service"]);
         c.db = db.into();
         c
+    }
+
+    /// Refuses combinations of flags that are unsafe together, saying why and what to do.
+    pub fn check(&self) -> Result<(), String> {
+        if self.auto_register && self.provisioning_token.is_some() {
+            return Err(
+                "--auto-register and --provisioning-token are unsafe together: \
+                auto-registration trusts whatever token an unknown device presents, so anyone \
+                could claim a device id (and lock its owner out) without the provisioning token; \
+                drop --auto-register and register devices with POST /api/v1/devices and the \
+                provisioning token"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The request timeout.

@@ -54,7 +54,7 @@
 //!
 //! | method, path | what |
 //! | --- | --- |
-//! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token |
+//! | `POST /api/v1/devices` | register `{"id"?, "token"?, "name"?}`; 201 new, 200 same id and token again, 409 other token; a generated token is in the 201 answer only |
 //! | `GET /api/v1/devices` | list devices (never their tokens) |
 //! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
 //! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_boot=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `(boot, seq)` order; page on with `after_boot=<next_after_boot>&after_seq=<next_after_seq>` |
@@ -63,16 +63,32 @@
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
 //!
 //! Errors are JSON `{"error": "...", "field"?: "readings[3].seq", "offset"?: 120}`: 400 names
-//! the JSON field or the byte offset of the bad frame (and stores nothing from that request);
-//! 401 bad or missing token; 404 unknown device; 408 timeout; 409 token conflict; 413 body or
-//! batch too large; 415 other content types; 503 with `Retry-After` when the store cannot take
-//! the write (queue full, disk or size cap full, shutting down).
+//! the JSON field (or query parameter) or the byte offset of the bad frame (and stores nothing
+//! from that request); 401 bad or missing token; 404 unknown device or path; 405 method; 408
+//! timeout; 409 token conflict; 413 body or batch too large (at once when `Content-Length`
+//! says so); 415 other content types; 503 with `Retry-After` when the store cannot take the
+//! write (queue full, disk or size cap full, database file removed, shutting down). Only 414
+//! and 431 (request line or headers too large) come from hyper, with empty bodies. Optional
+//! fields are omitted, never `null`; integers round-trip exactly (`uptime_ms` up to 2^64-1).
+//!
+//! # Access
+//! - Ingest needs the device's token; it is checked from the headers (with the content type)
+//!   before a byte of the body is read. Tokens are stored as SHA-256 hashes (a database from
+//!   before is converted in place at open) and compared in constant time; no endpoint returns
+//!   a stored token.
+//! - Registration needs `--provisioning-token` when set, checked before the body is read.
+//! - Reads (device list, readings, latest, stream) are open unless `--provisioning-token` or
+//!   `--read-token` is set; then they need one of the two. The startup log says which mode.
+//! - `--auto-register` (trust on first use) registers a device only once its request proved
+//!   valid, and is refused at start-up together with `--provisioning-token` (it would let
+//!   anyone claim a device id without it).
 //!
 //! # For the gateway (and any other client)
 //! 1. `POST /api/v1/devices` with `{"id": <device_id>, "token": "<token>"}`, idempotent: call it
 //!    whenever a device is first seen (with `Authorization: Bearer <provisioning token>` when
 //!    the service runs with `--provisioning-token`). Or run the service with
-//!    `--auto-register`, which registers an unknown device with the first token it presents.
+//!    `--auto-register` (and no provisioning token), which registers an unknown device with
+//!    the first token it presents in a valid request.
 //! 2. Post batches to `/api/v1/devices/<id>/readings` with the device's token, either the raw
 //!    frames (`application/x-beacon-frames`: the service decodes them and uses its receive
 //!    time as `sampled_at_ms`) or JSON with the gateway's `sampled_at_ms`.
@@ -83,6 +99,16 @@
 //! - Graceful shutdown on Ctrl-C and SIGTERM: stop accepting, drain in-flight requests (at
 //!   most `--shutdown-grace-secs`), end SSE streams, let the store commit everything queued,
 //!   checkpoint the WAL. Nothing answered "accepted" is lost.
+//! - Connections ([`server`]): a client has `--header-read-timeout-secs` (10) to send a
+//!   request head, and a keep-alive connection may idle that long; at most
+//!   `--max-connections` (1024, lowered to the open-file limit minus 64) are open, the rest
+//!   wait in the kernel's queue; accept errors such as `EMFILE` back off and the loop carries
+//!   on.
+//! - Durability honesty: the store checks after every commit (and on `/readyz`) that its
+//!   database file and WAL are still the ones it opened (device and inode). When one was
+//!   removed or replaced, that commit and every later write answer 503, `/readyz` answers
+//!   503, and the service shuts down and exits non-zero saying why: it cannot recover the data
+//!   written into a deleted file. `/readyz` is also 503 while the store is full.
 //! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
 //!   its `x-request-id` (generated, and echoed in the response).
 //! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression
@@ -120,6 +146,7 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -143,6 +170,8 @@ pub enum Error {
     Store(StoreError),
     /// The listener failed.
     Io(std::io::Error),
+    /// The configuration is unsafe or inconsistent (the message says why and what to do).
+    Config(String),
 }
 
 impl std::fmt::Display for Error {
@@ -150,6 +179,7 @@ impl std::fmt::Display for Error {
         match self {
             Self::Store(e) => write!(f, "{e}"),
             Self::Io(e) => write!(f, "server error: {e}"),
+            Self::Config(m) => write!(f, "refusing to start: {m}"),
         }
     }
 }
@@ -181,6 +211,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config.check().map_err(Error::Config)?;
     let store = open_store(&config).await?;
     serve(config, Arc::new(store), listener, shutdown).await
 }
@@ -192,29 +223,64 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    config.check().map_err(Error::Config)?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let fd_limit = server::open_file_limit();
+    let limits = server::Limits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        max_connections: server::fit_connections(config.max_connections, fd_limit),
+    };
+    if limits.max_connections < config.max_connections {
+        tracing::warn!(
+            "--max-connections {} lowered to {} to fit the open-file limit of {} (raise it with \
+             `ulimit -n` or LimitNOFILE=)",
+            config.max_connections,
+            limits.max_connections,
+            fd_limit.unwrap_or_default()
+        );
+    }
+    match (&config.provisioning_token, &config.read_token) {
+        (None, None) => tracing::info!(
+            "access: registration and reads are open (no --provisioning-token, no --read-token): fine on loopback, not on a shared network"
+        ),
+        (Some(_), None) => tracing::info!(
+            "access: registration and reads need the provisioning token; ingest needs each device's token"
+        ),
+        (None, Some(_)) => tracing::info!(
+            "access: registration is open (no --provisioning-token); reads need the read token; ingest needs each device's token"
+        ),
+        (Some(_), Some(_)) => tracing::info!(
+            "access: registration needs the provisioning token; reads the read or provisioning token; ingest each device's token"
+        ),
+    }
     let state = AppState::new(config, Arc::clone(&store)).await?;
     let app = router(Arc::clone(&state));
     let token = state.shutdown.clone();
     let signal = {
         let token = token.clone();
+        let store = Arc::clone(&store);
         async move {
-            shutdown.await;
-            tracing::info!("shutdown: draining in-flight requests");
-            // Ends SSE streams, which would otherwise keep the drain waiting forever.
+            tokio::select! {
+                () = shutdown => tracing::info!("shutdown: draining in-flight requests"),
+                e = store.failed() => tracing::error!("shutdown: the store failed for good: {e}"),
+            }
+            // Ends SSE streams, which would otherwise keep the drain waiting forever; stops
+            // the accept loop.
             token.cancel();
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let signal = tokio::spawn(signal);
+    let server = server::accept_loop(listener, app, limits, token.clone());
     // Cancellation on shutdown: the drain is bounded by the grace period. If it runs out,
     // dropping `server` cancels the remaining connections; an ingest already handed to the
     // store still commits (the writer owns it), and the client's retry is a duplicate.
     tokio::select! {
-        result = server => result.map_err(Error::Io)?,
+        () = server => {}
         () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("shutdown: grace period of {grace:?} over, closing remaining connections");
         }
     }
+    signal.abort();
     tracing::info!("shutdown: flushing the store");
     store.close().await?;
     tracing::info!("shutdown: done");

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
 
 async fn start(config: beacon_service::Config) -> Result<(), String> {
     beacon_service::telemetry::init(&config)?;
+    config
+        .check()
+        .map_err(|e| format!("refusing to start: {e}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         format!("cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)", config.listen)
     })?;

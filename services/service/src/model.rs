@@ -70,22 +70,74 @@ enum Kind {
     Unknown,
 }
 
-/// Every field any kind has, read in one pass.
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::TemperatureC => "temperature_c",
+            Kind::HumidityPct => "humidity_pct",
+            Kind::Counter => "counter",
+            Kind::Status => "status",
+            Kind::Boot => "boot",
+            Kind::Unknown => "unknown",
+        }
+    }
+    fn fields(&self) -> &'static [&'static str] {
+        match self {
+            Kind::Boot => &["firmware", "board"],
+            Kind::Unknown => &["code", "len"],
+            _ => &["value"],
+        }
+    }
+}
+
+/// Every field any kind has, read in one pass; a field of another kind is refused after.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawValue {
     kind: Kind,
+    #[serde(default, deserialize_with = "not_null")]
     value: Option<serde_json::Number>,
+    #[serde(default, deserialize_with = "not_null")]
     firmware: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     board: Option<u8>,
+    #[serde(default, deserialize_with = "not_null")]
     code: Option<u8>,
+    #[serde(default, deserialize_with = "not_null")]
     len: Option<u8>,
+}
+
+/// For optional fields: absent is `None` (with `#[serde(default)]`), but an explicit `null`
+/// is refused like any other wrong type, so the contract has one way to say "absent".
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let raw = RawValue::deserialize(d)?;
+        let present = [
+            ("value", raw.value.is_some()),
+            ("firmware", raw.firmware.is_some()),
+            ("board", raw.board.is_some()),
+            ("code", raw.code.is_some()),
+            ("len", raw.len.is_some()),
+        ];
+        if let Some((name, _)) = present
+            .iter()
+            .find(|(name, here)| *here && !raw.kind.fields().contains(name))
+        {
+            return Err(D::Error::custom(format!(
+                "`{name}` is not a field of kind `{}` (its fields: {})",
+                raw.kind.name(),
+                raw.kind.fields().join(", ")
+            )));
+        }
         let value = || {
             raw.value
                 .as_ref()
@@ -154,7 +206,11 @@ impl From<&WireReading> for Value {
 pub struct NewReading {
     /// The device; optional in JSON (defaults to the device in the URL path), and when given it
     /// must match it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_id: Option<u32>,
     /// Which boot of the device sent the frame (protocol v2 `boot`); optional in JSON, 0 when
     /// absent (what a version 1 frame decodes to, and what clients from before v2 mean).
@@ -168,7 +224,11 @@ pub struct NewReading {
     pub uptime_ms: u64,
     /// Wall-clock sample time, assigned by the gateway (devices have no clock). When absent,
     /// the service uses its receive time.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sampled_at_ms: Option<UnixMillis>,
     /// The measured values.
     pub values: Vec<Value>,
@@ -244,14 +304,26 @@ pub struct Device {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The id to register; the service picks the next free one when absent.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<u32>,
     /// The device's ingest token; the service generates one when absent. Giving it makes
     /// registration idempotent: registering the same id with the same token again is a no-op.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<String>,
     /// Free-form label.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
 }
 
@@ -261,8 +333,11 @@ pub struct Registered {
     /// The device.
     #[serde(flatten)]
     pub device: Device,
-    /// Its ingest token: send it as `Authorization: Bearer <token>`.
-    pub token: String,
+    /// The ingest token the service generated for a registration without one (send it as
+    /// `Authorization: Bearer <token>`): in this answer only, since the service keeps just its
+    /// hash. Absent when the client chose the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// `false` when the device was already registered with this token.
     pub created: bool,
 }

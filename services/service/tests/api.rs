@@ -174,7 +174,7 @@ async fn register_is_idempotent_with_the_same_token_and_conflicts_with_another()
         .await;
     assert_eq!(auto.status, StatusCode::CREATED);
     assert_eq!(auto.json["id"], 8);
-    assert_eq!(auto.json["token"].as_str().unwrap().len(), 32);
+    assert_eq!(auto.json["token"].as_str().unwrap().len(), 64);
     let list = app.get("/api/v1/devices").await;
     let ids: Vec<_> = list.json["devices"]
         .as_array()
@@ -549,7 +549,7 @@ impl Store for DownStore {
                 name: None,
                 registered_at_ms: 0,
             },
-            token: "t".into(),
+            token: beacon_service::store::token_hash("t"),
         }])
     }
     async fn ingest(&self, _: Vec<StoredReading>) -> Result<Ingested, StoreError> {
@@ -676,4 +676,11 @@ async fn a_request_slower_than_the_timeout_gets_408() {
     app.register(1, "t").await;
     let slow = app.post_json(1, "t", batch([1])).await;
     assert_eq!(slow.status, StatusCode::REQUEST_TIMEOUT);
+    assert!(
+        slow.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--request-timeout-secs")),
+        "{:?}",
+        slow.json
+    );
 }

@@ -32,23 +32,50 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What the store keeps instead of a device token: `sha256:` and the lowercase hex SHA-256 of
+/// the token. Tokens are never stored or returned in plaintext; a check hashes the presented
+/// token and compares hashes in constant time.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `s` has the shape of a [`token_hash`] (how the migration tells old plaintext
+/// tokens from hashes).
+pub fn is_token_hash(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A device registration as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     /// The id; `None` lets the store pick the next free one.
     pub id: Option<u32>,
-    /// The ingest token.
+    /// The ingest token's [`token_hash`] (never the token itself).
     pub token: String,
     /// Free-form label.
     pub name: Option<String>,
 }
 
-/// A device with its token (for the service's in-memory token check).
+/// A device with its token hash (for the service's in-memory token check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceWithToken {
     /// The device.
     pub device: Device,
-    /// Its ingest token.
+    /// Its ingest token's [`token_hash`].
     pub token: String,
 }
 
@@ -79,9 +106,9 @@ pub struct Ingested {
 ///   device rebooted and started `seq` again at 0).
 /// - [`Store::close`] finishes every ingest queued before it, then flushes.
 pub trait Store: Send + Sync + 'static {
-    /// Registers a device, idempotently: the same id with the same token returns the stored
-    /// device with `created: false`; the same id with another token is a
-    /// [`StoreError::Conflict`].
+    /// Registers a device, idempotently: the same id with the same token (hash) returns the
+    /// stored device with `created: false`; the same id with another token is a
+    /// [`StoreError::Conflict`]. The answer's `token` is `None`: the store has no plaintext.
     fn register(
         &self,
         device: NewDevice,
@@ -104,6 +131,12 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Finishes queued writes and flushes; later writes fail with [`StoreError::Unavailable`].
     fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Completes when the store has failed for good (its database file was removed or
+    /// replaced while it ran), with the reason; the server then shuts down and exits non-zero.
+    /// Never completes for a store that cannot fail that way (the default).
+    fn failed(&self) -> impl Future<Output = StoreError> + Send {
+        std::future::pending()
+    }
 }
 
 /// A boxed, `Send` future: what [`DynStore`] methods return.
@@ -136,6 +169,8 @@ pub trait DynStore: Send + Sync + 'static {
     fn ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// See [`Store::close`].
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// See [`Store::failed`].
+    fn failed(&self) -> BoxFuture<'_, StoreError>;
 }
 
 impl<S: Store> DynStore for S {
@@ -159,5 +194,8 @@ impl<S: Store> DynStore for S {
     }
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(Store::close(self))
+    }
+    fn failed(&self) -> BoxFuture<'_, StoreError> {
+        Box::pin(Store::failed(self))
     }
 }

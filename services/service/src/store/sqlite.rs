@@ -216,6 +216,128 @@ impl Cmd {
 pub struct SqliteStore {
     tx: mpsc::Sender<Cmd>,
     readers: Arc<Readers>,
+    health: Arc<Health>,
+}
+
+// ---- Durability honesty (issue 14): the store notices that its files are gone -------------
+//
+// SQLite keeps writing to a database file that was deleted (or replaced by a rename) while it
+// is open: every commit "succeeds" into an inode nobody can reach, and the data is gone at
+// exit. So the writer records the identity (device, inode) of the database file and of its
+// WAL, and checks them after every commit, before it answers: a changed or missing file marks
+// the store lost for good. Every later write, and the commit that found it, get 503; `ready()`
+// fails; `failed()` completes, so the server shuts down and exits non-zero.
+
+/// Where a file lives: equal ids mean the same file, even across renames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        // No inode to compare: only a missing file is noticed.
+        let _ = meta;
+        Ok(FileId { dev: 0, ino: 0 })
+    }
+}
+
+fn wal_path(db: &std::path::Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// The identities the writer opened, and what it found since.
+#[derive(Debug)]
+struct Health {
+    path: PathBuf,
+    db: FileId,
+    /// Recorded at the first check that finds the WAL (SQLite creates it at the first write).
+    wal: Mutex<Option<FileId>>,
+    /// `Some(why)` once the files are gone or replaced: permanent.
+    lost: tokio::sync::watch::Sender<Option<String>>,
+    /// The last commit failed for lack of space (disk or `--max-db-mb`); the next good commit
+    /// clears it.
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl Health {
+    fn new(path: PathBuf) -> Result<Self, StoreError> {
+        let db = file_id(&path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot stat the database {}: {e}", path.display()))
+        })?;
+        Ok(Self {
+            path,
+            db,
+            wal: Mutex::new(None),
+            lost: tokio::sync::watch::channel(None).0,
+            full: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn lost(&self) -> Option<StoreError> {
+        self.lost.borrow().clone().map(StoreError::Unavailable)
+    }
+
+    /// Blocking (two `stat`s): call from the writer or the blocking pool. `Err` when the
+    /// store is lost (now or before).
+    fn check_files(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.lost() {
+            return Err(e);
+        }
+        let problem = match file_id(&self.path) {
+            Ok(id) if id == self.db => self.check_wal(),
+            Ok(_) => Some("was replaced by another file"),
+            Err(_) => Some("was removed"),
+        };
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        let why = format!(
+            "the database file {} (or its -wal) {problem} while the service ran: writes since \
+             then cannot be kept, so none are accepted; restore the file (or point --db at a \
+             new one) and restart the service",
+            self.path.display()
+        );
+        tracing::error!("{why}");
+        self.lost.send_replace(Some(why.clone()));
+        Err(StoreError::Unavailable(why))
+    }
+
+    fn check_wal(&self) -> Option<&'static str> {
+        let found = file_id(&wal_path(&self.path)).ok();
+        let Ok(mut known) = self.wal.lock() else {
+            return None;
+        };
+        match (*known, found) {
+            (None, Some(id)) => {
+                *known = Some(id);
+                None
+            }
+            (None, None) => None,
+            (Some(k), Some(id)) if k == id => None,
+            (Some(_), Some(_)) => Some("was replaced by another file"),
+            (Some(_), None) => Some("was removed"),
+        }
+    }
+
+    fn full_error() -> StoreError {
+        StoreError::Unavailable(
+            "the store is full (disk or --max-db-mb limit): writes are refused; free space or raise the limit, then retry".into(),
+        )
+    }
 }
 
 impl std::fmt::Debug for Cmd {
@@ -279,18 +401,28 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_writer(&cfg))
             .await
             .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))??;
+        let path = config.path.clone();
+        let health = tokio::task::spawn_blocking(move || Health::new(path))
+            .await
+            .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))??;
+        let health = Arc::new(health);
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let max_rows = config.max_group_rows.max(1);
         // A long-lived blocking task rather than a std::thread so tokio-console shows it, with
         // its busy time: the reason writes never block a worker is visible there.
+        let writer_health = Arc::clone(&health);
         drop(spawn_blocking_named("sqlite-writer", move || {
-            writer_loop(conn, rx, max_rows)
+            writer_loop(conn, rx, max_rows, &writer_health)
         }));
         let readers = Arc::new(Readers {
             path: config.path,
             idle: Mutex::new(Vec::new()),
         });
-        Ok(Self { tx, readers })
+        Ok(Self {
+            tx,
+            readers,
+            health,
+        })
     }
 
     async fn send<T>(
@@ -335,6 +467,7 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "cache_size", -16_384)
         .map_err(map_err)?; // 16 MiB
     migrate(&mut conn)?;
+    hash_plaintext_tokens(&mut conn).map_err(map_err)?;
     if let Some(max) = cfg.max_db_bytes {
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -347,8 +480,41 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+// ---- Migration step: device tokens hashed at rest (issue 14) -------------------------------
+//
+// Its own step, independent of `PRAGMA user_version` (it is idempotent: a stored hash is
+// recognised by its shape), so it runs after whatever numbered schema migrations there are.
+// Databases written before it keep plaintext tokens in `devices.token`; this replaces each with
+// `super::token_hash` of it, in one transaction, so devices keep their tokens.
+
+fn hash_plaintext_tokens(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let plain: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, token FROM devices")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        rows.filter(|r| !r.as_ref().is_ok_and(|(_, t)| super::is_token_hash(t)))
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (id, token) in &plain {
+        tx.execute(
+            "UPDATE devices SET token = ?1 WHERE id = ?2",
+            params![super::token_hash(token), id],
+        )?;
+    }
+    tx.commit()?;
+    if !plain.is_empty() {
+        tracing::info!("hashed {} plaintext device tokens in place", plain.len());
+    }
+    Ok(())
+}
+
 /// The writer: one connection, group commit. Runs until a `Close` or until every sender is gone.
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Cmd>, max_group_rows: usize) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Cmd>,
+    max_group_rows: usize,
+    health: &Health,
+) {
     let mut group: Vec<Cmd> = Vec::new();
     let mut close_reply = None;
     while let Some(first) = rx.blocking_recv() {
@@ -369,7 +535,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Cmd>, max_group_rows
         if !group.is_empty() {
             let span = tracing::debug_span!("commit", commands = group.len(), rows);
             let _enter = span.enter();
-            commit_group(&mut conn, &mut group);
+            commit_group(&mut conn, &mut group, health);
         }
         if close_reply.is_some() {
             break;
@@ -385,6 +551,11 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Cmd>, max_group_rows
         tracing::warn!("wal checkpoint on close failed: {e}");
     }
     drop(conn);
+    // A lost store closes with its reason, so the process exits non-zero.
+    let result = match health.lost() {
+        Some(e) => Err(e),
+        None => result,
+    };
     if let Some(reply) = close_reply {
         drop(reply.send(result));
     }
@@ -403,7 +574,17 @@ enum Answer {
 }
 
 /// Runs a group of commands in one transaction and answers each, after the commit.
-fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>) {
+fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
+    if let Some(lost) = health.lost() {
+        for cmd in group.drain(..) {
+            match cmd {
+                Cmd::Ingest { reply, .. } => drop(reply.send(Err(lost.clone()))),
+                Cmd::Register { reply, .. } => drop(reply.send(Err(lost.clone()))),
+                Cmd::Close { reply } => drop(reply.send(Ok(()))),
+            }
+        }
+        return;
+    }
     let mut answers = Vec::with_capacity(group.len());
     let mut error = None;
     let tx = conn
@@ -444,8 +625,18 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>) {
             drop(tx); // rolls back
         }
     }
-    // The answers go out only now, after the commit: "accepted" means durable.
-    let failed = error.map(map_err);
+    // The answers go out only now, after the commit: "accepted" means durable. And only if
+    // the files committed to are still the ones on disk (see `Health`).
+    let full = error
+        .as_ref()
+        .is_some_and(|e| e.sqlite_error_code() == Some(ErrorCode::DiskFull));
+    health
+        .full
+        .store(full, std::sync::atomic::Ordering::Relaxed);
+    let failed = match error.map(map_err) {
+        None => health.check_files().err(),
+        e => e,
+    };
     if let Some(e) = &failed {
         tracing::warn!("group commit failed, nothing in it was stored: {e}");
     }
@@ -482,7 +673,10 @@ fn insert_readings(
         duplicates: 0,
     };
     for (r, vals) in readings.into_iter().zip(vals) {
-        let uptime = i64::try_from(r.uptime_ms).unwrap_or(i64::MAX);
+        // SQLite integers are i64: store the u64's bits, read them back the same way
+        // (`row_to_reading`), so every value round-trips, 2^64-1 included. Rows written before
+        // this were clamped to i64::MAX, which reads back unchanged.
+        let uptime = i64::from_ne_bytes(r.uptime_ms.to_ne_bytes());
         let n = insert.execute(params![
             r.device_id,
             r.boot,
@@ -525,8 +719,9 @@ fn register(
                     },
                 )
                 .optional()?;
-            if let Some((token, name, registered_at_ms)) = existing {
-                if token != device.token {
+            if let Some((token_hash, name, registered_at_ms)) = existing {
+                // Both are hashes (`super::token_hash`); neither is a secret.
+                if token_hash != device.token {
                     return Ok(Err(StoreError::Conflict(format!(
                         "device {id} is already registered with another token; use that token or register another id"
                     ))));
@@ -537,17 +732,31 @@ fn register(
                         name,
                         registered_at_ms,
                     },
-                    token,
+                    token: None,
                     created: false,
                 }));
             }
             id
         }
         None => {
-            let max: Option<i64> = tx.query_row("SELECT max(id) FROM devices", [], |r| r.get(0))?;
-            match u32::try_from(max.unwrap_or(0) + 1) {
-                Ok(id) => id,
-                Err(_) => {
+            // max+1 while it fits; once id 4294967295 is taken (one explicit registration is
+            // enough), the smallest free id from 1 up: either 1, or the smallest id whose
+            // successor is free (one index scan). No single request can use up the ids.
+            let free: Option<i64> = tx.query_row(
+                "SELECT CASE
+                     WHEN (SELECT max(id) FROM devices) IS NULL THEN 1
+                     WHEN (SELECT max(id) FROM devices) < 4294967295
+                         THEN (SELECT max(id) FROM devices) + 1
+                     WHEN NOT EXISTS (SELECT 1 FROM devices WHERE id = 1) THEN 1
+                     ELSE (SELECT min(d.id) + 1 FROM devices d WHERE d.id >= 1 AND d.id < 4294967295
+                           AND NOT EXISTS (SELECT 1 FROM devices e WHERE e.id = d.id + 1))
+                 END",
+                [],
+                |r| r.get(0),
+            )?;
+            match free.map(u32::try_from) {
+                Some(Ok(id)) => id,
+                _ => {
                     return Ok(Err(StoreError::Conflict(
                         "no free device id left; give an explicit id".into(),
                     )));
@@ -566,7 +775,7 @@ fn register(
             name: device.name,
             registered_at_ms,
         },
-        token: device.token,
+        token: None,
         created: true,
     }))
 }
@@ -619,7 +828,7 @@ fn row_to_reading(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReading> {
         device_id: r.get(0)?,
         boot: r.get(1)?,
         seq: r.get(2)?,
-        uptime_ms: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+        uptime_ms: u64::from_ne_bytes(r.get::<_, i64>(3)?.to_ne_bytes()),
         sampled_at_ms: r.get(4)?,
         received_at_ms: r.get(5)?,
         values,
@@ -717,9 +926,29 @@ impl Store for SqliteStore {
 
     async fn ready(&self) -> Result<(), StoreError> {
         if self.tx.is_closed() {
-            Err(closed())
-        } else {
-            Ok(())
+            return Err(closed());
+        }
+        if self.health.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Health::full_error());
+        }
+        // Notices a removed database even when no write came since.
+        let health = Arc::clone(&self.health);
+        spawn_blocking_named("sqlite-check", move || health.check_files())
+            .await
+            .map_err(|e| StoreError::Internal(format!("check task failed: {e}")))?
+    }
+
+    async fn failed(&self) -> StoreError {
+        let mut lost = self.health.lost.subscribe();
+        // The guard `wait_for` returns is dropped at once: it must not live across an .await.
+        let why = lost
+            .wait_for(Option::is_some)
+            .await
+            .map(|why| why.clone().unwrap_or_default());
+        match why {
+            Ok(why) => StoreError::Unavailable(why),
+            // The sender lives in `self`: it cannot be dropped while this borrow lasts.
+            Err(_) => std::future::pending().await,
         }
     }
 

@@ -31,4 +31,7 @@ impl<S: Store> Store for Slow<S> {
     async fn close(&self) -> Result<(), StoreError> {
         self.0.close().await
     }
+    async fn failed(&self) -> StoreError {
+        self.0.failed().await
+    }
 }

@@ -1,0 +1,822 @@
+//! The service on a hostile network (issue 14): clients that are slow, greedy or malicious,
+//! and a store whose files disappear. Every test talks to 127.0.0.1 only, to the real router
+//! (in-process, `oneshot`), the library's server on `127.0.0.1:0`, or the real binary, with the
+//! real SQLite store in a temp dir; each is bounded in time.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use beacon_service::store::DynStore;
+use beacon_service::{AppState, Config, open_store, router};
+use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt as _;
+
+// ---------------------------------------------------------------------------------------------
+// Harnesses
+
+struct App {
+    router: Router,
+    _state: Arc<AppState>,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+/// The router on the real SQLite store, built without `Config::check` (so a test can also
+/// show what the handlers do with a combination the binary refuses).
+async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_db(dir.path().join("t.db"));
+    tweak(&mut config);
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, store).await.unwrap();
+    App {
+        router: router(Arc::clone(&state)),
+        _state: state,
+        _dir: dir,
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn ingest(&self, id: u32, token: &str, body: &str) -> Answer {
+        let auth = format!("Bearer {token}");
+        self.call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/readings"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            body.to_owned(),
+        )
+        .await
+    }
+
+    async fn register(&self, body: Value, auth: Option<&str>) -> Answer {
+        let auth = auth.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.call(Method::POST, "/api/v1/devices", &headers, body.to_string())
+            .await
+    }
+}
+
+fn one_reading(seq: u32) -> String {
+    json!({"readings": [{"seq": seq, "uptime_ms": 1, "values": [{"kind": "counter", "value": 1}]}]})
+        .to_string()
+}
+
+/// The real binary, killed on drop.
+struct Bin {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin_command(db: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beacon-service"));
+    cmd.args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn start_bin(mut cmd: Command) -> Bin {
+    let mut child = cmd.spawn().expect("cannot start beacon-service");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected first line: {line:?}"
+    );
+    Bin { child, url }
+}
+
+/// Waits (bounded) for the child to exit; its exit status and stderr.
+fn wait_exit(child: &mut Child, bound: Duration) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status, err);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not exit within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (2) --auto-register must not defeat --provisioning-token
+
+#[test]
+fn the_binary_refuses_auto_register_with_a_provisioning_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin_command(
+        &dir.path().join("t.db"),
+        &["--auto-register", "--provisioning-token", "prov"],
+    )
+    .spawn()
+    .unwrap();
+    let (status, stderr) = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(!status.success(), "started anyway; stderr: {stderr}");
+    assert!(
+        stderr.contains("--auto-register and --provisioning-token are unsafe together"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn auto_register_never_registers_when_a_provisioning_token_is_set() {
+    // A state built around `Config::check`: the handler still refuses trust on first use.
+    let app = app_with(|c| {
+        c.auto_register = true;
+        c.provisioning_token = Some("prov".into());
+    })
+    .await;
+    let attacker = app.ingest(55, "attacker", r#"{"readings":[]}"#).await;
+    assert_eq!(
+        attacker.status,
+        StatusCode::NOT_FOUND,
+        "{:?}",
+        attacker.json
+    );
+    // The operator's registration is not blocked by the attempt.
+    let owner = app
+        .register(json!({"id": 55, "token": "owner"}), Some("prov"))
+        .await;
+    assert_eq!(owner.status, StatusCode::CREATED, "{:?}", owner.json);
+    assert_eq!(app.ingest(55, "owner", &one_reading(1)).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_auto_registering_request_whose_body_is_rejected_registers_nothing() {
+    let app = app_with(|c| c.auto_register = true).await;
+    let bad = app
+        .ingest(5, "first", r#"{"readings":[{"seq":"x"}]}"#)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let tooth = app
+        .call(
+            Method::POST,
+            "/api/v1/devices/5/readings",
+            &[
+                ("authorization", "Bearer first"),
+                ("content-type", "text/csv"),
+            ],
+            "1,2",
+        )
+        .await;
+    assert_eq!(tooth.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Had either registered id 5 with "first", this would be 401.
+    let other = app.ingest(5, "second", &one_reading(1)).await;
+    assert_eq!(other.status, StatusCode::OK, "{:?}", other.json);
+    assert_eq!(other.json["accepted"], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (4) the token is checked from the headers, before any body is read
+
+/// A body that records whether anyone polled it, and never ends.
+fn watched_body(polled: Arc<std::sync::atomic::AtomicBool>) -> Body {
+    let stream = futures_util::stream::poll_fn(move |_| {
+        polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::<Option<Result<axum::body::Bytes, std::io::Error>>>::Pending
+    });
+    Body::from_stream(stream)
+}
+
+#[tokio::test]
+async fn a_request_without_the_right_token_is_refused_before_its_body_is_read() {
+    let app = app_with(|c| c.provisioning_token = Some("prov".into())).await;
+    let reg = app
+        .register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let cases: [(&str, &str, Option<&str>, StatusCode); 4] = [
+        (
+            "ingest, no token",
+            "/api/v1/devices/7/readings",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "ingest, wrong token",
+            "/api/v1/devices/7/readings",
+            Some("Bearer nope"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "ingest, unknown device",
+            "/api/v1/devices/8/readings",
+            Some("Bearer tok-seven"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "register, no provisioning token",
+            "/api/v1/devices",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (what, uri, auth, expected) in cases {
+        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header("content-length", "4194304");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(watched_body(Arc::clone(&polled))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), app.router.clone().oneshot(req))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer: the service waited for the body"))
+            .unwrap();
+        assert_eq!(resp.status(), expected, "{what}");
+        assert!(
+            !polled.load(std::sync::atomic::Ordering::SeqCst),
+            "{what}: the body was read before the token was checked"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (3)+(8) durability honesty: a database file that disappears is noticed; readiness follows
+// writes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_database_is_503_with_retry_after_and_the_binary_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("x");
+    std::fs::create_dir(&sub).unwrap();
+    let mut bin = start_bin(bin_command(&sub.join("x.db"), &[]));
+    let client = reqwest::Client::new();
+    let reg = client
+        .post(format!("{}/api/v1/devices", bin.url))
+        .body(r#"{"id":7,"token":"tok-seven"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let ok = client
+        .post(format!("{}/api/v1/devices/7/readings", bin.url))
+        .bearer_auth("tok-seven")
+        .header("content-type", "application/json")
+        .body(one_reading(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    std::fs::remove_dir_all(&sub).unwrap();
+    let lost = client
+        .post(format!("{}/api/v1/devices/7/readings", bin.url))
+        .bearer_auth("tok-seven")
+        .header("content-type", "application/json")
+        .body(one_reading(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lost.status(),
+        503,
+        "an ingest into a removed database was accepted"
+    );
+    assert!(lost.headers().contains_key("retry-after"));
+    let body: Value = lost.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("was removed"),
+        "{body}"
+    );
+    // It cannot recover: it shuts down on its own and says why.
+    let (status, stderr) = wait_exit(&mut bin.child, Duration::from_secs(30));
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(stderr.contains("was removed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("x");
+    std::fs::create_dir(&sub).unwrap();
+    let config = Config::for_db(sub.join("x.db"));
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, Arc::clone(&store)).await.unwrap();
+    let app = App {
+        router: router(state.clone()),
+        _state: state,
+        _dir: dir,
+    };
+    assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
+    std::fs::remove_dir_all(&sub).unwrap();
+    let ready = app.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.headers.contains_key("retry-after"));
+    assert!(
+        ready.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("was removed")
+    );
+    let reg = app.register(json!({"id": 1, "token": "t"}), None).await;
+    assert_eq!(
+        reg.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reg.json
+    );
+    // The server side learns it too: the store reports a permanent failure.
+    let failed = tokio::time::timeout(Duration::from_secs(5), store.failed()).await;
+    assert!(failed.is_ok(), "store.failed() did not complete");
+    assert!(store.close().await.is_err(), "closing a lost store said ok");
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_the_store_is_full() {
+    let app = app_with(|c| c.max_db_mb = Some(1)).await;
+    app.register(json!({"id": 1, "token": "t"}), None).await;
+    assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
+    let mut full = false;
+    for chunk in 0..100u32 {
+        let readings: Vec<Value> = (0..500u32)
+            .map(|i| {
+                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
+                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
+            })
+            .collect();
+        let a = app
+            .ingest(1, "t", &json!({ "readings": readings }).to_string())
+            .await;
+        if a.status == StatusCode::SERVICE_UNAVAILABLE {
+            full = true;
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    assert!(full, "the 1 MiB store never filled up");
+    let ready = app.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json["error"].as_str().unwrap().contains("full"),
+        "{:?}",
+        ready.json
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (1) slow and idle connections, a low open-file limit
+
+/// Reads until the server closes the connection (EOF or reset), within `bound`.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, bound: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(bound, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(
+        &dir.path().join("t.db"),
+        &["--header-read-timeout-secs", "1"],
+    ));
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    // Slowloris: a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert!(
+        closed_by_server(&mut slow, Duration::from_secs(15)).await,
+        "a connection that never finished its headers was held open"
+    );
+    // Keep-alive: one complete request, then silence.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(15)).await,
+        "an idle keep-alive connection was held open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_keeps_answering_with_150_slowloris_sockets_under_a_128_fd_limit() {
+    use tokio::io::AsyncWriteExt as _;
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        panic!("this test needs prlimit (util-linux) to lower the service's open-file limit");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=128", "--"])
+        .arg(env!("CARGO_BIN_EXE_beacon-service"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--header-read-timeout-secs",
+            "2",
+            "--db",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let bin = start_bin(cmd);
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    let mut sockets = Vec::new();
+    for _ in 0..150 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        sockets.push(s);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let health = client
+            .get(format!("{}/healthz", bin.url))
+            .send()
+            .await
+            .expect("/healthz did not answer while slowloris sockets were open");
+        assert_eq!(health.status(), 200);
+    }
+    drop(sockets);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (6) integers round-trip; (7) automatic ids cannot be used up by one request
+
+#[tokio::test]
+async fn uptime_ms_above_i64_max_reads_back_unchanged_from_json_and_frames() {
+    use beacon_protocol::{Frame, MAX_WIRE_LEN, Reading, encode};
+    let app = app_with(|_| {}).await;
+    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    let max = u64::MAX;
+    let body = json!({"readings": [{"seq": 1, "uptime_ms": max, "values": []},
+                                   {"seq": 2, "uptime_ms": (1u64 << 63) + 5, "values": []}]});
+    let a = app.ingest(7, "tok-seven", &body.to_string()).await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    let frame = Frame::new(7, 3, max - 1).with(Reading::Counter(1)).unwrap();
+    let mut buf = [0u8; MAX_WIRE_LEN];
+    let n = encode(&frame, &mut buf).unwrap();
+    let f = app
+        .call(
+            Method::POST,
+            "/api/v1/devices/7/readings",
+            &[
+                ("authorization", "Bearer tok-seven"),
+                ("content-type", "application/x-beacon-frames"),
+            ],
+            buf[..n].to_vec(),
+        )
+        .await;
+    assert_eq!(f.status, 200, "{:?}", f.json);
+    let got = app
+        .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
+        .await;
+    let uptimes: Vec<u64> = got.json["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uptime_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(uptimes, [max, (1u64 << 63) + 5, max - 1]);
+}
+
+#[tokio::test]
+async fn one_registration_of_the_largest_id_does_not_use_up_automatic_ids() {
+    let app = app_with(|_| {}).await;
+    let top = app
+        .register(json!({"id": 4294967295u32, "token": "t"}), None)
+        .await;
+    assert_eq!(top.status, StatusCode::CREATED);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let a = app.register(json!({"name": "auto"}), None).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json);
+        ids.push(a.json["id"].as_u64().unwrap());
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    // Gaps are filled: the smallest free id comes next.
+    let five = app.register(json!({"id": 5, "token": "t"}), None).await;
+    assert_eq!(five.status, StatusCode::CREATED);
+    let next = app.register(json!({}), None).await;
+    assert_eq!(next.json["id"], 4);
+    let after = app.register(json!({}), None).await;
+    assert_eq!(after.json["id"], 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (5) tokens hashed at rest; reads closed when provisioning is on
+
+fn stored_tokens(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT token FROM devices ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed_and_never_echoed() {
+    let app = app_with(|_| {}).await;
+    let chosen = app
+        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    assert_eq!(chosen.status, StatusCode::CREATED);
+    assert!(
+        !chosen.json.to_string().contains("tok-seven"),
+        "{:?}",
+        chosen.json
+    );
+    let again = app
+        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(!again.json.to_string().contains("tok-seven"));
+    // A generated token is handed out once, in the answer that created it.
+    let generated = app.register(json!({}), None).await;
+    let token = generated.json["token"].as_str().unwrap().to_owned();
+    let id = generated.json["id"].as_u64().unwrap() as u32;
+    assert_eq!(app.ingest(id, &token, &one_reading(1)).await.status, 200);
+    assert_eq!(
+        app.ingest(7, "tok-seven", &one_reading(1)).await.status,
+        200
+    );
+    let stored = stored_tokens(&app._dir.path().join("t.db"));
+    assert_eq!(stored.len(), 2);
+    for t in &stored {
+        assert!(t.starts_with("sha256:") && t.len() == 71, "{t}");
+        assert!(t != "tok-seven" && *t != token);
+    }
+}
+
+#[tokio::test]
+async fn plaintext_tokens_of_an_older_database_are_hashed_in_place_and_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        // The schema as the service wrote it before tokens were hashed.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (id INTEGER PRIMARY KEY, token TEXT NOT NULL, name TEXT,
+                                   registered_at_ms INTEGER NOT NULL);
+             INSERT INTO devices VALUES (7, 'tok-seven', NULL, 1), (8, 'tok-eight', 'b', 2);",
+        )
+        .unwrap();
+    }
+    let config = Config::for_db(&db);
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, store).await.unwrap();
+    let app = App {
+        router: router(state.clone()),
+        _state: state,
+        _dir: dir,
+    };
+    let stored = stored_tokens(&db);
+    assert!(
+        stored.iter().all(|t| t.starts_with("sha256:")),
+        "{stored:?}"
+    );
+    assert_eq!(
+        app.ingest(7, "tok-seven", &one_reading(1)).await.status,
+        200
+    );
+    assert_eq!(
+        app.ingest(8, "tok-eight", &one_reading(1)).await.status,
+        200
+    );
+    assert_eq!(
+        app.ingest(8, "tok-seven", &one_reading(2)).await.status,
+        401
+    );
+    let again = app
+        .register(json!({"id": 8, "token": "tok-eight"}), None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
+}
+
+#[tokio::test]
+async fn reads_need_a_token_when_provisioning_is_on() {
+    let app = app_with(|c| {
+        c.provisioning_token = Some("prov".into());
+        c.read_token = Some("reader".into());
+    })
+    .await;
+    app.register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+        .await;
+    for uri in [
+        "/api/v1/devices",
+        "/api/v1/devices/7/readings",
+        "/api/v1/latest",
+        "/api/v1/stream",
+    ] {
+        let none = app.call(Method::GET, uri, &[], "").await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let device = app
+            .call(
+                Method::GET,
+                uri,
+                &[("authorization", "Bearer tok-seven")],
+                "",
+            )
+            .await;
+        assert_eq!(device.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    for token in ["Bearer reader", "Bearer prov"] {
+        let ok = app
+            .call(
+                Method::GET,
+                "/api/v1/latest",
+                &[("authorization", token)],
+                "",
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{token}");
+    }
+    // Open reads stay the default without a provisioning or read token.
+    let open = app_with(|_| {}).await;
+    assert_eq!(
+        open.call(Method::GET, "/api/v1/latest", &[], "")
+            .await
+            .status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (9)+(10) the contract: JSON errors everywhere, nulls and foreign keys refused, fast 413
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_the_json_error_shape() {
+    let app = app_with(|_| {}).await;
+    let missing = app.call(Method::GET, "/nope", &[], "").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.json["error"].as_str().unwrap().contains("/nope"),
+        "{:?}",
+        missing.json
+    );
+    let method = app.call(Method::DELETE, "/api/v1/devices", &[], "").await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        method.json["error"].as_str().unwrap().contains("DELETE"),
+        "{:?}",
+        method.json
+    );
+}
+
+#[tokio::test]
+async fn nulls_foreign_kind_keys_and_other_content_types_are_refused_naming_the_field() {
+    let app = app_with(|_| {}).await;
+    let null_token = app.register(json!({"id": 3, "token": null}), None).await;
+    assert_eq!(null_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(null_token.json["field"], "token");
+    let null_id = app.register(json!({"id": null}), None).await;
+    assert_eq!(null_id.status, StatusCode::BAD_REQUEST);
+    assert_eq!(null_id.json["field"], "id");
+    let csv = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            &[("content-type", "text/csv")],
+            "id,token",
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    let null_device =
+        json!({"readings": [{"device_id": null, "seq": 1, "uptime_ms": 1, "values": []}]});
+    let a = app.ingest(7, "tok-seven", &null_device.to_string()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json["field"], "readings[0].device_id");
+    let foreign = json!({"readings": [{"seq": 1, "uptime_ms": 1,
+        "values": [{"kind": "counter", "value": 1, "firmware": "1.2.3"}]}]});
+    let f = app.ingest(7, "tok-seven", &foreign.to_string()).await;
+    assert_eq!(f.status, StatusCode::BAD_REQUEST, "{:?}", f.json);
+    assert!(
+        f.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("`firmware` is not a field of kind `counter`"),
+        "{:?}",
+        f.json
+    );
+    assert_eq!(f.json["field"], "readings[0].values[0]");
+    let q = app
+        .call(Method::GET, "/api/v1/devices/7/readings?limit=abc", &[], "")
+        .await;
+    assert_eq!(q.status, StatusCode::BAD_REQUEST);
+    assert_eq!(q.json["field"], "limit", "{:?}", q.json);
+    let q = app
+        .call(Method::GET, "/api/v1/stream?devise=1", &[], "")
+        .await;
+    assert_eq!(q.status, StatusCode::BAD_REQUEST);
+    assert_eq!(q.json["field"], "devise", "{:?}", q.json);
+    // Nothing of the refused requests was stored.
+    let stored = app
+        .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
+        .await;
+    assert_eq!(stored.json["readings"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_content_length_is_413_at_once_not_a_408_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /api/v1/devices/7/readings HTTP/1.1\r\nhost: x\r\nauthorization: Bearer t\r\n\
+          content-type: application/json\r\ncontent-length: 10000000000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    // The request timeout is 30 s: an answer within 10 s is not the timeout's 408.
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer within 10 s: the service waited for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("--max-body-bytes"), "{head}");
+}
