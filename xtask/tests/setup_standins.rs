@@ -971,6 +971,7 @@ fn standin_test_adds_the_thumb_target_the_installed_toolchain_lacks_before_build
     );
 }
 
+// template:firmware:begin
 #[test]
 fn standin_test_without_a_terminal_or_yes_names_the_exact_qemu_command_and_exits_1() {
     let sb = Sandbox::new("ensure-ask", "linux", "debian", 1000);
@@ -1002,7 +1003,10 @@ fn standin_test_without_a_terminal_or_yes_names_the_exact_qemu_command_and_exits
         "nothing installed, nothing built: {log:#?}"
     );
 }
+// template:firmware:end
 
+// template:service:begin
+// template:firmware:begin
 #[test]
 fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the_demo() {
     let sb = Sandbox::new("ensure-demo", "linux", "debian", 1000);
@@ -1047,7 +1051,11 @@ fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the
         "apt-get update once: {log:#?}"
     );
 }
+// template:firmware:end
+// template:service:end
 
+// template:service:begin
+// template:firmware:begin
 #[test]
 fn standin_demo_on_fedora_as_root_installs_qemu_with_dnf_without_sudo() {
     let mut sb = Sandbox::new("ensure-dnf", "linux", "fedora", 0);
@@ -1067,6 +1075,8 @@ fn standin_demo_on_fedora_as_root_installs_qemu_with_dnf_without_sudo() {
         "CI=true implies --yes; root needs no sudo: {log:#?}"
     );
 }
+// template:firmware:end
+// template:service:end
 
 // ---- prebuilt tools: release archives and PyPI wheels, with the source build as fallback ----
 
@@ -1378,6 +1388,7 @@ fn standin_just_from_its_pypi_wheel_with_the_pinned_sha256_and_fallback_on_misma
     }
 }
 
+// template:firmware:begin
 #[test]
 fn standin_test_on_a_terminal_asks_once_with_the_exact_command_and_a_no_installs_nothing() {
     // A real pseudo-terminal from util-linux's `script`, the answer typed on it.
@@ -1429,3 +1440,4 @@ fn standin_test_on_a_terminal_asks_once_with_the_exact_command_and_a_no_installs
         sb.changes()
     );
 }
+// template:firmware:end
