@@ -15,7 +15,7 @@
 
 use crate::metrics::Metrics;
 use crate::model::{NewReading, now_millis};
-use beacon_protocol::{Decoder, Frame};
+use beacon_protocol::{Ack, Decoder, Frame};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,10 +28,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// The byte that asks a device to re-send its recent frames (firmware/app/src/history.rs,
-/// `REPLAY_REQUEST`). The gateway sends it on every (re)connect, so frames the device sent
-/// while nobody listened are recovered; the service stores a repeated `(device, boot, seq)` once.
-pub const REPLAY_REQUEST: u8 = b'R';
+/// The byte that asks a device to re-send every frame it holds unacknowledged
+/// (protocol/SPEC.md section 8). The gateway sends it on every (re)connect, so frames the
+/// device sent while nobody listened are recovered; the service stores a repeated
+/// `(device, boot, seq)` once.
+pub const REPLAY_REQUEST: u8 = beacon_protocol::downlink::REPLAY_REQUEST;
+
+/// Where the acks for one connection's frames go: its writer (TCP) or thread (serial) encodes
+/// each [`Ack`] and writes it back to the device. Closed when the connection is gone; an ack
+/// for a connection that is gone is dropped (the device re-sends those frames on its next
+/// connection, and the service answers them as duplicates, which are acked then).
+pub type AckSink = mpsc::UnboundedSender<Ack>;
 
 /// Bytes read at once from a link.
 const READ_CHUNK: usize = 4096;
@@ -143,10 +150,13 @@ impl fmt::Display for LinkSpec {
 }
 
 /// What a producer tells its consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LinkEvent {
     /// A new connection: any partial frame from before is garbage.
     Connected,
+    /// The connection (the last `Connected`) can carry acks back to the device: the frames
+    /// decoded from now on are acked to this sink once the service committed them.
+    Downlink(AckSink),
     /// Bytes, in whatever chunks the link delivered them.
     Bytes(Vec<u8>),
     /// The connection dropped; a reconnect follows (unless the link is done).
@@ -160,6 +170,21 @@ pub struct Pending {
     pub reading: NewReading,
     /// Released when the service acknowledged the reading (or it was given up).
     pub permit: OwnedSemaphorePermit,
+    /// Where to ack the frame after the service's 2xx; `None` for a link with no way back
+    /// (a file, RTT for now).
+    pub ack_to: Option<AckSink>,
+}
+
+impl PartialEq for LinkEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Connected, Self::Connected) => true,
+            (Self::Downlink(a), Self::Downlink(b)) => a.same_channel(b),
+            (Self::Bytes(a), Self::Bytes(b)) => a == b,
+            (Self::Disconnected(a), Self::Disconnected(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// What every link task shares.
@@ -297,27 +322,48 @@ async fn tcp_connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, c
     }
 }
 
-/// Reads one connection to its end. `false` when the gateway is shutting down.
+/// Reads one connection to its end, writing the acks for its frames back on the same
+/// connection. `false` when the gateway is shutting down.
 async fn pump_stream(
     name: &str,
-    mut stream: TcpStream,
+    stream: TcpStream,
     tx: &mpsc::Sender<LinkEvent>,
     ctx: &Ctx,
 ) -> bool {
     ctx.metrics.connects.fetch_add(1, Relaxed);
     tracing::info!("link {name}: connected");
-    if tx.send(LinkEvent::Connected).await.is_err() {
+    let (mut reader, mut writer) = stream.into_split();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    if tx.send(LinkEvent::Connected).await.is_err()
+        || tx.send(LinkEvent::Downlink(ack_tx)).await.is_err()
+    {
         return false;
     }
     if ctx.replay {
-        match stream.write_all(&[REPLAY_REQUEST]).await {
+        match writer.write_all(&[REPLAY_REQUEST]).await {
             Ok(()) => {
                 ctx.metrics.replay_requests.fetch_add(1, Relaxed);
             }
             Err(e) => tracing::warn!("link {name}: cannot send the replay request: {e}"),
         }
     }
-    let why = read_into(&mut stream, tx, &ctx.cancel).await;
+    let write_acks = async {
+        while let Some(ack) = ack_rx.recv().await {
+            let mut buf = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
+            let Ok(n) = ack.encode(&mut buf) else {
+                continue;
+            };
+            if let Err(e) = writer.write_all(buf.get(..n).unwrap_or_default()).await {
+                return format!("cannot write an ack: {e}");
+            }
+            ctx.metrics.acks_sent.fetch_add(1, Relaxed);
+        }
+        "the ack channel closed".to_owned()
+    };
+    let why = tokio::select! {
+        why = read_into(&mut reader, tx, &ctx.cancel) => why,
+        why = write_acks => Some(why),
+    };
     match why {
         Some(why) => {
             tracing::warn!("link {name}: disconnected: {why}; reconnecting");
@@ -427,16 +473,28 @@ fn serial_thread(
         };
         backoff.reset();
         tracing::info!("link {name}: open");
-        if tx.blocking_send(LinkEvent::Connected).is_err() {
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
+        if tx.blocking_send(LinkEvent::Connected).is_err()
+            || tx.blocking_send(LinkEvent::Downlink(ack_tx)).is_err()
+        {
             return;
         }
         if replay && std::io::Write::write_all(&mut port, &[REPLAY_REQUEST]).is_err() {
             tracing::warn!("link {name}: cannot send the replay request");
         }
         let result = pump_blocking(
-            |buf| match std::io::Read::read(&mut port, buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(0),
-                r => r,
+            |buf| {
+                // Acks go out between reads (each read waits at most the port's 100 ms timeout).
+                while let Ok(ack) = ack_rx.try_recv() {
+                    let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
+                    if let Ok(n) = ack.encode(&mut wire) {
+                        std::io::Write::write_all(&mut port, wire.get(..n).unwrap_or_default())?;
+                    }
+                }
+                match std::io::Read::read(&mut port, buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(0),
+                    r => r,
+                }
             },
             tx,
             cancel,
@@ -490,10 +548,16 @@ pub fn pump_blocking(
 pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) {
     let mut decoder = Decoder::new();
     let mut frames: Vec<Frame> = Vec::new();
+    let mut ack_to: Option<AckSink> = None;
     while let Some(event) = rx.recv().await {
         match event {
-            LinkEvent::Connected => decoder.reset(),
+            LinkEvent::Connected => {
+                decoder.reset();
+                ack_to = None;
+            }
+            LinkEvent::Downlink(sink) => ack_to = Some(sink),
             LinkEvent::Disconnected(_) => {
+                ack_to = None;
                 if decoder.pending() > 0 {
                     tracing::debug!(
                         "link {name}: {} bytes of a partial frame discarded",
@@ -514,7 +578,7 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
                         }
                     }
                 }
-                if !queue_frames(&frames, &ctx).await {
+                if !queue_frames(&frames, ack_to.as_ref(), &ctx).await {
                     // Shutdown while the buffer was full: what could not be buffered is lost.
                     return;
                 }
@@ -527,7 +591,7 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
 /// is when the gateway received the frame; a burst of frames in one chunk (a replay) is spread
 /// back in time by the devices' own uptime differences, so the newest frame gets "now" and
 /// an older one "now minus how much earlier the device sampled it".
-async fn queue_frames(frames: &[Frame], ctx: &Ctx) -> bool {
+async fn queue_frames(frames: &[Frame], ack_to: Option<&AckSink>, ctx: &Ctx) -> bool {
     let now = now_millis();
     for frame in frames {
         let newest = frames
@@ -565,7 +629,12 @@ async fn queue_frames(frames: &[Frame], ctx: &Ctx) -> bool {
             }
         };
         ctx.metrics.buffered.fetch_add(1, Relaxed);
-        if ctx.frames.send(Pending { reading, permit }).is_err() {
+        let pending = Pending {
+            reading,
+            permit,
+            ack_to: ack_to.cloned(),
+        };
+        if ctx.frames.send(pending).is_err() {
             ctx.metrics.buffered.fetch_sub(1, Relaxed);
             ctx.metrics.dropped.fetch_add(1, Relaxed);
             return false;

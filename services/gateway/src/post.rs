@@ -5,9 +5,10 @@
 //! answers a repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
 //! acknowledged it, so a service that is down or answers 503 costs time, never readings.
 
-use crate::link::{Backoff, Pending};
+use crate::link::{AckSink, Backoff, Pending};
 use crate::metrics::Metrics;
 use crate::model::{ErrorBody, IngestBatch, IngestOutcome, RegisterRequest, now_millis};
+use beacon_protocol::Ack;
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,6 +194,10 @@ impl Poster {
                             );
                         }
                         self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        // Committed (2xx): now, and only now, tell the devices.
+                        for (sink, ack) in acks_for(&batch) {
+                            let _ = sink.send(ack);
+                        }
                         batch.clear();
                         break;
                     }
@@ -366,4 +371,31 @@ async fn error_of(resp: reqwest::Response) -> (Option<Duration>, String) {
         .map(|b| b.error)
         .unwrap_or_else(|_| text.chars().take(200).collect());
     (after, msg)
+}
+
+/// The acks for a batch the service committed: one per run of consecutive `seq`s of one boot
+/// that came over one connection, in batch order. Frames from a link with no way back get none.
+pub fn acks_for(batch: &[Pending]) -> Vec<(AckSink, Ack)> {
+    let mut out: Vec<(AckSink, Ack)> = Vec::new();
+    for p in batch {
+        let Some(sink) = &p.ack_to else { continue };
+        let (boot, seq) = (p.reading.boot, p.reading.seq);
+        if let Some((last_sink, ack)) = out.last_mut()
+            && last_sink.same_channel(sink)
+            && ack.boot == boot
+            && ack.last.wrapping_add(1) == seq
+        {
+            ack.last = seq;
+            continue;
+        }
+        out.push((
+            sink.clone(),
+            Ack {
+                boot,
+                first: seq,
+                last: seq,
+            },
+        ));
+    }
+    out
 }
