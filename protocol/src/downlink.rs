@@ -9,12 +9,12 @@
 //!   first byte is [`ACK_TAG`].
 //!
 //! A device keeps every frame until an ack covers it (store-and-forward) and feeds the bytes
-//! it receives to a [`DownlinkDecoder`], one at a time, in a fixed 16-byte buffer.
+//! it receives to a [`DownlinkDecoder`], one at a time, in a fixed 19-byte buffer.
 
 use crate::{DecodeError, EncodeError, cobs, crc::crc32};
 
 /// The byte that asks a device to re-send what it has not had acknowledged (ASCII `R`). It is
-/// never the first byte of a COBS-framed ack (that is a COBS code byte, at most 14).
+/// never the first byte of a COBS-framed ack (that is a COBS code byte, at most 18).
 pub const REPLAY_REQUEST: u8 = b'R';
 
 /// First payload byte of an ack: message type "ack", downlink version 1.
@@ -127,7 +127,7 @@ pub enum Downlink {
 /// The device's downlink decoder: bytes in, one at a time, [`Downlink`] messages out. A
 /// [`REPLAY_REQUEST`] byte between messages is a replay request; anything else is collected up
 /// to the next `0x00` and decoded as an ack. Garbage costs the message it is in; the decoder
-/// resynchronises on the next `0x00`. Fixed memory: 16 bytes of buffer.
+/// resynchronises on the next `0x00`. Fixed memory: [`MAX_ACK_WIRE_LEN`] (19) bytes of buffer.
 #[derive(Debug, Clone, Default)]
 pub struct DownlinkDecoder {
     buf: [u8; MAX_ACK_WIRE_LEN],
@@ -188,7 +188,7 @@ mod tests {
         let n = ack.encode(&mut buf).unwrap();
         assert_eq!(buf[n - 1], 0);
         assert!(!buf[..n - 1].contains(&0));
-        assert!(buf[0] <= 14 && buf[0] != REPLAY_REQUEST);
+        assert!(buf[0] <= 18 && buf[0] != REPLAY_REQUEST);
         assert_eq!(Ack::decode(&buf[..n]), Ok(ack));
         assert!(ack.covers(0x9E37_79B9, 5) && ack.covers(0x9E37_79B9, 9));
         assert!(!ack.covers(0x9E37_79B9, 4) && !ack.covers(0x9E37_79B9, 10));

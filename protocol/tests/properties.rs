@@ -268,7 +268,7 @@ mod downlink {
     }
 
     proptest! {
-        /// R-ACK-1: an ack round-trips, its wire form has one 0x00 (the delimiter) and does not
+        /// Checks: R-ACK-1: an ack round-trips, its wire form has one 0x00 (the delimiter) and does not
         /// start with the replay request byte.
         #[test]
         fn ack_round_trips(a in ack()) {
@@ -278,7 +278,7 @@ mod downlink {
             prop_assert_eq!(Ack::decode(&w), Ok(a));
         }
 
-        /// R-ACK-2: a stream of replay requests and acks decodes to the same messages in
+        /// Checks: R-ACK-2: a stream of replay requests and acks decodes to the same messages in
         /// order, one byte at a time.
         #[test]
         fn mixed_stream_decodes_in_order(msgs in prop::collection::vec(prop::option::of(ack()), 0..20)) {
@@ -298,7 +298,7 @@ mod downlink {
             prop_assert_eq!(got, want);
         }
 
-        /// R-ACK-3: arbitrary bytes never panic the decoder, a corrupted ack is never
+        /// Checks: R-ACK-2, R-SAFE-1 (downlink): arbitrary bytes never panic the decoder, a corrupted ack is never
         /// delivered as another ack, and a good ack after a delimiter always decodes.
         #[test]
         fn garbage_then_an_ack(garbage in prop::collection::vec(any::<u8>(), 0..64), a in ack(), flip in 0usize..16, bit in 0u8..8) {

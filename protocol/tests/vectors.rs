@@ -221,7 +221,7 @@ fn version_1_vectors_decode_like_their_v2_twins_with_boot_zero() {
     assert_eq!(before.readings, after.readings);
 }
 
-/// R-ACK-1: every ack vector encodes byte for byte and decodes to its ack; the bad one is
+/// Checks: R-ACK-1: every ack vector encodes byte for byte and decodes to its ack; the bad one is
 /// rejected with its named error.
 #[test]
 fn ack_vectors_encode_and_decode() {
