@@ -260,11 +260,12 @@ impl Stats {
     pub fn line(&self) -> String {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v}ms"));
         format!(
-            "frames_in={} posted={} (new={} dup={}) retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
+            "frames_in={} posted={} (new={} dup={}) acks={} retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
             self.frames_in,
             self.posted,
             self.accepted,
             self.duplicates,
+            self.acks_sent,
             self.retries,
             self.corrupt,
             self.rejected,

@@ -208,6 +208,11 @@ impl Poster {
                         );
                         self.metrics.rejected.fetch_add(batch.len() as u64, Relaxed);
                         self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        // Acked too: the service will never take them, so the device keeping
+                        // them would only block its outbox (the loss is counted as `rejected`).
+                        for (sink, ack) in acks_for(&batch) {
+                            let _ = sink.send(ack);
+                        }
                         batch.clear();
                         break;
                     }
@@ -398,4 +403,59 @@ pub fn acks_for(batch: &[Pending]) -> Vec<(AckSink, Ack)> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewReading;
+    use tokio::sync::Semaphore;
+
+    fn pending(sink: &AckSink, boot: u32, seq: u32, permits: &Arc<Semaphore>) -> Pending {
+        Pending {
+            reading: NewReading {
+                device_id: 1,
+                boot,
+                seq,
+                uptime_ms: 0,
+                sampled_at_ms: 0,
+                values: Vec::new(),
+            },
+            permit: Arc::clone(permits).try_acquire_owned().unwrap(),
+            ack_to: Some(sink.clone()),
+        }
+    }
+
+    #[test]
+    fn one_ack_per_run_of_consecutive_seqs_of_one_boot_and_connection() {
+        let permits = Arc::new(Semaphore::new(16));
+        let (a, _ra) = mpsc::unbounded_channel();
+        let (b, _rb) = mpsc::unbounded_channel();
+        let mut batch: Vec<Pending> = [(7, 0), (7, 1), (7, 2), (7, 5), (8, 6), (8, 7)]
+            .into_iter()
+            .map(|(boot, seq)| pending(&a, boot, seq, &permits))
+            .collect();
+        batch.push(pending(&b, 8, 8, &permits));
+        batch.push(Pending {
+            ack_to: None,
+            ..pending(&a, 8, 9, &permits)
+        });
+        batch.push(pending(&a, 9, u32::MAX, &permits));
+        batch.push(pending(&a, 9, 0, &permits));
+        let acks: Vec<(bool, Ack)> = acks_for(&batch)
+            .into_iter()
+            .map(|(sink, ack)| (sink.same_channel(&a), ack))
+            .collect();
+        let ack = |boot, first, last| Ack { boot, first, last };
+        assert_eq!(
+            acks,
+            [
+                (true, ack(7, 0, 2)),
+                (true, ack(7, 5, 5)),
+                (true, ack(8, 6, 7)),
+                (false, ack(8, 8, 8)),
+                (true, ack(9, u32::MAX, 0)),
+            ]
+        );
+    }
 }
