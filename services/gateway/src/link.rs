@@ -15,7 +15,7 @@
 
 use crate::metrics::Metrics;
 use crate::model::{NewReading, now_millis};
-use beacon_protocol::{Ack, Decoder, Frame};
+use beacon_protocol::{Decoder, Downlink, Frame};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,11 +34,12 @@ use tokio_util::sync::CancellationToken;
 /// `(device, boot, seq)` once.
 pub const REPLAY_REQUEST: u8 = beacon_protocol::downlink::REPLAY_REQUEST;
 
-/// Where the acks for one connection's frames go: its writer (TCP) or thread (serial) encodes
-/// each [`Ack`] and writes it back to the device. Closed when the connection is gone; an ack
+/// Where the acks for one connection's frames go: its writer (TCP) or thread (serial, RTT)
+/// encodes each [`Downlink`] message (an ack, or a replay request after a corrupted frame) and
+/// writes it back to the device. Closed when the connection is gone; an ack
 /// for a connection that is gone is dropped (the device re-sends those frames on its next
 /// connection, and the service answers them as duplicates, which are acked then).
-pub type AckSink = mpsc::UnboundedSender<Ack>;
+pub type AckSink = mpsc::UnboundedSender<Downlink>;
 
 /// Bytes read at once from a link.
 const READ_CHUNK: usize = 4096;
@@ -276,10 +277,13 @@ pub async fn run_link(spec: LinkSpec, ctx: Ctx) -> Result<(), String> {
             let consumer = tokio::spawn(consume(name.clone(), rx, ctx.clone()));
             let cancel = ctx.cancel.clone();
             let replay = ctx.replay;
+            let metrics = Arc::clone(&ctx.metrics);
             let thread_name = name.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("link {name}"))
-                .spawn(move || serial_thread(&thread_name, &path, baud, replay, &tx, &cancel))
+                .spawn(move || {
+                    serial_thread(&thread_name, &path, baud, replay, &tx, &cancel, &metrics)
+                })
                 .map_err(|e| format!("link {name}: cannot start its thread: {e}"))?;
             let _ = consumer.await;
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -348,15 +352,14 @@ async fn pump_stream(
         }
     }
     let write_acks = async {
-        while let Some(ack) = ack_rx.recv().await {
+        while let Some(msg) = ack_rx.recv().await {
             let mut buf = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
-            let Ok(n) = ack.encode(&mut buf) else {
+            let Some(n) = encode_downlink(&msg, &mut buf, &ctx.metrics) else {
                 continue;
             };
             if let Err(e) = writer.write_all(buf.get(..n).unwrap_or_default()).await {
-                return format!("cannot write an ack: {e}");
+                return format!("cannot write to the device: {e}");
             }
-            ctx.metrics.acks_sent.fetch_add(1, Relaxed);
         }
         "the ack channel closed".to_owned()
     };
@@ -370,6 +373,26 @@ async fn pump_stream(
             tx.send(LinkEvent::Disconnected(why)).await.is_ok()
         }
         None => false,
+    }
+}
+
+/// Encodes a downlink message into `buf` and counts it; `None` if it cannot be encoded.
+pub fn encode_downlink(
+    msg: &Downlink,
+    buf: &mut [u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN],
+    metrics: &Metrics,
+) -> Option<usize> {
+    match msg {
+        Downlink::Replay => {
+            buf[0] = REPLAY_REQUEST;
+            metrics.replay_requests.fetch_add(1, Relaxed);
+            Some(1)
+        }
+        Downlink::Ack(ack) => {
+            let n = ack.encode(buf).ok()?;
+            metrics.acks_sent.fetch_add(1, Relaxed);
+            Some(n)
+        }
     }
 }
 
@@ -453,6 +476,7 @@ fn serial_thread(
     replay: bool,
     tx: &mpsc::Sender<LinkEvent>,
     cancel: &CancellationToken,
+    metrics: &Metrics,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     while !cancel.is_cancelled() {
@@ -473,7 +497,7 @@ fn serial_thread(
         };
         backoff.reset();
         tracing::info!("link {name}: open");
-        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Downlink>();
         if tx.blocking_send(LinkEvent::Connected).is_err()
             || tx.blocking_send(LinkEvent::Downlink(ack_tx)).is_err()
         {
@@ -485,9 +509,9 @@ fn serial_thread(
         let result = pump_blocking(
             |buf| {
                 // Acks go out between reads (each read waits at most the port's 100 ms timeout).
-                while let Ok(ack) = ack_rx.try_recv() {
+                while let Ok(msg) = ack_rx.try_recv() {
                     let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
-                    if let Ok(n) = ack.encode(&mut wire) {
+                    if let Some(n) = encode_downlink(&msg, &mut wire, metrics) {
                         std::io::Write::write_all(&mut port, wire.get(..n).unwrap_or_default())?;
                     }
                 }
@@ -549,11 +573,17 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
     let mut decoder = Decoder::new();
     let mut frames: Vec<Frame> = Vec::new();
     let mut ack_to: Option<AckSink> = None;
+    // A corrupted frame after the first good one of a connection (joining mid-frame is
+    // expected) means a frame the device holds never arrived: ask it to re-send what it holds,
+    // at most once a second, so its outbox front is not stuck until the next reconnect.
+    let mut good_since_connect = false;
+    let mut last_replay: Option<Instant> = None;
     while let Some(event) = rx.recv().await {
         match event {
             LinkEvent::Connected => {
                 decoder.reset();
                 ack_to = None;
+                good_since_connect = false;
             }
             LinkEvent::Downlink(sink) => ack_to = Some(sink),
             LinkEvent::Disconnected(_) => {
@@ -569,14 +599,28 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
             LinkEvent::Bytes(bytes) => {
                 ctx.metrics.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
                 frames.clear();
+                let mut corrupt_after_good = false;
                 for item in decoder.feed(&bytes) {
                     match item {
-                        Ok(frame) => frames.push(frame),
+                        Ok(frame) => {
+                            frames.push(frame);
+                            good_since_connect = true;
+                        }
                         Err(e) => {
                             ctx.metrics.corrupt.fetch_add(1, Relaxed);
                             tracing::warn!("link {name}: {e}; skipped, resynchronising");
+                            corrupt_after_good |= good_since_connect;
                         }
                     }
+                }
+                if corrupt_after_good
+                    && ctx.replay
+                    && let Some(sink) = &ack_to
+                    && last_replay.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    tracing::info!("link {name}: asking the device to re-send what it holds");
+                    let _ = sink.send(Downlink::Replay);
+                    last_replay = Some(Instant::now());
                 }
                 if !queue_frames(&frames, ack_to.as_ref(), &ctx).await {
                     // Shutdown while the buffer was full: what could not be buffered is lost.

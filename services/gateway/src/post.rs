@@ -196,7 +196,7 @@ impl Poster {
                         self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
                         // Committed (2xx): now, and only now, tell the devices.
                         for (sink, ack) in acks_for(&batch) {
-                            let _ = sink.send(ack);
+                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
                         }
                         batch.clear();
                         break;
@@ -211,7 +211,7 @@ impl Poster {
                         // Acked too: the service will never take them, so the device keeping
                         // them would only block its outbox (the loss is counted as `rejected`).
                         for (sink, ack) in acks_for(&batch) {
-                            let _ = sink.send(ack);
+                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
                         }
                         batch.clear();
                         break;

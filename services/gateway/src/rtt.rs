@@ -32,11 +32,12 @@ pub async fn run(name: &str, chip: String, channel: Option<usize>, ctx: Ctx) -> 
     let consumer = tokio::spawn(consume(name.to_owned(), rx, ctx.clone()));
     let cancel = ctx.cancel.clone();
     let thread_name = name.to_owned();
+    let metrics = std::sync::Arc::clone(&ctx.metrics);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("link {name}"))
         .spawn(move || {
-            let result = read_rtt(&thread_name, &chip, channel, &tx, &cancel);
+            let result = read_rtt(&thread_name, &chip, channel, &tx, &cancel, &metrics);
             drop(tx);
             let _ = done_tx.send(result);
         })
@@ -55,6 +56,7 @@ fn read_rtt(
     channel: Option<usize>,
     tx: &tokio::sync::mpsc::Sender<LinkEvent>,
     cancel: &tokio_util::sync::CancellationToken,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), String> {
     use probe_rs::Permissions;
     use probe_rs::probe::list::Lister;
@@ -126,7 +128,7 @@ fn read_rtt(
     tracing::info!(
         "link {name}: attached, reading up-channel {index}, acks to down-channel {down:?}"
     );
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<beacon_protocol::Ack>();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<beacon_protocol::Downlink>();
     if tx.blocking_send(LinkEvent::Connected).is_err() {
         return Ok(());
     }
@@ -141,9 +143,9 @@ fn read_rtt(
         |buf| {
             // Acks (and the replay request) go out between polls; what the 64-byte
             // down-channel cannot take now waits for the next poll.
-            while let Ok(ack) = ack_rx.try_recv() {
+            while let Ok(msg) = ack_rx.try_recv() {
                 let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
-                if let Ok(n) = ack.encode(&mut wire) {
+                if let Some(n) = crate::link::encode_downlink(&msg, &mut wire, &metrics) {
                     pending.extend_from_slice(wire.get(..n).unwrap_or_default());
                 }
             }

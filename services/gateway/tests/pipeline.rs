@@ -438,3 +438,59 @@ async fn acks_reach_the_device_only_after_the_service_committed_the_frames() {
     assert_eq!(stats.acks_sent, 1, "{stats:?}");
     assert_eq!(seqs(&state), [0, 1, 2]);
 }
+
+/// A corrupted frame on a live link (after a good one) makes the gateway ask the device to
+/// re-send what it holds, so the device's outbox front is not stuck until the next reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_frame_on_a_live_link_triggers_a_replay_request() {
+    use beacon_protocol::{Downlink, DownlinkDecoder, Frame, Reading, wire::encode_to_vec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (service, state) = stand_in(0).await;
+    let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let link = format!("tcp:{}", device.local_addr().unwrap());
+    let args = ["beacon-gateway", "--link", &link, "--service", &service];
+    let config = beacon_gateway::Config::try_parse_from(args).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(beacon_gateway::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let (mut conn, _) = device.accept().await.unwrap();
+    let frame = |seq: u32| {
+        encode_to_vec(
+            &Frame::new(9, seq, 0)
+                .with_boot(0xB007)
+                .with(Reading::Counter(seq))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut corrupted = frame(1);
+    corrupted[5] ^= 0x40;
+    let mut stream = frame(0);
+    stream.extend(corrupted);
+    stream.extend(frame(2));
+    conn.write_all(&stream).await.unwrap();
+    let mut decoder = DownlinkDecoder::new();
+    let mut replays = 0;
+    let mut buf = [0u8; 64];
+    let read = async {
+        while replays < 2 {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed the link");
+            for &b in &buf[..n] {
+                if decoder.push(b) == Some(Ok(Downlink::Replay)) {
+                    replays += 1;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("a second replay request (after the one on connect) within 20 s");
+    let _ = stop.send(());
+    let stats = gateway.await.unwrap().map_err(|(e, _)| e).unwrap();
+    assert_eq!(stats.corrupt, 1, "{stats:?}");
+    assert_eq!(stats.replay_requests, 2, "{stats:?}");
+    assert_eq!(seqs(&state), [0, 2]);
+}
