@@ -145,7 +145,7 @@ fn read_rtt(
             // down-channel cannot take now waits for the next poll.
             while let Ok(msg) = ack_rx.try_recv() {
                 let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
-                if let Some(n) = crate::link::encode_downlink(&msg, &mut wire, &metrics) {
+                if let Some(n) = crate::link::encode_downlink(&msg, &mut wire, metrics) {
                     pending.extend_from_slice(wire.get(..n).unwrap_or_default());
                 }
             }
