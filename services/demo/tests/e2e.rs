@@ -182,6 +182,13 @@ impl Stack {
             );
         }
         eprintln!("gateway (last run): {}", stats.line());
+        if stats.corrupt > 0 {
+            // Say which frames were rejected and where, before a test asserts on the count.
+            let log = std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("skipped, resynchronising")) {
+                eprintln!("gateway log: {line}");
+            }
+        }
         (tallies, stats)
     }
 }
