@@ -60,6 +60,7 @@
 
 pub mod cobs;
 pub mod crc;
+pub mod downlink;
 mod error;
 pub mod frame;
 // Bounded proofs for Kani (`cargo kani`); never part of a normal build. See proofs.rs.
@@ -68,10 +69,11 @@ mod proofs;
 pub mod stream;
 pub mod wire;
 
+pub use downlink::{Ack, Downlink, DownlinkDecoder};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Frame, Reading, Readings, status};
 pub use stream::{Decoder, FrameError};
-pub use wire::{decode, encode};
+pub use wire::{decode, encode, encode_payload};
 
 /// The protocol version this crate writes (SPEC.md, "Versioning"). It reads this one and
 /// every version from [`MIN_VERSION`] on.

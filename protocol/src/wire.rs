@@ -5,9 +5,23 @@ use crate::{DecodeError, EncodeError, Frame, MAX_RAW_LEN, cobs, crc::crc32};
 /// Encodes `frame` for the wire into `out` (COBS, CRC and the trailing `0x00` delimiter),
 /// returning the number of bytes written. [`crate::MAX_WIRE_LEN`] bytes always suffice.
 pub fn encode(frame: &Frame, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut payload = [0u8; crate::MAX_PAYLOAD_LEN];
+    let payload_len = frame.to_payload(&mut payload)?;
+    encode_payload(payload.get(..payload_len).unwrap_or(&[]), out)
+}
+
+/// Frames an already built payload ([`Frame::to_payload`]) for the wire into `out`: CRC,
+/// COBS and the delimiter. A device that stores payloads (the firmware's outbox keeps
+/// them, smaller than frames) frames them with this when it sends. A payload longer than
+/// [`crate::MAX_PAYLOAD_LEN`] is refused (`TooManyReadings`).
+pub fn encode_payload(payload: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
+    if payload.len() > crate::MAX_PAYLOAD_LEN {
+        return Err(EncodeError::TooManyReadings);
+    }
+    let payload_len = payload.len();
     let mut raw = [0u8; MAX_RAW_LEN];
-    let payload_len = frame.to_payload(&mut raw)?;
-    let (payload, rest) = raw.split_at_mut(payload_len);
+    let (head, rest) = raw.split_at_mut(payload_len);
+    head.copy_from_slice(payload);
     let crc_bytes = crc32(payload).to_le_bytes();
     let crc_slot = rest.get_mut(..4).ok_or(EncodeError::TooManyReadings)?;
     crc_slot.copy_from_slice(&crc_bytes);

@@ -245,3 +245,91 @@ fn encoder_refuses_small_buffers() {
         .unwrap();
     assert!(encode(&unknown, &mut [0u8; MAX_WIRE_LEN]).is_err());
 }
+
+// The downlink (SPEC.md section 8): acks and replay requests, gateway to device.
+mod downlink {
+    use beacon_protocol::downlink::{
+        Ack, Downlink, DownlinkDecoder, MAX_ACK_WIRE_LEN, REPLAY_REQUEST,
+    };
+    use proptest::prelude::*;
+
+    fn ack() -> impl Strategy<Value = Ack> {
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(boot, first, last)| Ack {
+            boot,
+            first,
+            last,
+        })
+    }
+
+    fn wire(a: &Ack) -> Vec<u8> {
+        let mut buf = [0u8; MAX_ACK_WIRE_LEN];
+        let n = a.encode(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    proptest! {
+        /// Checks: R-ACK-1: an ack round-trips, its wire form has one 0x00 (the delimiter) and does not
+        /// start with the replay request byte.
+        #[test]
+        fn ack_round_trips(a in ack()) {
+            let w = wire(&a);
+            prop_assert_eq!(w.iter().filter(|&&b| b == 0).count(), 1);
+            prop_assert_ne!(w[0], REPLAY_REQUEST);
+            prop_assert_eq!(Ack::decode(&w), Ok(a));
+        }
+
+        /// Checks: R-ACK-2: a stream of replay requests and acks decodes to the same messages in
+        /// order, one byte at a time.
+        #[test]
+        fn mixed_stream_decodes_in_order(msgs in prop::collection::vec(prop::option::of(ack()), 0..20)) {
+            let mut stream = Vec::new();
+            for m in &msgs {
+                match m {
+                    None => stream.push(REPLAY_REQUEST),
+                    Some(a) => stream.extend(wire(a)),
+                }
+            }
+            let mut d = DownlinkDecoder::new();
+            let got: Vec<_> = stream.iter().filter_map(|&b| d.push(b)).collect();
+            let want: Vec<_> = msgs
+                .iter()
+                .map(|m| Ok(m.map_or(Downlink::Replay, Downlink::Ack)))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Checks: R-ACK-2, R-SAFE-1 (downlink): arbitrary bytes never panic the decoder, a corrupted ack is never
+        /// delivered as another ack, and a good ack after a delimiter always decodes.
+        #[test]
+        fn garbage_then_an_ack(garbage in prop::collection::vec(any::<u8>(), 0..64), a in ack(), flip in 0usize..16, bit in 0u8..8) {
+            let mut d = DownlinkDecoder::new();
+            for &b in &garbage {
+                let _ = d.push(b);
+            }
+            let mut w = wire(&a);
+            let i = flip % (w.len() - 1);
+            w[i] ^= 1 << bit;
+            let mut corrupted = vec![0u8];
+            corrupted.extend(&w);
+            for m in corrupted.iter().filter_map(|&b| d.push(b)) {
+                if let Ok(Downlink::Ack(other)) = m {
+                    prop_assert_eq!(other, a, "a bit flip must not yield another ack");
+                }
+            }
+            let got: Vec<_> = wire(&a).iter().filter_map(|&b| d.push(b)).collect();
+            prop_assert_eq!(got, vec![Ok(Downlink::Ack(a))]);
+        }
+    }
+
+    proptest! {
+        /// encode_payload frames exactly what encode does.
+        #[test]
+        fn encode_payload_matches_encode(f in super::frame()) {
+            let mut p = [0u8; beacon_protocol::MAX_PAYLOAD_LEN];
+            let n = f.to_payload(&mut p).unwrap();
+            let mut w = [0u8; super::MAX_WIRE_LEN];
+            let m = beacon_protocol::encode_payload(&p[..n], &mut w).unwrap();
+            prop_assert_eq!(&w[..m], &super::wire(&f)[..]);
+        }
+    }
+}

@@ -220,3 +220,32 @@ fn version_1_vectors_decode_like_their_v2_twins_with_boot_zero() {
     assert_ne!(before.boot, after.boot);
     assert_eq!(before.readings, after.readings);
 }
+
+/// Checks: R-ACK-1: every ack vector encodes byte for byte and decodes to its ack; the bad one is
+/// rejected with its named error.
+#[test]
+fn ack_vectors_encode_and_decode() {
+    use beacon_protocol::downlink::{Ack, MAX_ACK_WIRE_LEN};
+    let doc: Value = serde_json::from_str(include_str!("../vectors.json")).unwrap();
+    let acks = doc["acks"].as_array().expect("an `acks` array");
+    assert!(acks.len() >= 4);
+    for v in acks {
+        let name = v["name"].as_str().unwrap();
+        let w = hex(v["wire"].as_str().unwrap());
+        if let Some(err) = v["error"].as_str() {
+            let got = Ack::decode(&w).unwrap_err();
+            assert_eq!(error_name(&got), err, "{name}");
+            continue;
+        }
+        let a = &v["ack"];
+        let ack = Ack {
+            boot: num(&a["boot"]),
+            first: num(&a["first"]),
+            last: num(&a["last"]),
+        };
+        let mut buf = [0u8; MAX_ACK_WIRE_LEN];
+        let n = ack.encode(&mut buf).unwrap();
+        assert_eq!(buf[..n], w[..], "{name}: encoding");
+        assert_eq!(Ack::decode(&w), Ok(ack), "{name}: decoding");
+    }
+}

@@ -10,13 +10,14 @@
 //! - [`telemetry`]: frame building: sequence numbers, uptime, Boot / sample / heartbeat frames.
 //! - [`sensor`]: the [`sensor::Measurement`] type, the deterministic [`sensor::SimSensor`]
 //!   (QEMU) and the SHT3x I2C driver [`sensor::sht3x`] (real boards, embedded-hal 1.0).
-//! - [`history`]: a bounded ring of recent frames, for replay after a receiver restarts.
+//! - [`outbox`]: store-and-forward: every frame kept until the gateway acks it (or counted
+//!   as dropped when the bounded outbox overflows).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod history;
+pub mod outbox;
 pub mod schedule;
 pub mod sensor;
 pub mod telemetry;

@@ -11,6 +11,7 @@
 //! | sample    | `Temperature`, `Humidity`, `Counter(n)` (n = sample index from 0) |
 //! | fault     | `Status(SENSOR_FAULT)`, `Counter(n)`                             |
 //! | heartbeat | `Status(HEARTBEAT)`, `Counter(missed sample periods)`           |
+//! | overflow  | `Status(TX_OVERFLOW)`, `Counter(frames dropped since boot)`      |
 
 use crate::{FIRMWARE_VERSION, Measurement};
 use beacon_protocol::{Frame, Reading, status};
@@ -107,6 +108,21 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// An overflow report: the outbox was full and dropped frames; `dropped` is the total
+    /// since boot ([`crate::outbox::Outbox::dropped`]), so the latest report is the whole story
+    /// even when earlier reports were themselves dropped.
+    pub fn overflow(&mut self, uptime_ms: u64, dropped: u32) -> Frame {
+        self.frame(
+            uptime_ms,
+            &[
+                Reading::Status(status::TX_OVERFLOW),
+                Reading::Counter(dropped),
+            ],
+        )
+    }
+}
+
 /// The boot id to use: `preferred` unless it is 0 ("not given"), else `fallback`; never 0,
 /// which receivers read as "no boot identity" (protocol/SPEC.md R-BOOT-1), so 0 becomes 1.
 pub const fn boot_id_or(preferred: u32, fallback: u32) -> u32 {
@@ -165,6 +181,12 @@ mod tests {
             [Reading::Status(status::HEARTBEAT), Reading::Counter(4)]
         );
         assert_eq!(t.next_seq(), 4);
+        let overflow = t.overflow(300, 17);
+        assert_eq!(overflow.seq, 4);
+        assert_eq!(
+            overflow.readings.as_slice(),
+            [Reading::Status(status::TX_OVERFLOW), Reading::Counter(17)]
+        );
     }
 
     #[test]

@@ -434,6 +434,47 @@ fn qemu_replays_recent_frames_when_the_receiver_asks() {
     );
 }
 
+/// Store-and-forward on the real firmware: frames the receiver acked are forgotten, the rest
+/// (and nothing else) comes back on a replay request, oldest first (protocol/SPEC.md 8).
+#[test]
+fn qemu_forgets_acked_frames_and_replays_only_the_unacked_ones() {
+    use beacon_protocol::downlink::{Ack, MAX_ACK_WIRE_LEN};
+    let (listener, serial) = listen();
+    let mut qemu = Qemu::start("beacon-qemu", &serial, "device-id=6 period-ms=100");
+    let started = qemu.started;
+    let mut stream = accept(&listener, &mut qemu, Duration::from_secs(10));
+    let before = read_frames(&mut stream, started, Duration::from_secs(10), |f| {
+        f.len() >= 6
+    });
+    assert_eq!(before.frames.len(), 6, "{:?}", before.errors);
+    let boot = before.frames[0].boot;
+    // Ack seq 0..=3 (as a gateway does after the service's 2xx), then ask for a replay.
+    let mut buf = [0u8; MAX_ACK_WIRE_LEN];
+    let n = Ack {
+        boot,
+        first: 0,
+        last: 3,
+    }
+    .encode(&mut buf)
+    .unwrap();
+    // The UART delivers bytes in order: the ack is taken before the R.
+    stream.write_all(&buf[..n]).unwrap();
+    stream.write_all(b"R").unwrap();
+    let after = read_frames(&mut stream, started, Duration::from_secs(10), |f| {
+        f.iter().any(|f| f.seq == 4)
+    });
+    drop(qemu);
+    let seqs: Vec<u32> = after.frames.iter().map(|f| f.seq).collect();
+    assert!(
+        !seqs.iter().any(|&s| s <= 3),
+        "acked frames were re-sent: {seqs:?}"
+    );
+    let first_replayed = seqs.iter().position(|&s| s == 4).unwrap();
+    let replayed = &after.frames[first_replayed..];
+    assert_eq!(replayed[0], before.frames[4], "a replayed frame is the same frame");
+    assert_eq!(replayed[1], before.frames[5], "oldest first: {seqs:?}");
+}
+
 #[test]
 fn qemu_receiver_restart_loses_no_frame_with_reconnect_and_replay() {
     // What a gateway restart looks like to the device: the socket closes, QEMU's chardev

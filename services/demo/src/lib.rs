@@ -333,8 +333,9 @@ pub fn qemu_command(paths: &Paths, serial: &str, settings: &str) -> Result<(Comm
 }
 
 /// Boots the QEMU firmware as device `id`, its UART0 a TCP server on 127.0.0.1:`port`
-/// (`server=on,wait=off`: the device runs whether or not the gateway is connected; frames
-/// sent while nobody listens are lost unless the gateway's replay request recovers them).
+/// (`server=on,wait=off`: the device runs whether or not the gateway is connected; QEMU drops
+/// what it writes while nobody listens, and the device re-sends every frame not acked yet when
+/// the gateway connects and asks).
 pub fn start_qemu(
     paths: &Paths,
     id: u32,

@@ -11,9 +11,13 @@
 //!   the service acknowledges it. A service that is down or answers 5xx/503 is retried with
 //!   exponential backoff and jitter; readings stay in memory meanwhile. When the buffer is
 //!   full the gateway applies **back-pressure** to the links (it stops reading them; it does
-//!   not spill to disk): the device's UART then reports "TX full" and the firmware waits. On
-//!   every (re)connect the gateway asks the device to replay its recent frames
-//!   ([`link::REPLAY_REQUEST`]), so a gateway restart loses nothing the device still holds.
+//!   not spill to disk): the device's UART then reports "TX full" and the firmware waits.
+//! - Store-and-forward: after the service's 2xx for a batch, and only then, the gateway acks
+//!   its frames back to the device over the link they came in on ([`post::acks_for`],
+//!   protocol/SPEC.md section 8); the device keeps every frame until then. On every
+//!   (re)connect the gateway asks the device to re-send what is not acked yet
+//!   ([`link::REPLAY_REQUEST`]), so a gateway restart (even `kill -9`) loses nothing the
+//!   device still holds.
 //! - Corrupted frames are counted and logged; the decoder resynchronises on the next frame.
 //! - Metrics: a log line every `--log-interval-secs`, a JSON stats file (`--stats-file`,
 //!   rewritten every second; see [`metrics::Stats`]) and a final summary.
@@ -98,7 +102,7 @@ pub struct Config {
     #[arg(long, env = "BEACON_GATEWAY_RETRY_MAX_MS", default_value_t = 2_000)]
     pub retry_max_ms: u64,
 
-    /// Do not ask devices to replay recent frames on (re)connect.
+    /// Do not ask devices to re-send their unacknowledged frames on (re)connect.
     #[arg(long)]
     pub no_replay: bool,
 

@@ -15,7 +15,7 @@
 
 use crate::metrics::Metrics;
 use crate::model::{NewReading, now_millis};
-use beacon_protocol::{Decoder, Frame};
+use beacon_protocol::{Decoder, Downlink, Frame};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,10 +28,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// The byte that asks a device to re-send its recent frames (firmware/app/src/history.rs,
-/// `REPLAY_REQUEST`). The gateway sends it on every (re)connect, so frames the device sent
-/// while nobody listened are recovered; the service stores a repeated `(device, boot, seq)` once.
-pub const REPLAY_REQUEST: u8 = b'R';
+/// The byte that asks a device to re-send every frame it holds unacknowledged
+/// (protocol/SPEC.md section 8). The gateway sends it on every (re)connect, so frames the
+/// device sent while nobody listened are recovered; the service stores a repeated
+/// `(device, boot, seq)` once.
+pub const REPLAY_REQUEST: u8 = beacon_protocol::downlink::REPLAY_REQUEST;
+
+/// Where the acks for one connection's frames go: its writer (TCP) or thread (serial, RTT)
+/// encodes each [`Downlink`] message (an ack, or a replay request after a corrupted frame) and
+/// writes it back to the device. Closed when the connection is gone; an ack
+/// for a connection that is gone is dropped (the device re-sends those frames on its next
+/// connection, and the service answers them as duplicates, which are acked then).
+pub type AckSink = mpsc::UnboundedSender<Downlink>;
 
 /// Bytes read at once from a link.
 const READ_CHUNK: usize = 4096;
@@ -143,10 +151,13 @@ impl fmt::Display for LinkSpec {
 }
 
 /// What a producer tells its consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LinkEvent {
     /// A new connection: any partial frame from before is garbage.
     Connected,
+    /// The connection (the last `Connected`) can carry acks back to the device: the frames
+    /// decoded from now on are acked to this sink once the service committed them.
+    Downlink(AckSink),
     /// Bytes, in whatever chunks the link delivered them.
     Bytes(Vec<u8>),
     /// The connection dropped; a reconnect follows (unless the link is done).
@@ -160,6 +171,21 @@ pub struct Pending {
     pub reading: NewReading,
     /// Released when the service acknowledged the reading (or it was given up).
     pub permit: OwnedSemaphorePermit,
+    /// Where to ack the frame after the service's 2xx; `None` for a link with no way back
+    /// (a file, RTT for now).
+    pub ack_to: Option<AckSink>,
+}
+
+impl PartialEq for LinkEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Connected, Self::Connected) => true,
+            (Self::Downlink(a), Self::Downlink(b)) => a.same_channel(b),
+            (Self::Bytes(a), Self::Bytes(b)) => a == b,
+            (Self::Disconnected(a), Self::Disconnected(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// What every link task shares.
@@ -251,10 +277,13 @@ pub async fn run_link(spec: LinkSpec, ctx: Ctx) -> Result<(), String> {
             let consumer = tokio::spawn(consume(name.clone(), rx, ctx.clone()));
             let cancel = ctx.cancel.clone();
             let replay = ctx.replay;
+            let metrics = Arc::clone(&ctx.metrics);
             let thread_name = name.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("link {name}"))
-                .spawn(move || serial_thread(&thread_name, &path, baud, replay, &tx, &cancel))
+                .spawn(move || {
+                    serial_thread(&thread_name, &path, baud, replay, &tx, &cancel, &metrics)
+                })
                 .map_err(|e| format!("link {name}: cannot start its thread: {e}"))?;
             let _ = consumer.await;
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -297,33 +326,73 @@ async fn tcp_connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, c
     }
 }
 
-/// Reads one connection to its end. `false` when the gateway is shutting down.
+/// Reads one connection to its end, writing the acks for its frames back on the same
+/// connection. `false` when the gateway is shutting down.
 async fn pump_stream(
     name: &str,
-    mut stream: TcpStream,
+    stream: TcpStream,
     tx: &mpsc::Sender<LinkEvent>,
     ctx: &Ctx,
 ) -> bool {
     ctx.metrics.connects.fetch_add(1, Relaxed);
     tracing::info!("link {name}: connected");
-    if tx.send(LinkEvent::Connected).await.is_err() {
+    let (mut reader, mut writer) = stream.into_split();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    if tx.send(LinkEvent::Connected).await.is_err()
+        || tx.send(LinkEvent::Downlink(ack_tx)).await.is_err()
+    {
         return false;
     }
     if ctx.replay {
-        match stream.write_all(&[REPLAY_REQUEST]).await {
+        match writer.write_all(&[REPLAY_REQUEST]).await {
             Ok(()) => {
                 ctx.metrics.replay_requests.fetch_add(1, Relaxed);
             }
             Err(e) => tracing::warn!("link {name}: cannot send the replay request: {e}"),
         }
     }
-    let why = read_into(&mut stream, tx, &ctx.cancel).await;
+    let write_acks = async {
+        while let Some(msg) = ack_rx.recv().await {
+            let mut buf = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
+            let Some(n) = encode_downlink(&msg, &mut buf, &ctx.metrics) else {
+                continue;
+            };
+            if let Err(e) = writer.write_all(buf.get(..n).unwrap_or_default()).await {
+                return format!("cannot write to the device: {e}");
+            }
+        }
+        "the ack channel closed".to_owned()
+    };
+    let why = tokio::select! {
+        why = read_into(&mut reader, tx, &ctx.cancel) => why,
+        why = write_acks => Some(why),
+    };
     match why {
         Some(why) => {
             tracing::warn!("link {name}: disconnected: {why}; reconnecting");
             tx.send(LinkEvent::Disconnected(why)).await.is_ok()
         }
         None => false,
+    }
+}
+
+/// Encodes a downlink message into `buf` and counts it; `None` if it cannot be encoded.
+pub fn encode_downlink(
+    msg: &Downlink,
+    buf: &mut [u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN],
+    metrics: &Metrics,
+) -> Option<usize> {
+    match msg {
+        Downlink::Replay => {
+            buf[0] = REPLAY_REQUEST;
+            metrics.replay_requests.fetch_add(1, Relaxed);
+            Some(1)
+        }
+        Downlink::Ack(ack) => {
+            let n = ack.encode(buf).ok()?;
+            metrics.acks_sent.fetch_add(1, Relaxed);
+            Some(n)
+        }
     }
 }
 
@@ -407,6 +476,7 @@ fn serial_thread(
     replay: bool,
     tx: &mpsc::Sender<LinkEvent>,
     cancel: &CancellationToken,
+    metrics: &Metrics,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     while !cancel.is_cancelled() {
@@ -427,16 +497,28 @@ fn serial_thread(
         };
         backoff.reset();
         tracing::info!("link {name}: open");
-        if tx.blocking_send(LinkEvent::Connected).is_err() {
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Downlink>();
+        if tx.blocking_send(LinkEvent::Connected).is_err()
+            || tx.blocking_send(LinkEvent::Downlink(ack_tx)).is_err()
+        {
             return;
         }
         if replay && std::io::Write::write_all(&mut port, &[REPLAY_REQUEST]).is_err() {
             tracing::warn!("link {name}: cannot send the replay request");
         }
         let result = pump_blocking(
-            |buf| match std::io::Read::read(&mut port, buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(0),
-                r => r,
+            |buf| {
+                // Acks go out between reads (each read waits at most the port's 100 ms timeout).
+                while let Ok(msg) = ack_rx.try_recv() {
+                    let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
+                    if let Some(n) = encode_downlink(&msg, &mut wire, metrics) {
+                        std::io::Write::write_all(&mut port, wire.get(..n).unwrap_or_default())?;
+                    }
+                }
+                match std::io::Read::read(&mut port, buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(0),
+                    r => r,
+                }
             },
             tx,
             cancel,
@@ -490,10 +572,22 @@ pub fn pump_blocking(
 pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) {
     let mut decoder = Decoder::new();
     let mut frames: Vec<Frame> = Vec::new();
+    let mut ack_to: Option<AckSink> = None;
+    // A corrupted frame after the first good one of a connection (joining mid-frame is
+    // expected) means a frame the device holds never arrived: ask it to re-send what it holds,
+    // at most once a second, so its outbox front is not stuck until the next reconnect.
+    let mut good_since_connect = false;
+    let mut last_replay: Option<Instant> = None;
     while let Some(event) = rx.recv().await {
         match event {
-            LinkEvent::Connected => decoder.reset(),
+            LinkEvent::Connected => {
+                decoder.reset();
+                ack_to = None;
+                good_since_connect = false;
+            }
+            LinkEvent::Downlink(sink) => ack_to = Some(sink),
             LinkEvent::Disconnected(_) => {
+                ack_to = None;
                 if decoder.pending() > 0 {
                     tracing::debug!(
                         "link {name}: {} bytes of a partial frame discarded",
@@ -505,16 +599,30 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
             LinkEvent::Bytes(bytes) => {
                 ctx.metrics.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
                 frames.clear();
+                let mut corrupt_after_good = false;
                 for item in decoder.feed(&bytes) {
                     match item {
-                        Ok(frame) => frames.push(frame),
+                        Ok(frame) => {
+                            frames.push(frame);
+                            good_since_connect = true;
+                        }
                         Err(e) => {
                             ctx.metrics.corrupt.fetch_add(1, Relaxed);
                             tracing::warn!("link {name}: {e}; skipped, resynchronising");
+                            corrupt_after_good |= good_since_connect;
                         }
                     }
                 }
-                if !queue_frames(&frames, &ctx).await {
+                if corrupt_after_good
+                    && ctx.replay
+                    && let Some(sink) = &ack_to
+                    && last_replay.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    tracing::info!("link {name}: asking the device to re-send what it holds");
+                    let _ = sink.send(Downlink::Replay);
+                    last_replay = Some(Instant::now());
+                }
+                if !queue_frames(&frames, ack_to.as_ref(), &ctx).await {
                     // Shutdown while the buffer was full: what could not be buffered is lost.
                     return;
                 }
@@ -527,7 +635,7 @@ pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) 
 /// is when the gateway received the frame; a burst of frames in one chunk (a replay) is spread
 /// back in time by the devices' own uptime differences, so the newest frame gets "now" and
 /// an older one "now minus how much earlier the device sampled it".
-async fn queue_frames(frames: &[Frame], ctx: &Ctx) -> bool {
+async fn queue_frames(frames: &[Frame], ack_to: Option<&AckSink>, ctx: &Ctx) -> bool {
     let now = now_millis();
     for frame in frames {
         let newest = frames
@@ -565,7 +673,12 @@ async fn queue_frames(frames: &[Frame], ctx: &Ctx) -> bool {
             }
         };
         ctx.metrics.buffered.fetch_add(1, Relaxed);
-        if ctx.frames.send(Pending { reading, permit }).is_err() {
+        let pending = Pending {
+            reading,
+            permit,
+            ack_to: ack_to.cloned(),
+        };
+        if ctx.frames.send(pending).is_err() {
             ctx.metrics.buffered.fetch_sub(1, Relaxed);
             ctx.metrics.dropped.fetch_add(1, Relaxed);
             return false;

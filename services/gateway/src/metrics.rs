@@ -125,6 +125,8 @@ pub struct Metrics {
     pub connects: AtomicU64,
     /// Replay requests sent to devices after a (re)connect.
     pub replay_requests: AtomicU64,
+    /// Acks written to devices ("the service committed frames first..=last of boot B").
+    pub acks_sent: AtomicU64,
     /// Frame-in to acknowledged latency (`sampled_at_ms` to the service's answer).
     pub latency: Mutex<Histogram>,
     /// Per device.
@@ -160,6 +162,9 @@ pub struct Stats {
     pub connects: u64,
     /// See [`Metrics::replay_requests`].
     pub replay_requests: u64,
+    /// See [`Metrics::acks_sent`].
+    #[serde(default)]
+    pub acks_sent: u64,
     /// Median frame-in to acknowledged latency, ms.
     pub latency_p50_ms: Option<u64>,
     /// 99th percentile of it, ms.
@@ -237,6 +242,7 @@ impl Metrics {
             buffered: self.buffered.load(Relaxed),
             connects: self.connects.load(Relaxed),
             replay_requests: self.replay_requests.load(Relaxed),
+            acks_sent: self.acks_sent.load(Relaxed),
             latency_p50_ms: p50,
             latency_p99_ms: p99,
             latency_max_ms: max,
@@ -254,11 +260,12 @@ impl Stats {
     pub fn line(&self) -> String {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v}ms"));
         format!(
-            "frames_in={} posted={} (new={} dup={}) retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
+            "frames_in={} posted={} (new={} dup={}) acks={} retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
             self.frames_in,
             self.posted,
             self.accepted,
             self.duplicates,
+            self.acks_sent,
             self.retries,
             self.corrupt,
             self.rejected,

@@ -5,9 +5,10 @@
 //! answers a repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
 //! acknowledged it, so a service that is down or answers 503 costs time, never readings.
 
-use crate::link::{Backoff, Pending};
+use crate::link::{AckSink, Backoff, Pending};
 use crate::metrics::Metrics;
 use crate::model::{ErrorBody, IngestBatch, IngestOutcome, RegisterRequest, now_millis};
+use beacon_protocol::Ack;
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,6 +194,10 @@ impl Poster {
                             );
                         }
                         self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        // Committed (2xx): now, and only now, tell the devices.
+                        for (sink, ack) in acks_for(&batch) {
+                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
+                        }
                         batch.clear();
                         break;
                     }
@@ -203,6 +208,11 @@ impl Poster {
                         );
                         self.metrics.rejected.fetch_add(batch.len() as u64, Relaxed);
                         self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
+                        // Acked too: the service will never take them, so the device keeping
+                        // them would only block its outbox (the loss is counted as `rejected`).
+                        for (sink, ack) in acks_for(&batch) {
+                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
+                        }
                         batch.clear();
                         break;
                     }
@@ -366,4 +376,86 @@ async fn error_of(resp: reqwest::Response) -> (Option<Duration>, String) {
         .map(|b| b.error)
         .unwrap_or_else(|_| text.chars().take(200).collect());
     (after, msg)
+}
+
+/// The acks for a batch the service committed: one per run of consecutive `seq`s of one boot
+/// that came over one connection, in batch order. Frames from a link with no way back get none.
+pub fn acks_for(batch: &[Pending]) -> Vec<(AckSink, Ack)> {
+    let mut out: Vec<(AckSink, Ack)> = Vec::new();
+    for p in batch {
+        let Some(sink) = &p.ack_to else { continue };
+        let (boot, seq) = (p.reading.boot, p.reading.seq);
+        if let Some((last_sink, ack)) = out.last_mut()
+            && last_sink.same_channel(sink)
+            && ack.boot == boot
+            && ack.last.wrapping_add(1) == seq
+        {
+            ack.last = seq;
+            continue;
+        }
+        out.push((
+            sink.clone(),
+            Ack {
+                boot,
+                first: seq,
+                last: seq,
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewReading;
+    use tokio::sync::Semaphore;
+
+    fn pending(sink: &AckSink, boot: u32, seq: u32, permits: &Arc<Semaphore>) -> Pending {
+        Pending {
+            reading: NewReading {
+                device_id: 1,
+                boot,
+                seq,
+                uptime_ms: 0,
+                sampled_at_ms: 0,
+                values: Vec::new(),
+            },
+            permit: Arc::clone(permits).try_acquire_owned().unwrap(),
+            ack_to: Some(sink.clone()),
+        }
+    }
+
+    #[test]
+    fn one_ack_per_run_of_consecutive_seqs_of_one_boot_and_connection() {
+        let permits = Arc::new(Semaphore::new(16));
+        let (a, _ra) = mpsc::unbounded_channel();
+        let (b, _rb) = mpsc::unbounded_channel();
+        let mut batch: Vec<Pending> = [(7, 0), (7, 1), (7, 2), (7, 5), (8, 6), (8, 7)]
+            .into_iter()
+            .map(|(boot, seq)| pending(&a, boot, seq, &permits))
+            .collect();
+        batch.push(pending(&b, 8, 8, &permits));
+        batch.push(Pending {
+            ack_to: None,
+            ..pending(&a, 8, 9, &permits)
+        });
+        batch.push(pending(&a, 9, u32::MAX, &permits));
+        batch.push(pending(&a, 9, 0, &permits));
+        let acks: Vec<(bool, Ack)> = acks_for(&batch)
+            .into_iter()
+            .map(|(sink, ack)| (sink.same_channel(&a), ack))
+            .collect();
+        let ack = |boot, first, last| Ack { boot, first, last };
+        assert_eq!(
+            acks,
+            [
+                (true, ack(7, 0, 2)),
+                (true, ack(7, 5, 5)),
+                (true, ack(8, 6, 7)),
+                (false, ack(8, 8, 8)),
+                (true, ack(9, u32::MAX, 0)),
+            ]
+        );
+    }
 }

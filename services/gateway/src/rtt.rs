@@ -32,11 +32,12 @@ pub async fn run(name: &str, chip: String, channel: Option<usize>, ctx: Ctx) -> 
     let consumer = tokio::spawn(consume(name.to_owned(), rx, ctx.clone()));
     let cancel = ctx.cancel.clone();
     let thread_name = name.to_owned();
+    let metrics = std::sync::Arc::clone(&ctx.metrics);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("link {name}"))
         .spawn(move || {
-            let result = read_rtt(&thread_name, &chip, channel, &tx, &cancel);
+            let result = read_rtt(&thread_name, &chip, channel, &tx, &cancel, &metrics);
             drop(tx);
             let _ = done_tx.send(result);
         })
@@ -55,6 +56,7 @@ fn read_rtt(
     channel: Option<usize>,
     tx: &tokio::sync::mpsc::Sender<LinkEvent>,
     cancel: &tokio_util::sync::CancellationToken,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), String> {
     use probe_rs::Permissions;
     use probe_rs::probe::list::Lister;
@@ -115,14 +117,50 @@ fn read_rtt(
             "link {name}: the firmware has no RTT up-channel {index}"
         ));
     }
-    tracing::info!("link {name}: attached, reading up-channel {index}");
+    // The downlink (protocol/SPEC.md section 8): the firmware's down-channel named
+    // "downlink", else 0. Without one (older firmware) the frames are simply not acked.
+    let down = rtt
+        .down_channels()
+        .iter()
+        .find(|c| c.name() == Some("downlink"))
+        .map(|c| c.number())
+        .or_else(|| rtt.down_channel(0).map(|c| c.number()));
+    tracing::info!(
+        "link {name}: attached, reading up-channel {index}, acks to down-channel {down:?}"
+    );
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<beacon_protocol::Downlink>();
     if tx.blocking_send(LinkEvent::Connected).is_err() {
         return Ok(());
     }
+    if down.is_some() && tx.blocking_send(LinkEvent::Downlink(ack_tx)).is_err() {
+        return Ok(());
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    if down.is_some() {
+        pending.push(crate::link::REPLAY_REQUEST);
+    }
     pump_blocking(
-        |buf| match rtt.up_channel(index) {
-            Some(ch) => ch.read(&mut core, buf).map_err(std::io::Error::other),
-            None => Err(std::io::Error::other("up-channel vanished")),
+        |buf| {
+            // Acks (and the replay request) go out between polls; what the 64-byte
+            // down-channel cannot take now waits for the next poll.
+            while let Ok(msg) = ack_rx.try_recv() {
+                let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
+                if let Some(n) = crate::link::encode_downlink(&msg, &mut wire, metrics) {
+                    pending.extend_from_slice(wire.get(..n).unwrap_or_default());
+                }
+            }
+            if let Some(ch) = down.and_then(|n| rtt.down_channel(n))
+                && !pending.is_empty()
+            {
+                let n = ch
+                    .write(&mut core, &pending)
+                    .map_err(std::io::Error::other)?;
+                pending.drain(..n.min(pending.len()));
+            }
+            match rtt.up_channel(index) {
+                Some(ch) => ch.read(&mut core, buf).map_err(std::io::Error::other),
+                None => Err(std::io::Error::other("up-channel vanished")),
+            }
         },
         tx,
         cancel,

@@ -33,6 +33,9 @@ struct StandIn {
     fail_next: usize,
     requests: usize,
     largest_batch: usize,
+    /// What happened, in order: "503" / "200" when the ingest answered (logged before the
+    /// answer leaves), and what a test device read back ("replay", "ack B first..=last").
+    events: Vec<String>,
 }
 
 type Shared = Arc<Mutex<StandIn>>;
@@ -70,6 +73,7 @@ async fn ingest(
     s.requests += 1;
     if s.fail_next > 0 {
         s.fail_next -= 1;
+        s.events.push("503".to_owned());
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"error": "busy"})),
@@ -111,6 +115,7 @@ async fn ingest(
             accepted += 1;
         }
     }
+    s.events.push("200".to_owned());
     (
         StatusCode::OK,
         Json(json!({"accepted": accepted, "duplicates": duplicates})),
@@ -351,4 +356,141 @@ async fn frames_of_a_rebooted_device_are_posted_as_new_readings_with_their_boot(
         .map(|b| (b.boot, b.max_seq))
         .collect();
     assert_eq!(boots, [(0x1111_1111, 44), (0x2222_2222, 29)]);
+}
+
+/// The gateway acks frames to the device over the same TCP connection only after the service
+/// answered 2xx for them: two 503s first, then a 200, then exactly one ack for seq 0..=2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_reach_the_device_only_after_the_service_committed_the_frames() {
+    use beacon_protocol::{Downlink, DownlinkDecoder, Frame, Reading, wire::encode_to_vec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (service, state) = stand_in(2).await;
+    let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let link = format!("tcp:{}", device.local_addr().unwrap());
+    let args = [
+        "beacon-gateway",
+        "--link",
+        &link,
+        "--service",
+        &service,
+        "--retry-base-ms",
+        "10",
+        "--retry-max-ms",
+        "40",
+    ];
+    let config = beacon_gateway::Config::try_parse_from(args).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(beacon_gateway::run(config, async move {
+        let _ = stopped.await;
+    }));
+
+    let (mut conn, _) = device.accept().await.unwrap();
+    for seq in 0..3 {
+        let f = Frame::new(9, seq, u64::from(seq) * 100)
+            .with_boot(0xB007)
+            .with(Reading::Counter(seq))
+            .unwrap();
+        conn.write_all(&encode_to_vec(&f).unwrap()).await.unwrap();
+    }
+    let mut decoder = DownlinkDecoder::new();
+    let mut buf = [0u8; 64];
+    let read_until_ack = async {
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed the link");
+            for &b in &buf[..n] {
+                let event = match decoder.push(b) {
+                    Some(Ok(Downlink::Replay)) => "replay".to_owned(),
+                    Some(Ok(Downlink::Ack(a))) => {
+                        format!("ack {:#x} {}..={}", a.boot, a.first, a.last)
+                    }
+                    Some(Err(e)) => panic!("the gateway wrote a bad downlink message: {e}"),
+                    None => continue,
+                };
+                let mut s = state.lock().unwrap();
+                s.events.push(event.clone());
+                if event.starts_with("ack") {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read_until_ack)
+        .await
+        .expect("an ack within 20 s");
+    let _ = stop.send(());
+    let stats = gateway.await.unwrap().map_err(|(e, _)| e).unwrap();
+    let events = state.lock().unwrap().events.clone();
+    let first_ack = events.iter().position(|e| e.starts_with("ack")).unwrap();
+    let first_200 = events.iter().position(|e| e == "200").unwrap();
+    assert!(first_200 < first_ack, "an ack before the 200: {events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "503").count(),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(events[first_ack], "ack 0xb007 0..=2", "{events:?}");
+    assert!(
+        events[..first_ack].contains(&"replay".to_owned()),
+        "the replay request comes on connect: {events:?}"
+    );
+    assert_eq!(stats.acks_sent, 1, "{stats:?}");
+    assert_eq!(seqs(&state), [0, 1, 2]);
+}
+
+/// A corrupted frame on a live link (after a good one) makes the gateway ask the device to
+/// re-send what it holds, so the device's outbox front is not stuck until the next reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_frame_on_a_live_link_triggers_a_replay_request() {
+    use beacon_protocol::{Downlink, DownlinkDecoder, Frame, Reading, wire::encode_to_vec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (service, state) = stand_in(0).await;
+    let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let link = format!("tcp:{}", device.local_addr().unwrap());
+    let args = ["beacon-gateway", "--link", &link, "--service", &service];
+    let config = beacon_gateway::Config::try_parse_from(args).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(beacon_gateway::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let (mut conn, _) = device.accept().await.unwrap();
+    let frame = |seq: u32| {
+        encode_to_vec(
+            &Frame::new(9, seq, 0)
+                .with_boot(0xB007)
+                .with(Reading::Counter(seq))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut corrupted = frame(1);
+    corrupted[5] ^= 0x40;
+    let mut stream = frame(0);
+    stream.extend(corrupted);
+    stream.extend(frame(2));
+    conn.write_all(&stream).await.unwrap();
+    let mut decoder = DownlinkDecoder::new();
+    let mut replays = 0;
+    let mut buf = [0u8; 64];
+    let read = async {
+        while replays < 2 {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed the link");
+            for &b in &buf[..n] {
+                if decoder.push(b) == Some(Ok(Downlink::Replay)) {
+                    replays += 1;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("a second replay request (after the one on connect) within 20 s");
+    let _ = stop.send(());
+    let stats = gateway.await.unwrap().map_err(|(e, _)| e).unwrap();
+    assert_eq!(stats.corrupt, 1, "{stats:?}");
+    assert_eq!(stats.replay_requests, 2, "{stats:?}");
+    assert_eq!(seqs(&state), [0, 2]);
 }

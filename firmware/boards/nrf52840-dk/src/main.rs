@@ -12,6 +12,9 @@
 //!
 //! Telemetry: RTT up-channel 1 ("telemetry"), encoded frames as on the UART. defmt logs: RTT
 //! up-channel 0 ("defmt"), shown by `probe-rs run` / `cargo run` from this directory.
+//! Downlink: RTT down-channel 0 ("downlink"): replay requests and acks (protocol/SPEC.md
+//! section 8), polled by the `downlink` task. Every frame stays in the store-and-forward outbox
+//! (beacon_firmware::outbox, [`OUTBOX_BYTES`]) until an ack covers it.
 //!
 //! Wiring (TODO(4)/TODO(5)): SHT3x breakout on the Arduino header, SDA = P0.26, SCL = P0.27,
 //! ADDR low (0x44), 3.3 V.
@@ -25,16 +28,22 @@ defmt::timestamp!("{=u64:ms}", app::uptime_ms());
 #[rtic::app(device = nrf52840_hal::pac, dispatchers = [SWI0_EGU0, SWI1_EGU1])]
 mod app {
     use beacon_firmware::Config;
+    use beacon_firmware::outbox::Outbox;
     use beacon_firmware::sensor::sht3x::{self, Sht3x};
     use beacon_firmware::{Telemetry, boot_id_or};
     use beacon_protocol::frame::board;
-    use beacon_protocol::{Frame, MAX_WIRE_LEN, encode};
+    use beacon_protocol::{Downlink, DownlinkDecoder, Frame, MAX_WIRE_LEN};
     use nrf52840_hal::gpio::p0;
     use nrf52840_hal::pac::TWIM0;
     use nrf52840_hal::rng::Rng;
     use nrf52840_hal::twim::{self, Twim};
     use rtic_monotonics::systick::prelude::*;
-    use rtt_target::{ChannelMode, UpChannel, rtt_init};
+    use rtt_target::{ChannelMode, DownChannel, UpChannel, rtt_init};
+
+    /// Bytes of the store-and-forward outbox (an RTIC resource, so a static in .bss): 32 KiB
+    /// of the chip's 256 KiB RAM hold 862 sample frames (38 bytes each), 86 s at 10 Hz.
+    /// TODO(4): size it for your link's longest outage.
+    pub const OUTBOX_BYTES: usize = 32 * 1024;
 
     systick_monotonic!(Mono, 1_000);
 
@@ -50,33 +59,35 @@ mod app {
     pub struct Link {
         telemetry: Telemetry,
         channel: UpChannel,
-        dropped: u32,
+        outbox: Outbox<OUTBOX_BYTES>,
     }
 
     impl core::fmt::Debug for Link {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
             f.debug_struct("Link")
                 .field("telemetry", &self.telemetry)
-                .field("dropped", &self.dropped)
+                .field("held", &self.outbox.len())
+                .field("dropped", &self.outbox.dropped())
                 .finish()
         }
     }
 
     impl Link {
+        /// Keeps `frame` until it is acked, then writes what is due.
         fn send(&mut self, frame: &Frame) {
+            self.outbox.push(frame);
+            self.flush();
+        }
+
+        /// Writes the frames not written yet, while the RTT buffer has room. NoBlockSkip: a
+        /// frame that does not fit is not written at all (never half of one) and stays due.
+        fn flush(&mut self) {
             let mut buf = [0u8; MAX_WIRE_LEN];
-            let Ok(n) = encode(frame, &mut buf) else {
-                return;
-            };
-            // NoBlockSkip: with no host reading, a full buffer drops the whole frame (never
-            // half of one); the receiver sees the sequence gap.
-            if self.channel.write(buf.get(..n).unwrap_or(&[])) < n {
-                self.dropped = self.dropped.wrapping_add(1);
-                defmt::warn!(
-                    "telemetry buffer full: frame {} dropped ({} so far)",
-                    frame.seq,
-                    self.dropped
-                );
+            while let Some(n) = self.outbox.next_wire(&mut buf) {
+                if self.channel.write(buf.get(..n).unwrap_or(&[])) < n {
+                    self.outbox.unsend_last();
+                    break;
+                }
             }
         }
     }
@@ -89,6 +100,7 @@ mod app {
     #[local]
     struct Local {
         sensor: Sht3x<Twim<TWIM0>>,
+        downlink: DownChannel,
     }
 
     #[init]
@@ -97,6 +109,9 @@ mod app {
             up: {
                 0: { size: 1024, mode: ChannelMode::NoBlockSkip, name: "defmt" }
                 1: { size: 2048, mode: ChannelMode::NoBlockSkip, name: "telemetry" }
+            }
+            down: {
+                0: { size: 64, name: "downlink" }
             }
         };
         rtt_target::set_defmt_channel(channels.up.0);
@@ -134,17 +149,24 @@ mod app {
         let mut link = Link {
             telemetry: Telemetry::new(config.device_id, boot_id, board::NRF52840_DK),
             channel: channels.up.1,
-            dropped: 0,
+            outbox: Outbox::new(),
         };
         let boot = link.telemetry.boot(uptime_ms());
         link.send(&boot);
 
         if sample::spawn(config.period_ms).is_err()
             || heartbeat::spawn(config.heartbeat_ms).is_err()
+            || downlink::spawn().is_err()
         {
             defmt::panic!("tasks already running");
         }
-        (Shared { link }, Local { sensor })
+        (
+            Shared { link },
+            Local {
+                sensor,
+                downlink: channels.down.0,
+            },
+        )
     }
 
     #[task(local = [sensor], shared = [link], priority = 1)]
@@ -184,8 +206,44 @@ mod app {
             cx.shared.link.lock(|link| {
                 // delay_until never skips, so there are no missed periods to report.
                 let frame = link.telemetry.heartbeat(now, 0);
-                defmt::info!("heartbeat seq={}", frame.seq);
+                defmt::info!(
+                    "heartbeat seq={} outbox={} dropped={}",
+                    frame.seq,
+                    link.outbox.len(),
+                    link.outbox.dropped()
+                );
                 link.send(&frame);
+                // At most one overflow report per heartbeat (a report displaces a frame too).
+                if let Some(dropped) = link.outbox.take_overflow() {
+                    defmt::warn!("outbox full: {} frames dropped since boot", dropped);
+                    let report = link.telemetry.overflow(now, dropped);
+                    link.send(&report);
+                }
+            });
+        }
+    }
+
+    /// Polls the RTT down-channel every 2 ms: a replay request makes every held frame due
+    /// again, an ack releases frames; then writes what is due.
+    #[task(local = [downlink], shared = [link], priority = 1)]
+    async fn downlink(mut cx: downlink::Context) {
+        let mut decoder = DownlinkDecoder::new();
+        let mut buf = [0u8; 64];
+        loop {
+            Mono::delay(2.millis()).await;
+            let n = cx.local.downlink.read(&mut buf);
+            cx.shared.link.lock(|link| {
+                for &byte in buf.get(..n).unwrap_or(&[]) {
+                    match decoder.push(byte) {
+                        Some(Ok(Downlink::Replay)) => link.outbox.rewind(),
+                        Some(Ok(Downlink::Ack(ack))) => {
+                            link.outbox.ack(&ack);
+                        }
+                        Some(Err(e)) => defmt::warn!("downlink: {}; skipped", e),
+                        None => {}
+                    }
+                }
+                link.flush();
             });
         }
     }
