@@ -330,7 +330,11 @@ mod tests {
             merged.contains("rustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\", \"-C\", \"link-arg=-fuse-ld=mold\"]"),
             "{merged}"
         );
-        assert_eq!(with_dev_loop(&merged, host, &d), merged, "applying twice changes nothing");
+        assert_eq!(
+            with_dev_loop(&merged, host, &d),
+            merged,
+            "applying twice changes nothing"
+        );
         assert_eq!(with_dev_loop("x\n", "aarch64-apple-darwin", &d), "x\n");
         fs::remove_dir_all(&d).unwrap();
         assert_eq!(
