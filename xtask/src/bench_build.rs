@@ -1,17 +1,21 @@
-//! `cargo xtask bench-build`: measures the dev loop instead of claiming it got faster.
+//! `cargo xtask bench-build`: measures the dev loop people run instead of claiming it got faster.
 //!
-//! Works on a copy of the repository's sources (tracked and untracked, not ignored) in a
-//! scratch directory outside the project, so the copy reads only the committed
-//! `.cargo/config.toml` ("stock": what a fresh clone gets) and no edit touches the real tree.
-//! Runs, interleaved A B A B:
-//! - clean build of the host workspace: stock stable vs the fast loop (pinned nightly,
-//!   `--config fast.toml --profile fast`, plus local.toml's linker if setup chose one);
-//! - incremental rebuild of the service after a one-line edit that forces codegen (in its
-//!   library when it has one, so the library recompiles and every binary relinks);
-//! - the same incremental rebuild linked with LLD (the default) vs mold.
+//! Works on copies of the repository's sources (tracked and untracked, not ignored) in a
+//! scratch directory outside the project, so no edit touches the real tree:
+//! - "stock": the current tree as a fresh clone sees it (stable cargo, committed config only);
+//! - "configured": the same tree plus the `.cargo/local.toml` setup writes (dev-loop levers);
+//! - "baseline": an older commit (`--baseline`, default 876272a, before the layout work) with
+//!   stock cargo, so the gain from the repository's own structure shows too;
+//! - "cranelift" (`--cranelift`, opt-in): configured plus Cranelift for workspace crates on the
+//!   pinned nightly, measured but not what setup configures (docs/compile-times.md says why).
 //!
-//! Prints medians and ratios, and writes them to `target/bench-build.json`, which
-//! `cargo xtask setup` reads to choose the linker.
+//! The loops, each after a one-line edit that forces codegen, interleaved A B C A B C, medians:
+//! L1 `cargo build -p beacon-service --bin beacon-service` (edit services/service/src/api.rs),
+//! L2 `cargo test -p beacon-service --no-run` (same edit), L3 `cargo test --workspace --no-run`
+//! (edit protocol/src/lib.rs), L4 a clean `cargo build --workspace` (`--no-clean` skips it).
+//! Then a breakdown for the configured tree: cargo's own overhead (a no-op build) and the units
+//! each loop rebuilt (`--timings`). Writes `target/bench-build.json`; setup reads its linker
+//! fields (`--link` races mold against LLD as before).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,28 +27,27 @@ use crate::setup::{self, Ctx};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Clean builds per variant (each is minutes on 2 cores).
+    /// Clean builds per variant (L4; each is minutes on 2 cores).
     #[arg(long, default_value_t = 2)]
     pub runs: usize,
-    /// Incremental rebuilds per variant.
-    #[arg(long, default_value_t = 4)]
+    /// Timed rebuilds per variant and loop (L1-L3).
+    #[arg(long, default_value_t = 5)]
     pub incr_runs: usize,
-    /// Skip the clean builds (incremental and link only).
+    /// Skip L4 (the clean builds).
     #[arg(long)]
     pub no_clean: bool,
-    /// Skip mold vs LLD.
+    /// Also race mold against LLD on L1 (needs mold on PATH); setup picks the linker from it.
     #[arg(long)]
-    pub no_link: bool,
-    /// The package to rebuild incrementally (default: beacon-service if present, else xtask).
+    pub link: bool,
+    /// The older commit measured with stock cargo as "baseline" (empty: skip).
+    #[arg(long, default_value = "876272a")]
+    pub baseline: String,
+    /// Also measure Cranelift for the workspace crates (pinned nightly), on L1-L3.
     #[arg(long)]
-    pub package: Option<String>,
+    pub cranelift: bool,
     /// Scratch directory (default: <tmp>/beacon-bench-build).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Experiment: build dependencies with Cranelift too in the fast variant (not what setup
-    /// configures: Cranelift-built code cannot unwind and traps on some SIMD intrinsics).
-    #[arg(long)]
-    pub cranelift_deps: bool,
     /// Where to write the JSON (default: target/bench-build.json, which setup reads).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -54,12 +57,12 @@ impl Default for Args {
     fn default() -> Self {
         Args {
             runs: 2,
-            incr_runs: 4,
+            incr_runs: 5,
             no_clean: false,
-            no_link: false,
-            package: None,
+            link: true,
+            baseline: "876272a".into(),
+            cranelift: false,
             work_dir: None,
-            cranelift_deps: false,
             out: None,
         }
     }
@@ -69,6 +72,7 @@ impl Default for Args {
 #[derive(Debug)]
 struct Variant {
     name: &'static str,
+    src: PathBuf,
     toolchain: String,
     configs: Vec<String>,
     profile: Option<&'static str>,
@@ -76,7 +80,8 @@ struct Variant {
 }
 
 impl Variant {
-    fn command(&self, src: &Path, cargo_args: &[&str]) -> Command {
+    fn command(&self, cargo_args: &[&str]) -> Command {
+        let src = &self.src;
         let mut c = Command::new("rustup");
         c.args(["run", &self.toolchain, "cargo"]);
         for cfg in &self.configs {
@@ -101,10 +106,10 @@ impl Variant {
     }
 
     /// Runs cargo, returns the wall time in seconds.
-    fn time(&self, src: &Path, cargo_args: &[&str]) -> Result<f64> {
+    fn time(&self, cargo_args: &[&str]) -> Result<f64> {
         let t0 = Instant::now();
         let out = self
-            .command(src, cargo_args)
+            .command(cargo_args)
             .output()
             .map_err(|e| Error(format!("could not run rustup: {e}")))?;
         let secs = t0.elapsed().as_secs_f64();
@@ -196,62 +201,6 @@ fn copy_sources(root: &Path, dest: &Path) -> Result {
     Ok(())
 }
 
-/// The file to edit in a workspace package of the copy (found through its Cargo.toml `name`):
-/// its `src/lib.rs` when it has one (an edit there recompiles the library and relinks every
-/// binary, as a real edit of a handler does), else `src/main.rs`.
-fn source_to_edit(src: &Path, package: &str) -> Result<PathBuf> {
-    let out = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
-        .current_dir(setup::project_root())
-        .output()?;
-    for rel in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.ends_with("Cargo.toml"))
-    {
-        let manifest = src.join(rel);
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let named = text.lines().any(|l| {
-            let l = l.replace(' ', "");
-            l == format!("name=\"{package}\"")
-        });
-        let dir = manifest.parent().unwrap_or(src).join("src");
-        for file in [dir.join("lib.rs"), dir.join("main.rs")] {
-            if named && file.is_file() {
-                return Ok(file);
-            }
-        }
-    }
-    crate::bail!(
-        "found no src/lib.rs or src/main.rs for package `{package}`; pass --package <a host crate>"
-    )
-}
-
-/// One codegen-forcing line: in a library, a function whose body changes with `n`; in a
-/// binary, a line at the top of `fn main`'s body.
-pub fn edit_source(original: &str, n: usize, is_lib: bool) -> Option<String> {
-    if is_lib {
-        return Some(format!(
-            "{original}\n#[doc = \"bench-build edit\"] pub fn bench_build_edit() -> u64 {{ std::hint::black_box({n}) }}\n"
-        ));
-    }
-    edit_main(original, n)
-}
-
-/// Inserts one codegen-forcing line at the top of `fn main`'s body.
-pub fn edit_main(original: &str, n: usize) -> Option<String> {
-    let at = original.find("fn main(")?;
-    let brace = at + original[at..].find('{')?;
-    let mut s = String::with_capacity(original.len() + 64);
-    s.push_str(&original[..=brace]);
-    s.push_str(&format!(
-        "\n    let _ = std::hint::black_box({n}u64); // bench-build edit\n"
-    ));
-    s.push_str(&original[brace + 1..]);
-    Some(s)
-}
-
 /// Which linker to use from the incremental rebuild times with LLD and with mold, and why.
 /// mold wins only when it is clearly faster: median at most 0.95x of LLD's, and below LLD's
 /// best run (so the difference is bigger than the run-to-run noise of a busy machine).
@@ -297,234 +246,457 @@ fn nums(v: &[f64]) -> Json {
     )
 }
 
+/// The tree of an older commit (`git archive`), without the firmware workspace.
+fn copy_commit(root: &Path, commit: &str, dest: &Path) -> Result {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)?;
+    }
+    std::fs::create_dir_all(dest)?;
+    let archive = Command::new("git")
+        .args(["archive", "--format=tar", commit])
+        .current_dir(root)
+        .output()
+        .map_err(|e| Error(format!("could not run git archive: {e}")))?;
+    if !archive.status.success() {
+        crate::bail!(
+            "git archive {commit} failed: {}; pass --baseline <a commit of this repository> or --baseline ''",
+            String::from_utf8_lossy(&archive.stderr).trim()
+        );
+    }
+    let tar = dest.join(".baseline.tar");
+    std::fs::write(&tar, &archive.stdout)?;
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .args(["--exclude", "firmware"])
+        .current_dir(dest)
+        .status()?;
+    std::fs::remove_file(&tar)?;
+    if !st.success() {
+        crate::bail!("could not unpack the {commit} tree into {}", dest.display());
+    }
+    Ok(())
+}
+
+/// (unit, seconds) from a `--timings` report.
+type Units = Vec<(String, f64)>;
+
+/// One dev loop: the file its edit goes into and the cargo command it times.
+#[derive(Debug)]
+struct Loop {
+    id: &'static str,
+    what: &'static str,
+    edit: &'static str,
+    args: &'static [&'static str],
+}
+
+const LOOPS: [Loop; 3] = [
+    Loop {
+        id: "L1",
+        what: "run: edit a service handler, build its binary",
+        edit: "services/service/src/api.rs",
+        args: &[
+            "build",
+            "-p",
+            "beacon-service",
+            "--bin",
+            "beacon-service",
+            "--offline",
+        ],
+    },
+    Loop {
+        id: "L2",
+        what: "test: edit the service, build its tests",
+        edit: "services/service/src/api.rs",
+        args: &["test", "-p", "beacon-service", "--no-run", "--offline"],
+    },
+    Loop {
+        id: "L3",
+        what: "deep edit: edit the protocol, build every test",
+        edit: "protocol/src/lib.rs",
+        args: &["test", "--workspace", "--no-run", "--offline"],
+    },
+];
+
+/// Appends one codegen-forcing public function (its body changes with `n`) to `original`.
+pub fn edit_append(original: &str, n: usize) -> String {
+    format!(
+        "{original}\n#[doc(hidden)]\npub fn bench_build_edit() -> u64 {{\n    core::hint::black_box({n})\n}}\n"
+    )
+}
+
+/// Unit name, target and seconds from a `cargo --timings` report (its UNIT_DATA table), the
+/// slowest first.
+pub fn timing_units(html: &str) -> Units {
+    let Some(start) = html.find("UNIT_DATA = [") else {
+        return Vec::new();
+    };
+    let data = &html[start..];
+    let data = &data[..data.find("];").unwrap_or(data.len())];
+    let field = |obj: &str, key: &str| -> Option<String> {
+        let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let rest = obj[at..].trim_start();
+        let end = if let Some(r) = rest.strip_prefix('"') {
+            return Some(r[..r.find('"')?].to_string());
+        } else {
+            rest.find([',', '\n', '}']).unwrap_or(rest.len())
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let mut units: Vec<(String, f64)> = data
+        .split("\"i\":")
+        .skip(1)
+        .filter_map(|obj| {
+            let name = field(obj, "name")?;
+            let target = field(obj, "target").unwrap_or_default();
+            let mode = field(obj, "mode").unwrap_or_default();
+            let d: f64 = field(obj, "duration")?.parse().ok()?;
+            let label = format!("{name}{} {}", target.trim_end(), mode)
+                .trim_end()
+                .replace(" todo", "");
+            (d > 0.0).then_some((label, d))
+        })
+        .collect();
+    units.sort_by(|a, b| b.1.total_cmp(&a.1));
+    units
+}
+
 pub fn run(args: Args) -> Result {
     let ctx = Ctx::load()?;
     let root = ctx.root.clone();
     let stable = ctx.stable()?.to_string();
-    let nightly = ctx.nightly()?;
     let work = args
         .work_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("beacon-bench-build"));
     std::fs::create_dir_all(&work)?;
-    let src = work.join("src");
-    eprintln!("bench-build: copying sources to {}", src.display());
-    copy_sources(&root, &src)?;
-
-    let (_, mut fast_body, _) = setup::local_config_bodies(&ctx)?;
-    if args.cranelift_deps {
-        fast_body = fast_body.replace(
-            "[profile.fast.package.\"*\"]\ncodegen-backend = \"llvm\"",
-            "[profile.fast.package.\"*\"]\ncodegen-backend = \"cranelift\"",
-        );
-        if !fast_body.contains("package.\"*\"]\ncodegen-backend = \"cranelift\"") {
-            crate::bail!(
-                "--cranelift-deps: the fast config has no dependency backend line to switch"
-            );
-        }
-    }
-    let fast_cfg = work.join("fast.toml");
-    std::fs::write(&fast_cfg, &fast_body)?;
-    let mut fast_configs = vec![fast_cfg.display().to_string()];
-    let local = setup::local_toml(&root);
-    if local.is_file() {
-        fast_configs.push(local.display().to_string());
-    }
-    let stock = Variant {
-        name: "stock",
-        toolchain: stable.clone(),
-        configs: vec![],
-        profile: None,
-        target_dir: work.join("t-stock"),
-    };
-    let fast = Variant {
-        name: "fast",
-        toolchain: nightly.clone(),
-        configs: fast_configs,
-        profile: Some("fast"),
-        target_dir: work.join("t-fast"),
-    };
-    let host = setup::host_triple(&ctx.platform);
-    let mold_on = !args.no_link && ctx.platform.is_linux() && on_path("mold");
-    let mold = Variant {
-        name: "mold",
-        toolchain: stable.clone(),
-        configs: vec![format!(
-            "target.{host}.rustflags=[\"-C\",\"link-arg=-fuse-ld=mold\"]"
-        )],
-        profile: None,
-        target_dir: work.join("t-mold"),
-    };
-    if !args.no_link && !mold_on {
-        eprintln!("bench-build: mold not on PATH (or not Linux): skipping mold vs LLD");
-    }
-
-    let package = match &args.package {
-        Some(p) => p.clone(),
-        None if root.join("services/service/Cargo.toml").is_file() => "beacon-service".to_string(),
-        None => "xtask".to_string(),
-    };
-    let main_rs = source_to_edit(&src, &package)?;
-    let is_lib = main_rs.ends_with("lib.rs");
-    let original = std::fs::read_to_string(&main_rs)?;
-    if edit_source(&original, 0, is_lib).is_none() {
+    if !root.join("services/service/Cargo.toml").is_file() {
         crate::bail!(
-            "no `fn main(` in {}: cannot make the one-line edit",
-            main_rs.display()
+            "bench-build measures the service loops (services/service): this project has none"
         );
+    }
+    let host = setup::host_triple(&ctx.platform);
+
+    // The configured tree's local.toml: what setup writes (linker part + dev-loop levers).
+    let (local_body, fast_body, _) = setup::local_config_bodies(&ctx)?;
+    let local_body = setup::localcfg::with_dev_loop(&local_body, &host, &root);
+
+    eprintln!("bench-build: copying sources to {}", work.display());
+    let src_stock = work.join("src-stock");
+    let src_conf = work.join("src-configured");
+    copy_sources(&root, &src_stock)?;
+    copy_sources(&root, &src_conf)?;
+    std::fs::write(src_conf.join(".cargo/local.toml"), &local_body)?;
+    let mut variants = vec![
+        Variant {
+            name: "stock",
+            src: src_stock.clone(),
+            toolchain: stable.clone(),
+            configs: vec![],
+            profile: None,
+            target_dir: work.join("t-stock"),
+        },
+        Variant {
+            name: "configured",
+            src: src_conf.clone(),
+            toolchain: stable.clone(),
+            configs: vec![],
+            profile: None,
+            target_dir: work.join("t-configured"),
+        },
+    ];
+    if !args.baseline.is_empty() {
+        let src = work.join("src-baseline");
+        copy_commit(&root, &args.baseline, &src)?;
+        variants.push(Variant {
+            name: "baseline",
+            src,
+            toolchain: stable.clone(),
+            configs: vec![],
+            profile: None,
+            target_dir: work.join("t-baseline"),
+        });
+    }
+    if args.cranelift {
+        let src = work.join("src-cranelift");
+        copy_sources(&root, &src)?;
+        std::fs::write(src.join(".cargo/local.toml"), &local_body)?;
+        // The fast profile's settings, applied to the dev profile plain cargo uses.
+        let dev = fast_body
+            .replace("[profile.fast]\ninherits = \"dev\"\n", "[profile.dev]\n")
+            .replace("[profile.fast.", "[profile.dev.");
+        std::fs::write(work.join("cranelift.toml"), dev)?;
+        variants.push(Variant {
+            name: "cranelift",
+            src,
+            toolchain: ctx.nightly()?,
+            configs: vec![work.join("cranelift.toml").display().to_string()],
+            profile: None,
+            target_dir: work.join("t-cranelift"),
+        });
+    }
+    let mold_on = args.link && ctx.platform.is_linux() && on_path("mold");
+    if mold_on {
+        variants.push(Variant {
+            name: "mold",
+            src: src_stock.clone(),
+            toolchain: stable.clone(),
+            configs: vec![format!(
+                "target.{host}.rustflags=[\"-C\",\"link-arg=-fuse-ld=mold\"]"
+            )],
+            profile: None,
+            target_dir: work.join("t-mold"),
+        });
+    } else if args.link {
+        eprintln!("bench-build: mold not on PATH (or not Linux): LLD stays, not raced");
     }
 
     eprintln!("bench-build: fetching dependencies (not timed)");
-    stock.time(&src, &["fetch"])?;
+    for v in &variants {
+        v.time(&["fetch"])?;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
-        "bench-build: {cores} cores; stock = {stable}, fast = {nightly} + Cranelift (workspace crates), package {package}"
+        "bench-build: {cores} cores, load {}; stock/configured/baseline = {stable}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
-    let (mut clean_stock, mut clean_fast) = (Vec::new(), Vec::new());
+    // L4: clean builds, stock vs configured, interleaved.
+    let mut clean: Vec<Vec<f64>> = vec![Vec::new(); 2];
     if !args.no_clean {
         for i in 0..args.runs {
-            for (v, out) in [(&stock, &mut clean_stock), (&fast, &mut clean_fast)] {
+            for (k, v) in variants.iter().take(2).enumerate() {
                 let _ = std::fs::remove_dir_all(&v.target_dir);
                 eprintln!(
-                    "  clean  {:<5} run {}: building the workspace ...",
+                    "  L4 {:<10} run {}: clean build of the workspace ...",
                     v.name,
                     i + 1
                 );
-                let s = v.time(&src, &["build", "--workspace", "--offline"])?;
-                eprintln!(
-                    "  clean  {:<5} run {}: {}",
-                    v.name,
-                    i + 1,
-                    setup::elapsed(s)
-                );
-                out.push(s);
+                let s = v.time(&["build", "--workspace", "--offline"])?;
+                eprintln!("  L4 {:<10} run {}: {}", v.name, i + 1, setup::elapsed(s));
+                clean[k].push(s);
             }
         }
     }
-    let mut variants: Vec<&Variant> = vec![&stock, &fast];
-    if mold_on {
-        variants.push(&mold);
-    }
-    // Bring every target dir up to date before the incremental runs (not timed).
-    for v in &variants {
-        eprintln!("  preparing {} (untimed build of {package})", v.name);
-        v.time(&src, &["build", "-p", &package, "--offline"])?;
-    }
-    let mut incr: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+
+    // L1-L3: warm each variant on the loop (untimed, with an edit), then interleave.
     let mut edit = 0;
-    for i in 0..args.incr_runs {
-        for (k, v) in variants.iter().enumerate() {
+    let mut incr: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; LOOPS.len()];
+    let mut breakdown: Vec<(String, f64, Units)> = Vec::new();
+    for (l, lp) in LOOPS.iter().enumerate() {
+        let originals: Vec<String> = variants
+            .iter()
+            .map(|v| std::fs::read_to_string(v.src.join(lp.edit)))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error(format!("{}: cannot read {}: {e}", lp.id, lp.edit)))?;
+        let mut build = |v: &Variant, k: usize, extra: &[&str]| -> Result<f64> {
             edit += 1;
-            std::fs::write(
-                &main_rs,
-                edit_source(&original, edit, is_lib).unwrap_or_default(),
-            )?;
-            let s = v.time(&src, &["build", "-p", &package, "--offline"])?;
-            eprintln!(
-                "  incr   {:<5} run {}: {}",
-                v.name,
-                i + 1,
-                setup::elapsed(s)
-            );
-            incr[k].push(s);
+            std::fs::write(v.src.join(lp.edit), edit_append(&originals[k], edit))?;
+            let mut a: Vec<&str> = lp.args.to_vec();
+            a.extend_from_slice(extra);
+            v.time(&a)
+        };
+        for (k, v) in variants.iter().enumerate() {
+            eprintln!("  {} {:<10} warming up (untimed)", lp.id, v.name);
+            build(v, k, &[])?;
+            build(v, k, &[])?;
+        }
+        for i in 0..args.incr_runs {
+            for (k, v) in variants.iter().enumerate() {
+                if v.name == "mold" && l > 0 {
+                    continue; // mold is raced on L1 only
+                }
+                let s = build(v, k, &[])?;
+                eprintln!("  {} {:<10} run {}: {s:.2}s", lp.id, v.name, i + 1);
+                incr[l][k].push(s);
+            }
+        }
+        // Breakdown for the configured tree: a no-op build (cargo's own overhead), then one
+        // more edit with --timings.
+        let conf = &variants[1];
+        let noop = conf.time(lp.args)?;
+        let _ = build(conf, 1, &["--timings"]);
+        let html = std::fs::read_to_string(conf.src.join("target/cargo-timings/cargo-timing.html"))
+            .or_else(|_| {
+                std::fs::read_to_string(conf.target_dir.join("cargo-timings/cargo-timing.html"))
+            })
+            .unwrap_or_default();
+        breakdown.push((lp.id.to_string(), noop, timing_units(&html)));
+        for (k, v) in variants.iter().enumerate() {
+            std::fs::write(v.src.join(lp.edit), &originals[k])?;
         }
     }
-    std::fs::write(&main_rs, &original)?;
 
-    // Proof, from the binaries themselves, of what built and linked them.
-    let bin_name = package.clone();
+    // Proof, from the binaries, of what linked them.
     let comment = |v: &Variant| {
-        crate::doctor::elf_comment(&v.bin_dir().join(&bin_name))
+        crate::doctor::elf_comment(&v.bin_dir().join("beacon-service"))
             .unwrap_or_default()
             .join(" | ")
     };
-    let (stock_c, fast_c) = (comment(&stock), comment(&fast));
-    let mold_c = if mold_on {
-        comment(&mold)
-    } else {
-        String::new()
-    };
-    if !fast_c.is_empty() && !fast_c.contains("cranelift") {
-        eprintln!("warning: the fast binary's .comment does not mention cranelift: {fast_c}");
-    }
-    if mold_on && !mold_c.contains("mold") {
-        eprintln!("warning: the mold binary's .comment does not mention mold: {mold_c}");
-    }
-
-    let (cs, cf) = (median(&clean_stock), median(&clean_fast));
-    let (is, ifa) = (median(&incr[0]), median(&incr[1]));
-    let im = if mold_on { median(&incr[2]) } else { f64::NAN };
-    let link_ratio = ratio(im, is);
-    let (winner, verdict) = link_verdict(&incr[0], incr.get(2).map(Vec::as_slice).unwrap_or(&[]));
-
-    println!(
-        "\nbench-build ({cores} cores, package {package}, edit in {}; medians, seconds)",
-        main_rs.strip_prefix(&src).unwrap_or(&main_rs).display()
+    let conf_dylib = crate::doctor::elf_needs(
+        &variants[1].bin_dir().join("beacon-service"),
+        "libbeacon_devdeps",
     );
+    if !crate::setup::localcfg::dev_loop_rustflags(&host, &root).is_empty() && !conf_dylib {
+        eprintln!(
+            "warning: the configured beacon-service does not load libbeacon_devdeps.so: the dylib lever was not in effect"
+        );
+    }
+
+    let med = |l: usize, name: &str| -> f64 {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .map(|k| median(&incr[l][k]))
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "\nbench-build ({cores} cores, load at start {}; medians of {} runs, seconds; configured = stock + .cargo/local.toml from setup)",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.incr_runs
+    );
+    println!(
+        "  {:<4} {:<48} {:>8} {:>10} {:>10}  {:>10} {:>10}",
+        "loop", "command", "stock", "configured", "conf/stock", "baseline", "conf/base"
+    );
+    let mut loops_json = Vec::new();
+    for (l, lp) in LOOPS.iter().enumerate() {
+        let (s, c, b) = (med(l, "stock"), med(l, "configured"), med(l, "baseline"));
+        println!(
+            "  {:<4} {:<48} {s:>8.2} {c:>10.2} {:>9.2}x  {b:>10.2} {:>9.2}x",
+            lp.id,
+            lp.args[..lp.args.len() - 1].join(" "),
+            ratio(c, s),
+            ratio(c, b)
+        );
+        let mut fields = vec![
+            ("id", Json::str(lp.id)),
+            ("what", Json::str(lp.what)),
+            ("edit", Json::str(lp.edit)),
+            ("command", Json::str(format!("cargo {}", lp.args.join(" ")))),
+        ];
+        for (k, v) in variants.iter().enumerate() {
+            if v.name == "mold" && l > 0 {
+                continue;
+            }
+            fields.push((v.name, nums(&incr[l][k])));
+        }
+        fields.push(("stock_median_s", Json::Num(s)));
+        fields.push(("configured_median_s", Json::Num(c)));
+        fields.push(("baseline_median_s", Json::Num(b)));
+        fields.push(("configured_over_stock", Json::Num(ratio(c, s))));
+        fields.push(("stock_over_baseline", Json::Num(ratio(s, b))));
+        fields.push(("configured_over_baseline", Json::Num(ratio(c, b))));
+        if args.cranelift {
+            let cl = med(l, "cranelift");
+            fields.push(("cranelift_median_s", Json::Num(cl)));
+            fields.push(("cranelift_over_configured", Json::Num(ratio(cl, c))));
+        }
+        loops_json.push(Json::obj(fields));
+    }
+    let (cs, cc) = (median(&clean[0]), median(&clean[1]));
     if !args.no_clean {
         println!(
-            "  clean build, host workspace : stock {cs:7.1}   fast {cf:7.1}   fast/stock {:.2}x",
-            ratio(cf, cs)
+            "  {:<4} {:<48} {cs:>8.1} {cc:>10.1} {:>9.2}x",
+            "L4",
+            "clean: cargo build --workspace",
+            ratio(cc, cs)
         );
     }
-    println!(
-        "  incremental rebuild         : stock {is:7.2}   fast {ifa:7.2}   fast/stock {:.2}x",
-        ratio(ifa, is)
-    );
-    if mold_on {
+    if args.cranelift {
+        for (l, lp) in LOOPS.iter().enumerate() {
+            let (c, cl) = (med(l, "configured"), med(l, "cranelift"));
+            println!(
+                "  {} with Cranelift for workspace crates (nightly): {cl:.2}s = {:.2}x of configured",
+                lp.id,
+                ratio(cl, c)
+            );
+        }
+    }
+    println!("\n  where the configured loops' time goes (cargo --timings, one extra run each):");
+    let mut bd_json = Vec::new();
+    for (id, noop, units) in &breakdown {
+        let top: Vec<String> = units
+            .iter()
+            .take(8)
+            .map(|(n, d)| format!("{n} {d:.2}s"))
+            .collect();
+        let sum: f64 = units.iter().map(|(_, d)| d).sum();
         println!(
-            "  incremental, LLD vs mold    : lld   {is:7.2}   mold {im:7.2}   mold/lld   {link_ratio:.2}x"
+            "  {id}: no-op build (cargo's own overhead) {noop:.2}s; {} units rebuilt, {sum:.2}s of unit time: {}",
+            units.len(),
+            top.join(", ")
         );
-        println!("  linker                      : {verdict}");
+        bd_json.push(Json::obj([
+            ("loop", Json::str(id.as_str())),
+            ("noop_s", Json::Num((noop * 100.0).round() / 100.0)),
+            ("unit_time_s", Json::Num((sum * 100.0).round() / 100.0)),
+            (
+                "units",
+                Json::Arr(
+                    units
+                        .iter()
+                        .map(|(n, d)| {
+                            Json::obj([
+                                ("unit", Json::str(n.as_str())),
+                                ("s", Json::Num((d * 100.0).round() / 100.0)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]));
     }
 
+    // mold vs LLD, on L1 (stock tree), for setup's linker choice.
+    let mk = variants.iter().position(|v| v.name == "mold");
+    let lld = &incr[0][0];
+    let mold_runs: &[f64] = mk.map(|k| incr[0][k].as_slice()).unwrap_or(&[]);
+    let (winner, verdict) = link_verdict(lld, mold_runs);
+    let link_ratio = ratio(median(mold_runs), median(lld));
+    if mold_on {
+        println!("  linker: {verdict}");
+    }
     let json = Json::obj([
         ("cores", Json::Num(cores as f64)),
-        ("stable", Json::str(&stable)),
-        ("nightly", Json::str(&nightly)),
-        ("package", Json::str(&package)),
-        ("cranelift_deps", Json::Bool(args.cranelift_deps)),
+        ("loadavg_at_start", Json::str(load.trim())),
         (
-            "edited_file",
+            "loadavg_at_end",
             Json::str(
-                main_rs
-                    .strip_prefix(&src)
-                    .unwrap_or(&main_rs)
-                    .display()
-                    .to_string(),
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim(),
             ),
         ),
-        ("clean_stock_s", nums(&clean_stock)),
-        ("clean_fast_s", nums(&clean_fast)),
+        ("stable", Json::str(&stable)),
+        ("baseline_commit", Json::str(&args.baseline)),
+        ("local_toml", Json::str(&local_body)),
+        ("configured_loads_devdeps_dylib", Json::Bool(conf_dylib)),
+        ("incr_runs", Json::Num(args.incr_runs as f64)),
+        ("loops", Json::Arr(loops_json)),
+        ("clean_stock_s", nums(&clean[0])),
+        ("clean_configured_s", nums(&clean[1])),
         ("clean_stock_median_s", Json::Num(cs)),
-        ("clean_fast_median_s", Json::Num(cf)),
-        ("clean_fast_over_stock", Json::Num(ratio(cf, cs))),
-        ("incr_stock_s", nums(&incr[0])),
-        ("incr_fast_s", nums(&incr[1])),
-        ("incr_stock_median_s", Json::Num(is)),
-        ("incr_fast_median_s", Json::Num(ifa)),
-        ("incr_fast_over_stock", Json::Num(ratio(ifa, is))),
-        (
-            "incr_mold_s",
-            if mold_on {
-                nums(&incr[2])
-            } else {
-                Json::Arr(vec![])
-            },
-        ),
-        ("incr_mold_median_s", Json::Num(im)),
+        ("clean_configured_median_s", Json::Num(cc)),
+        ("clean_configured_over_stock", Json::Num(ratio(cc, cs))),
+        ("breakdown", Json::Arr(bd_json)),
         ("link_mold_over_lld", Json::Num(link_ratio)),
         (
             "link_winner",
             Json::str(if mold_on { winner } else { "unmeasured" }),
         ),
         ("link_verdict", Json::str(&verdict)),
-        ("comment_stock", Json::str(stock_c)),
-        ("comment_fast", Json::str(fast_c)),
-        ("comment_mold", Json::str(mold_c)),
+        ("comment_stock", Json::str(comment(&variants[0]))),
+        ("comment_configured", Json::str(comment(&variants[1]))),
     ]);
     let out = args
         .out
@@ -546,18 +718,6 @@ mod tests {
     fn medians_and_the_edit() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        let src = "use x;\n#[tokio::main]\nasync fn main() -> Result<()> {\n    run().await\n}\n";
-        let e = edit_main(src, 7).unwrap();
-        assert!(
-            e.contains("async fn main() -> Result<()> {\n    let _ = std::hint::black_box(7u64);"),
-            "{e}"
-        );
-        assert_ne!(
-            edit_main(src, 8).unwrap(),
-            e,
-            "each edit differs, so each rebuild has work"
-        );
-        assert!(edit_main("fn other() {}", 1).is_none());
         // The figures measured here under load: mold's median was not below LLD's best run.
         let (w, why) = link_verdict(&[18.07, 13.28, 18.02], &[15.95, 16.05, 13.77]);
         assert_eq!(w, "lld", "{why}");
@@ -567,10 +727,15 @@ mod tests {
             "mold"
         );
         assert_eq!(link_verdict(&[10.0, 10.2], &[10.5, 10.9]).0, "lld");
-        let lib = edit_source("pub mod api;\n", 3, true).unwrap();
+        let e = edit_append("pub mod api;\n", 3);
         assert!(
-            lib.starts_with("pub mod api;\n") && lib.contains("black_box(3)"),
-            "{lib}"
+            e.starts_with("pub mod api;\n") && e.contains("black_box(3)"),
+            "{e}"
         );
+        assert_ne!(edit_append("x", 4), e);
+        let html = "const UNIT_DATA = [\n  {\n    \"i\": 3,\n    \"name\": \"beacon-service\",\n    \"version\": \"0.1.0\",\n    \"mode\": \"todo\",\n    \"target\": \" lib\",\n    \"start\": 0.1,\n    \"duration\": 0.43\n  },\n  {\n    \"i\": 4,\n    \"name\": \"tokio\",\n    \"mode\": \"todo\",\n    \"target\": \"\",\n    \"duration\": 0.0\n  },\n  {\n    \"i\": 5,\n    \"name\": \"beacon-service\",\n    \"mode\": \"test\",\n    \"target\": \" test \\\"it\\\"\",\n    \"duration\": 0.9\n  }\n];";
+        let u = timing_units(html);
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert_eq!(u[1], ("beacon-service lib".to_string(), 0.43));
     }
 }

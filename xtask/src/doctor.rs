@@ -101,8 +101,25 @@ pub fn linker_of(comment: &[String]) -> String {
 
 const PROBE_MAIN: &str = r#"fn main() {
     println!("tokio_unstable={}", cfg!(tokio_unstable));
+    println!("beacon_dylib={}", cfg!(beacon_dylib));
 }
 "#;
+
+/// Whether an ELF file names a shared library starting with `prefix` (its NEEDED entries live
+/// in .dynstr as `<name>.so`); a statically linked binary has no such string.
+pub fn elf_needs(path: &Path, prefix: &str) -> bool {
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
+    let pat = prefix.as_bytes();
+    (0..data.len().saturating_sub(pat.len())).any(|i| {
+        data[i..].starts_with(pat) && {
+            let rest = &data[i + pat.len()..];
+            let end = rest.iter().take(80).position(|b| *b == 0).unwrap_or(0);
+            rest[..end].ends_with(b".so")
+        }
+    })
+}
 
 /// A tiny crate under the project's target/ so cargo applies the project's own config.
 fn probe_crate(root: &Path) -> Result<PathBuf> {
@@ -414,6 +431,22 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
                         .output()
                         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                         .unwrap_or_default();
+                    // The dev-loop dylib (services/devdeps): the flag reaches builds, and the
+                    // service binary last built really loads the library.
+                    let local =
+                        std::fs::read_to_string(setup::local_toml(&ctx.root)).unwrap_or_default();
+                    if local.contains("beacon_dylib") {
+                        let svc = ctx.root.join("target/debug/beacon-service");
+                        out.push(if !cfg.contains("beacon_dylib=true") {
+                            check("devdeps dylib", Status::Fail, "local.toml sets --cfg beacon_dylib but it does NOT reach builds (a RUSTFLAGS export, or another [target] rustflags?): the dependencies link statically, the slower loop")
+                        } else if !svc.is_file() {
+                            check("devdeps dylib", Status::Ok, "--cfg beacon_dylib reaches builds (no target/debug/beacon-service yet to check the library is loaded: `cargo build -p beacon-service`)")
+                        } else if elf_needs(&svc, "libbeacon_devdeps") {
+                            check("devdeps dylib", Status::Ok, "target/debug/beacon-service loads libbeacon_devdeps.so (dependencies linked once, as one shared library)")
+                        } else {
+                            check("devdeps dylib", Status::Warn, "--cfg beacon_dylib reaches builds, but target/debug/beacon-service does not load libbeacon_devdeps.so: it was built before setup; rebuild it (`cargo build -p beacon-service`)")
+                        });
+                    }
                     out.push(if cfg.contains("tokio_unstable=true") {
                         check("tokio_unstable", Status::Ok, "--cfg tokio_unstable reaches host builds")
                     } else {

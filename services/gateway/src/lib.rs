@@ -23,6 +23,11 @@
 //!   rewritten every second; see [`metrics::Stats`]) and a final summary.
 #![warn(missing_docs)]
 
+// Dev builds after `cargo xtask setup`: take the heavy dependencies from one shared library
+// (services/devdeps, docs/compile-times.md). Without `--cfg beacon_dylib` this is nothing.
+#[cfg(beacon_dylib)]
+extern crate beacon_devdeps as _;
+
 pub mod link;
 pub mod metrics;
 pub mod model;

@@ -142,6 +142,11 @@
 //! traits, dynamic dispatch, blocking work and cancellation.
 #![warn(missing_docs)]
 
+// Dev builds after `cargo xtask setup`: take the heavy dependencies from one shared library
+// (services/devdeps, docs/compile-times.md). Without `--cfg beacon_dylib` this is nothing.
+#[cfg(beacon_dylib)]
+extern crate beacon_devdeps as _;
+
 pub mod api;
 pub mod config;
 pub mod metrics;

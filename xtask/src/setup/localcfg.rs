@@ -164,6 +164,67 @@ fn show_diff(path: &Path, text: &str) {
     );
 }
 
+/// The dev-loop levers setup adds to `.cargo/local.toml` (docs/compile-times.md), as rustflags
+/// for the host target: `--cfg beacon_dylib` links the services' heavy dependencies from one
+/// shared library (services/devdeps) in dev builds, and `-C rpath` lets the binaries find it
+/// and libstd-*.so outside cargo too. Linux only (measured there); empty elsewhere.
+pub fn dev_loop_rustflags(host: &str, root: &Path) -> Vec<&'static str> {
+    if !host.contains("linux") || !root.join("services/devdeps/Cargo.toml").is_file() {
+        return Vec::new();
+    }
+    vec!["--cfg", "beacon_dylib", "-C", "rpath"]
+}
+
+/// `local` (the linker part setup wrote) with the dev-loop rustflags merged in: into the
+/// `[target.<host>]` table's `rustflags` when there is one (TOML allows one table of a name,
+/// and cargo takes rustflags from one place), else as a new table.
+pub fn with_dev_loop(local: &str, host: &str, root: &Path) -> String {
+    let flags = dev_loop_rustflags(host, root);
+    // Idempotent: setup's body and bench-build may both pass the text through here.
+    if flags.is_empty() || local.contains("\"beacon_dylib\"") {
+        return local.to_string();
+    }
+    let quoted: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
+    let why = "# Dev loop: dependencies from one shared library (services/devdeps), with an rpath so the\n\
+               # binaries start outside cargo too. Release builds and a fresh clone never use it.\n";
+    let table = format!("[target.{host}]");
+    let mut out = String::new();
+    let mut in_table = false;
+    let mut merged = false;
+    for line in local.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_table = t == table;
+        }
+        if in_table && !merged && t.starts_with("rustflags = [") {
+            out.push_str(why);
+            out.push_str(&t.replacen(
+                "rustflags = [",
+                &format!("rustflags = [{}, ", quoted.join(", ")),
+                1,
+            ));
+            out.push('\n');
+            merged = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !merged {
+        if !local.contains(&table) {
+            out.push_str(why);
+            out.push_str(&table);
+            out.push('\n');
+            out.push_str(&format!("rustflags = [{}]\n", quoted.join(", ")));
+        } else {
+            // The table exists without rustflags: add the key right after its header.
+            let at = out.find(&table).unwrap_or(0) + table.len();
+            out.insert_str(at, &format!("\n{why}rustflags = [{}]", quoted.join(", ")));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +307,40 @@ mod tests {
         assert!(apply(&p, "h", "x", false).unwrap().starts_with("kept"));
         assert_eq!(fs::read_to_string(&p).unwrap(), "[build]\njobs = 1\n");
         fs::remove_dir_all(&d).unwrap();
+    }
+    #[test]
+    fn dev_loop_flags_merge_into_the_one_host_table() {
+        let d = tmpdir("devloop");
+        fs::create_dir_all(d.join("services/devdeps")).unwrap();
+        fs::write(d.join("services/devdeps/Cargo.toml"), "").unwrap();
+        let host = "x86_64-unknown-linux-gnu";
+        let plain = with_dev_loop("# Linker: LLD\n", host, &d);
+        assert!(
+            plain.contains("[target.x86_64-unknown-linux-gnu]\nrustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\"]"),
+            "{plain}"
+        );
+        let mold = "[target.x86_64-unknown-linux-gnu]\nlinker = \"clang\"\nrustflags = [\"-C\", \"link-arg=-fuse-ld=mold\"]\n";
+        let merged = with_dev_loop(mold, host, &d);
+        assert_eq!(
+            merged.matches("[target.x86_64-unknown-linux-gnu]").count(),
+            1,
+            "{merged}"
+        );
+        assert!(
+            merged.contains("rustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\", \"-C\", \"link-arg=-fuse-ld=mold\"]"),
+            "{merged}"
+        );
+        assert_eq!(
+            with_dev_loop(&merged, host, &d),
+            merged,
+            "applying twice changes nothing"
+        );
+        assert_eq!(with_dev_loop("x\n", "aarch64-apple-darwin", &d), "x\n");
+        fs::remove_dir_all(&d).unwrap();
+        assert_eq!(
+            with_dev_loop("x\n", host, &d),
+            "x\n",
+            "no devdeps crate: nothing to link"
+        );
     }
 }

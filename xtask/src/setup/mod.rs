@@ -1360,6 +1360,8 @@ pub fn local_config_bodies(ctx: &Ctx) -> Result<(String, String, String)> {
     local.push_str(
         "# Debug info: the workspace's Cargo.toml already keeps line tables only for workspace crates and\n# none for dependencies (dev profile), the largest lever on link time; nothing to add here.\n",
     );
+    // Hook for the dev-loop levers (owned by localcfg.rs, docs/compile-times.md).
+    let local = localcfg::with_dev_loop(&local, &host_triple(&ctx.platform), &ctx.root);
     let fast = format!(
         "# Pinned nightly: {nightly} (toolchains/manifest.toml).\n\
 [unstable]\n\

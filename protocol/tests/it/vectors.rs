@@ -9,8 +9,8 @@ fn vectors() -> Vec<Value> {
     static VECTORS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
     VECTORS
         .get_or_init(|| {
-            let doc: Value =
-                serde_json::from_str(include_str!("../vectors.json")).expect("vectors.json parses");
+            let doc: Value = serde_json::from_str(include_str!("../../vectors.json"))
+                .expect("vectors.json parses");
             doc["vectors"]
                 .as_array()
                 .expect("a `vectors` array")

@@ -1,0 +1,15 @@
+//! The service's integration tests, as ONE test binary (the rust-analyzer layout): each file
+//! here is a module. A separate `tests/<name>.rs` per file would be its own crate and its own
+//! link step, all of them relinked after every edit of the service (docs/compile-times.md).
+//! `cargo test -p beacon-service --test it api::` runs one module.
+//!
+//! `#[path]` on the modules that say `mod common;`: it makes them look for `common/` beside
+//! themselves, as they did as top-level test crates, so the files read the same either way.
+//! Each gets its own copy of that small module, which is what clippy's `duplicate_mod` flags.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "api.rs"]
+mod api;
+mod e2e;
+#[path = "server.rs"]
+mod server;
