@@ -10,6 +10,8 @@
 
 #[path = "api.rs"]
 mod api;
+mod boot;
 mod e2e;
+mod hostile;
 #[path = "server.rs"]
 mod server;
