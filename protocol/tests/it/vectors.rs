@@ -226,7 +226,7 @@ fn version_1_vectors_decode_like_their_v2_twins_with_boot_zero() {
 #[test]
 fn ack_vectors_encode_and_decode() {
     use beacon_protocol::downlink::{Ack, MAX_ACK_WIRE_LEN};
-    let doc: Value = serde_json::from_str(include_str!("../vectors.json")).unwrap();
+    let doc: Value = serde_json::from_str(include_str!("../../vectors.json")).unwrap();
     let acks = doc["acks"].as_array().expect("an `acks` array");
     assert!(acks.len() >= 4);
     for v in acks {
