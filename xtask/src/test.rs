@@ -65,6 +65,20 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
+    // The dashboard in headless Chromium (services/service/tests/browser.rs); `#[ignore]`d for a
+    // plain `cargo test`. Needs `apt-get install -y chromium chromium-driver`: it fails saying so.
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-service",
+            "--test",
+            "browser",
+            "--",
+            "--ignored",
+        ])
+        .dir(&root)
+        .run()?;
     // template:service:end
     if args.host_only {
         return Ok(());
