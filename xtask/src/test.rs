@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
-    // The dashboard in headless Chromium (services/service/tests/browser.rs); `#[ignore]`d for a
+    // The dashboard in headless Chromium (services/service/tests/it/browser.rs); `#[ignore]`d for a
     // plain `cargo test`. Needs `apt-get install -y chromium chromium-driver`: it fails saying so.
     cmd("cargo")
         .args([
@@ -73,7 +73,8 @@ pub fn run(args: Args) -> Result {
             "-p",
             "beacon-service",
             "--test",
-            "browser",
+            "it",
+            "browser::",
             "--",
             "--ignored",
         ])

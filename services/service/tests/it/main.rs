@@ -11,6 +11,7 @@
 #[path = "api.rs"]
 mod api;
 mod boot;
+mod browser;
 mod e2e;
 mod hostile;
 #[path = "server.rs"]
