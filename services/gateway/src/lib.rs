@@ -24,8 +24,9 @@
 #![warn(missing_docs)]
 
 // Dev builds after `cargo xtask setup`: take the heavy dependencies from one shared library
-// (services/devdeps, docs/compile-times.md). Without `--cfg beacon_dylib` this is nothing.
-#[cfg(beacon_dylib)]
+// (services/devdeps, docs/compile-times.md). Without `--cfg beacon_dylib` this is nothing,
+// and in release builds too (no debug assertions): what is installed or shipped stays static.
+#[cfg(all(beacon_dylib, debug_assertions))]
 extern crate beacon_devdeps as _;
 
 pub mod link;
