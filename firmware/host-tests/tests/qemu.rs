@@ -471,7 +471,10 @@ fn qemu_forgets_acked_frames_and_replays_only_the_unacked_ones() {
     );
     let first_replayed = seqs.iter().position(|&s| s == 4).unwrap();
     let replayed = &after.frames[first_replayed..];
-    assert_eq!(replayed[0], before.frames[4], "a replayed frame is the same frame");
+    assert_eq!(
+        replayed[0], before.frames[4],
+        "a replayed frame is the same frame"
+    );
     assert_eq!(replayed[1], before.frames[5], "oldest first: {seqs:?}");
 }
 
