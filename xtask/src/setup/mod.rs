@@ -1360,8 +1360,11 @@ pub fn local_config_bodies(ctx: &Ctx) -> Result<(String, String, String)> {
     local.push_str(
         "# Debug info: the workspace's Cargo.toml already keeps line tables only for workspace crates and\n# none for dependencies (dev profile), the largest lever on link time; nothing to add here.\n",
     );
-    // Hook for the dev-loop levers (owned by localcfg.rs, docs/compile-times.md).
-    let local = localcfg::with_dev_loop(&local, &host_triple(&ctx.platform), &ctx.root);
+    // The devdeps dylib (localcfg::with_dev_loop) is NOT switched on by setup: measured by
+    // bench-build only. Builds of the same crates with different features (the service with
+    // and without `console`, the gateway with `rtt`) each write target/debug/libbeacon_devdeps.so
+    // under one unhashed name, and a binary from the other build then fails at start with
+    // "undefined symbol" (seen in `cargo xtask test`'s end-to-end step). docs/compile-times.md.
     let fast = format!(
         "# Pinned nightly: {nightly} (toolchains/manifest.toml).\n\
 [unstable]\n\
