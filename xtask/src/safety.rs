@@ -1747,11 +1747,16 @@ struct TracedTest {
 /// of the `fn` they document.
 fn traced_tests(root: &Path) -> Vec<TracedTest> {
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["protocol/tests", "protocol/src"] {
-        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
+    // One level of subfolders too: the integration tests are one binary, tests/it/main.rs.
+    let mut dirs: Vec<PathBuf> = vec![root.join("protocol/tests"), root.join("protocol/src")];
+    while let Some(dir) = dirs.pop() {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
-                if e.path().extension().is_some_and(|x| x == "rs") {
-                    files.push(e.path());
+                let p = e.path();
+                if p.is_dir() && p.parent() == Some(root.join("protocol/tests").as_path()) {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
                 }
             }
         }
@@ -1797,8 +1802,12 @@ fn traced_tests(root: &Path) -> Vec<TracedTest> {
 /// The result of a traced test in this run's libtest output.
 fn result_of<'a>(t: &TracedTest, results: &'a [TestResult]) -> Option<&'a TestResult> {
     results.iter().find(|r| {
-        let same_binary = if t.file.starts_with("tests/") {
-            r.binary == t.file
+        let same_binary = if let Some(rest) = t.file.strip_prefix("tests/") {
+            // A module of a one-binary test folder runs in that folder's main.rs.
+            match rest.split_once('/') {
+                Some((dir, _)) => r.binary == format!("tests/{dir}/main.rs"),
+                None => r.binary == t.file,
+            }
         } else {
             r.binary.starts_with("unittests")
         };
