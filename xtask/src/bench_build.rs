@@ -176,7 +176,7 @@ fn copy_sources(root: &Path, dest: &Path) -> Result {
         );
     }
     if dest.exists() {
-        std::fs::remove_dir_all(dest)?;
+        crate::fs::remove_dir_all(dest)?;
     }
     for rel in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let rel = String::from_utf8_lossy(rel);
@@ -194,9 +194,9 @@ fn copy_sources(root: &Path, dest: &Path) -> Result {
         }
         let to = dest.join(rel.as_ref());
         if let Some(d) = to.parent() {
-            std::fs::create_dir_all(d)?;
+            crate::fs::create_dir_all(d)?;
         }
-        std::fs::copy(&from, &to)?;
+        crate::fs::copy(&from, &to)?;
     }
     Ok(())
 }
@@ -249,9 +249,9 @@ fn nums(v: &[f64]) -> Json {
 /// The tree of an older commit (`git archive`), without the firmware workspace.
 fn copy_commit(root: &Path, commit: &str, dest: &Path) -> Result {
     if dest.exists() {
-        std::fs::remove_dir_all(dest)?;
+        crate::fs::remove_dir_all(dest)?;
     }
-    std::fs::create_dir_all(dest)?;
+    crate::fs::create_dir_all(dest)?;
     let archive = Command::new("git")
         .args(["archive", "--format=tar", commit])
         .current_dir(root)
@@ -264,14 +264,14 @@ fn copy_commit(root: &Path, commit: &str, dest: &Path) -> Result {
         );
     }
     let tar = dest.join(".baseline.tar");
-    std::fs::write(&tar, &archive.stdout)?;
+    crate::fs::write(&tar, &archive.stdout)?;
     let st = Command::new("tar")
         .arg("-xf")
         .arg(&tar)
         .args(["--exclude", "firmware"])
         .current_dir(dest)
         .status()?;
-    std::fs::remove_file(&tar)?;
+    crate::fs::remove_file(&tar)?;
     if !st.success() {
         crate::bail!("could not unpack the {commit} tree into {}", dest.display());
     }
@@ -369,7 +369,7 @@ pub fn run(args: Args) -> Result {
         .work_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("beacon-bench-build"));
-    std::fs::create_dir_all(&work)?;
+    crate::fs::create_dir_all(&work)?;
     if !root.join("services/service/Cargo.toml").is_file() {
         crate::bail!(
             "bench-build measures the service loops (services/service): this project has none"
@@ -386,7 +386,7 @@ pub fn run(args: Args) -> Result {
     let src_conf = work.join("src-configured");
     copy_sources(&root, &src_stock)?;
     copy_sources(&root, &src_conf)?;
-    std::fs::write(src_conf.join(".cargo/local.toml"), &local_body)?;
+    crate::fs::write(src_conf.join(".cargo/local.toml"), &local_body)?;
     let mut variants = vec![
         Variant {
             name: "stock",
@@ -420,12 +420,12 @@ pub fn run(args: Args) -> Result {
     if args.cranelift {
         let src = work.join("src-cranelift");
         copy_sources(&root, &src)?;
-        std::fs::write(src.join(".cargo/local.toml"), &local_body)?;
+        crate::fs::write(src.join(".cargo/local.toml"), &local_body)?;
         // The fast profile's settings, applied to the dev profile plain cargo uses.
         let dev = fast_body
             .replace("[profile.fast]\ninherits = \"dev\"\n", "[profile.dev]\n")
             .replace("[profile.fast.", "[profile.dev.");
-        std::fs::write(work.join("cranelift.toml"), dev)?;
+        crate::fs::write(work.join("cranelift.toml"), dev)?;
         variants.push(Variant {
             name: "cranelift",
             src,
@@ -479,7 +479,12 @@ pub fn run(args: Args) -> Result {
                     i + 1
                 );
                 let s = v.time(&["build", "--workspace", "--offline"])?;
-                eprintln!("  L4 {:<10} run {}: {}", v.name, i + 1, setup::elapsed(s));
+                eprintln!(
+                    "  L4 {:<10} run {}: {}",
+                    v.name,
+                    i + 1,
+                    crate::cmd::elapsed(s)
+                );
                 clean[k].push(s);
             }
         }
@@ -497,7 +502,7 @@ pub fn run(args: Args) -> Result {
             .map_err(|e| Error(format!("{}: cannot read {}: {e}", lp.id, lp.edit)))?;
         let mut build = |v: &Variant, k: usize, extra: &[&str]| -> Result<f64> {
             edit += 1;
-            std::fs::write(v.src.join(lp.edit), edit_append(&originals[k], edit))?;
+            crate::fs::write(v.src.join(lp.edit), edit_append(&originals[k], edit))?;
             let mut a: Vec<&str> = lp.args.to_vec();
             a.extend_from_slice(extra);
             v.time(&a)
@@ -529,17 +534,17 @@ pub fn run(args: Args) -> Result {
             .unwrap_or_default();
         breakdown.push((lp.id.to_string(), noop, timing_units(&html)));
         for (k, v) in variants.iter().enumerate() {
-            std::fs::write(v.src.join(lp.edit), &originals[k])?;
+            crate::fs::write(v.src.join(lp.edit), &originals[k])?;
         }
     }
 
     // Proof, from the binaries, of what linked them.
     let comment = |v: &Variant| {
-        crate::doctor::elf_comment(&v.bin_dir().join("beacon-service"))
+        crate::elf::elf_comment(&v.bin_dir().join("beacon-service"))
             .unwrap_or_default()
             .join(" | ")
     };
-    let conf_dylib = crate::doctor::elf_needs(
+    let conf_dylib = crate::elf::elf_needs(
         &variants[1].bin_dir().join("beacon-service"),
         "libbeacon_devdeps",
     );
@@ -703,9 +708,9 @@ pub fn run(args: Args) -> Result {
         .clone()
         .unwrap_or_else(|| root.join("target/bench-build.json"));
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&out, json.pretty())?;
+    crate::fs::write(&out, json.pretty())?;
     println!("  written to {}", out.display());
     Ok(())
 }

@@ -12,8 +12,9 @@
 //! Prints a table against the targets and writes `target/bench-service.json`. Figures depend
 //! on the machine and on what else runs on it: the load average is printed with them.
 
-use crate::cmd::{Result, cmd, project_root};
+use crate::cmd::{Result, cmd};
 use crate::json::Json;
+use crate::project::root as project_root;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,10 +1,15 @@
-//! Small xshell-style helpers: run a program, show the command line, turn failures into
-//! messages that say what ran and what to do. Std only, on purpose (see Cargo.toml).
+//! Leaf module: the one way xtask runs a program. [`cmd`] builds a command that is printed
+//! before it runs and whose failure says what ran and what to do; [`read_argv`] asks a program
+//! a question; [`run_logged`] captures a long tool's output to a log while echoing it. Also the
+//! error type every command returns. Std only, on purpose (see Cargo.toml). Imports nothing
+//! of xtask.
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The error type of every xtask command: a message for a person.
@@ -29,27 +34,6 @@ pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 #[macro_export]
 macro_rules! bail {
     ($($arg:tt)*) => { return Err($crate::cmd::Error(format!($($arg)*))) };
-}
-
-/// The repository root (the parent of xtask/).
-///
-/// Read at run time first (`cargo run`, so `cargo xtask`, sets `CARGO_MANIFEST_DIR` for the
-/// program too): with a `CARGO_TARGET_DIR` shared between two checkouts, cargo may reuse an
-/// xtask binary built from the other checkout, whose compile-time path points there.
-///
-/// `XTASK_PROJECT_ROOT` overrides both: the stand-in tests point xtask at a scratch copy.
-pub fn project_root() -> PathBuf {
-    if let Some(root) = std::env::var_os("XTASK_PROJECT_ROOT") {
-        return PathBuf::from(root);
-    }
-    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("src/main.rs").is_file() && dir.ends_with("xtask"));
-    runtime
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// A command to run, printed before it runs.
@@ -148,4 +132,122 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)
+}
+
+/// Runs `argv` (apt-get non-interactively) with inherited stdio; fails unless it exits 0.
+pub fn run_argv(argv: &[String]) -> Result {
+    let Some((program, args)) = argv.split_first() else {
+        bail!("internal error: an empty command line");
+    };
+    let mut c = cmd(program).args(args);
+    if argv.iter().any(|a| a == "apt-get") {
+        c = c.env("DEBIAN_FRONTEND", "noninteractive");
+    }
+    c.run()
+}
+
+/// The stdout of `argv` when it starts and exits 0, else `None` (for questions such as
+/// "which version is installed?", where a missing program is an answer, not an error).
+pub fn read_argv(argv: &[&str]) -> Option<String> {
+    let (program, args) = argv.split_first()?;
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a prepared [`Command`] with inherited stdio; `what` says what it was for ("install
+/// the nightly components") in the error.
+pub fn run_status(mut cmd: Command, what: &str) -> Result {
+    eprintln!("$ {}", show(&cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| Error(format!("could not {what}: `{}`: {e}", show(&cmd))))?;
+    if !status.success() {
+        bail!("could not {what}: `{}` exited with {status}", show(&cmd));
+    }
+    Ok(())
+}
+
+/// The result of a command whose output was captured.
+#[derive(Debug)]
+pub struct Ran {
+    pub ok: bool,
+    /// stdout and stderr, interleaved as they were written.
+    pub output: String,
+}
+
+/// Runs `cmd` with stdout and stderr merged into one pipe, echoing each line to our stderr
+/// (so CI logs show progress; cargo's JSON messages are kept but not echoed) and saving
+/// everything to `log`.
+pub fn run_logged(mut cmd: Command, log: &Path) -> Ran {
+    eprintln!("$ {}", show(&cmd));
+    let fail = |e: String| {
+        let _ = std::fs::write(log, &e);
+        Ran {
+            ok: false,
+            output: e,
+        }
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot create a pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return fail(format!("cannot clone a pipe: {e}")),
+    };
+    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("could not start `{}`: {e}", show(&cmd))),
+    };
+    // Drop our copies of the write ends (held by `cmd`) so the reader sees EOF.
+    drop(cmd);
+    let mut output = String::new();
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { break };
+        if !line.starts_with("{\"reason\"") {
+            eprintln!("  | {line}");
+        }
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+    if let Err(e) = std::fs::write(log, &output) {
+        eprintln!("warning: cannot write the log {}: {e}", log.display());
+    }
+    Ran { ok, output }
+}
+
+/// A [`Command`] as a shell line (environment assignments first).
+pub fn show(cmd: &Command) -> String {
+    let mut s = String::new();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let _ = write!(s, "{}={} ", k.to_string_lossy(), v.to_string_lossy());
+        }
+    }
+    s.push_str(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// `CI=true` (or `1`): never ask, as with `--yes`.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
+/// `12.3s` or `4m05s`.
+pub fn elapsed(secs: f64) -> String {
+    if secs >= 60.0 {
+        format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    } else {
+        format!("{secs:.1}s")
+    }
 }

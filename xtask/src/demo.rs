@@ -4,7 +4,8 @@
 //!
 //! Also the end-to-end step of `cargo xtask test` ([`e2e`]).
 
-use crate::cmd::{Result, cmd, project_root};
+use crate::cmd::{Result, cmd};
+use crate::project::root as project_root;
 use crate::setup::ensure;
 use std::path::PathBuf;
 

@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cmd::{Error, Result, on_path};
+use crate::elf::{elf_comment, elf_needs, linker_of};
 use crate::json::Json;
-use crate::setup::{self, Ctx, tool_version, version_at_least};
+use crate::project::{bench_link_choice, fast_toml, local_toml};
+use crate::setup::{self, Ctx};
+use crate::tools::{tool_version, version_at_least};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,97 +44,23 @@ fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check
     }
 }
 
-/// The strings in an ELF file's `.comment` section (32- or 64-bit, little-endian).
-pub fn elf_comment(path: &Path) -> Option<Vec<String>> {
-    let data = std::fs::read(path).ok()?;
-    if data.get(..4)? != b"\x7fELF" || *data.get(5)? != 1 {
-        return None;
-    }
-    let is64 = *data.get(4)? == 2;
-    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?) as usize);
-    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?) as usize);
-    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?) as usize);
-    let word = |o: usize| if is64 { u64_at(o) } else { u32_at(o) };
-    let (shoff, shentsize, shnum, shstrndx) = if is64 {
-        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?)
-    } else {
-        (u32_at(0x20)?, u16_at(0x2e)?, u16_at(0x30)?, u16_at(0x32)?)
-    };
-    // (name offset, file offset, size) of section i
-    let section = |i: usize| {
-        let base = shoff + i * shentsize;
-        let (off, size) = if is64 {
-            (word(base + 0x18)?, word(base + 0x20)?)
-        } else {
-            (word(base + 0x10)?, word(base + 0x14)?)
-        };
-        Some((u32_at(base)?, off, size))
-    };
-    let (_, str_off, str_size) = section(shstrndx)?;
-    let names = data.get(str_off..str_off + str_size)?;
-    for i in 0..shnum {
-        let (name, off, size) = section(i)?;
-        let n = names.get(name..)?;
-        let n = &n[..n.iter().position(|b| *b == 0)?];
-        if n == b".comment" {
-            let body = data.get(off..off + size)?;
-            return Some(
-                body.split(|b| *b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect(),
-            );
-        }
-    }
-    Some(Vec::new())
-}
-
-/// What a `.comment` says about the linker.
-pub fn linker_of(comment: &[String]) -> String {
-    for c in comment {
-        if let Some(l) = c.strip_prefix("Linker: ") {
-            return l.split(" (").next().unwrap_or(l).to_string();
-        }
-        if c.starts_with("mold ") {
-            return c.split(" (").next().unwrap_or(c).to_string();
-        }
-    }
-    "GNU ld or unknown (no linker line in .comment)".into()
-}
-
 const PROBE_MAIN: &str = r#"fn main() {
     println!("tokio_unstable={}", cfg!(tokio_unstable));
     println!("beacon_dylib={}", cfg!(beacon_dylib));
 }
 "#;
 
-/// Whether an ELF file names a shared library starting with `prefix` (its NEEDED entries live
-/// in .dynstr as `<name>.so`); a statically linked binary has no such string.
-pub fn elf_needs(path: &Path, prefix: &str) -> bool {
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    let pat = prefix.as_bytes();
-    (0..data.len().saturating_sub(pat.len())).any(|i| {
-        data[i..].starts_with(pat) && {
-            let rest = &data[i + pat.len()..];
-            let end = rest.iter().take(80).position(|b| *b == 0).unwrap_or(0);
-            rest[..end].ends_with(b".so")
-        }
-    })
-}
-
 /// A tiny crate under the project's target/ so cargo applies the project's own config.
 fn probe_crate(root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/xtask-doctor/probe");
-    std::fs::create_dir_all(dir.join("src"))?;
+    crate::fs::create_dir_all(dir.join("src"))?;
     let manifest = "[package]\nname = \"doctor-probe\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[lints.rust]\nunexpected_cfgs = { level = \"allow\" }\n";
     for (p, text) in [
         (dir.join("Cargo.toml"), manifest),
         (dir.join("src/main.rs"), PROBE_MAIN),
     ] {
         if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {
-            std::fs::write(&p, text)?;
+            crate::fs::write(&p, text)?;
         }
     }
     Ok(dir)
@@ -276,7 +205,7 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             ));
         }
     }
-    let fast_cfg = setup::fast_toml(&ctx.root);
+    let fast_cfg = fast_toml(&ctx.root);
     let fast_set_up = fast_cfg.is_file();
     let have_n = comps("component", &nightly);
     let cl = have_n
@@ -289,8 +218,8 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
     });
 
     // Tools, against the pins.
-    let bench = setup::bench_link_choice(&ctx.root);
-    let local = std::fs::read_to_string(setup::local_toml(&ctx.root)).unwrap_or_default();
+    let bench = bench_link_choice(&ctx.root);
+    let local = std::fs::read_to_string(local_toml(&ctx.root)).unwrap_or_default();
     let mold_chosen = local
         .lines()
         .any(|l| l.contains("fuse-ld=mold") || (l.contains("--ld-path=") && l.contains("mold")));
@@ -433,8 +362,7 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
                         .unwrap_or_default();
                     // The dev-loop dylib (services/devdeps): the flag reaches builds, and the
                     // service binary last built really loads the library.
-                    let local =
-                        std::fs::read_to_string(setup::local_toml(&ctx.root)).unwrap_or_default();
+                    let local = std::fs::read_to_string(local_toml(&ctx.root)).unwrap_or_default();
                     if local.contains("beacon_dylib") {
                         let svc = ctx.root.join("target/debug/beacon-service");
                         out.push(if !cfg.contains("beacon_dylib=true") {

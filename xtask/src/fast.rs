@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use crate::cmd::{Result, cmd};
-use crate::setup;
 use crate::toml_lite::Doc;
 
 #[derive(Debug, clap::Args)]
@@ -48,8 +47,8 @@ pub fn argv(nightly: &str, fast_toml: &Path, cargo_args: &[String]) -> Vec<Strin
 }
 
 pub fn run(args: Args) -> Result {
-    let root = setup::project_root();
-    let fast = setup::fast_toml(&root);
+    let root = crate::project::root();
+    let fast = crate::project::fast_toml(&root);
     if !fast.is_file() {
         crate::bail!(
             "no .cargo/fast.toml: run `cargo xtask setup` first (it installs the pinned nightly \

@@ -6,7 +6,8 @@
 //! cargo command here runs inside it, so its `.cargo/config.toml` applies.
 
 use crate::bail;
-use crate::cmd::{Result, cmd, on_path, project_root};
+use crate::cmd::{Result, cmd, on_path};
+use crate::project::root as project_root;
 use std::path::{Path, PathBuf};
 
 /// The firmware target (firmware/.cargo/config.toml sets the same).

@@ -1,5 +1,14 @@
 //! Project automation, run as `cargo xtask <command>` (the alias lives in
-//! `.cargo/config.toml`). One module per command; shared helpers in [`cmd`].
+//! `.cargo/config.toml`). One module (or folder) per command; the subcommands are the one
+//! enum below.
+//!
+//! Leaf modules, which any command may import and which import nothing of xtask but other
+//! leaves: [`cmd`] (the one command runner and the error type), [`fs`] (file errors that name
+//! the path), [`project`] (the root, the pins, the config paths), [`tools`] (installed
+//! versions, rustup's lists), [`toml_lite`], [`json`], [`elf`], [`sha256`]. Commands import
+//! leaves and, where one command composes another, only downwards (bench-build -> setup,
+//! doctor -> setup, test -> demo); no two modules import each other
+//! (`xtask/tests/layout.rs` checks it).
 //!
 //! Exit codes: 0 success; 1 a step failed (the message says which and what to do next);
 //! 2 bad command-line usage.
@@ -15,12 +24,15 @@ mod demo;
 // template:firmware:end
 // template:service:end
 mod doctor;
+mod elf;
 mod fast;
+mod fs;
 // template:firmware:begin
 mod firmware;
 // template:firmware:end
 mod json;
 mod new;
+mod project;
 mod safety;
 mod setup;
 mod sha256;
@@ -29,6 +41,7 @@ mod signal;
 // template:service:end
 mod test;
 mod toml_lite;
+mod tools;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -91,7 +104,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup(args) => setup::run(args),
+        Command::Setup(args) => {
+            // Composed here, not inside setup: bench-build uses setup's config writer, so
+            // setup calling bench-build would make the two modules import each other.
+            if args.bench
+                && !args.dry_run
+                && !args.undo
+                && let Err(e) = bench_build::run(bench_build::Args::default())
+            {
+                eprintln!("warning: bench-build failed ({e}); choosing the linker without it");
+            }
+            setup::run(args)
+        }
         Command::Doctor(args) => doctor::run(args),
         Command::BenchBuild(args) => bench_build::run(args),
         // template:service:begin

@@ -12,9 +12,10 @@
 //! would cut in two). Use the comment syntax of the file (`#`, `//`, `<!-- -->`).
 
 use crate::bail;
-use crate::cmd::{Result, cmd, project_root};
+use crate::cmd::{Result, cmd};
+use crate::fs;
+use crate::project::root as project_root;
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The template's project name, as it appears in crate names, paths and docs.
@@ -417,8 +418,7 @@ pub fn generate(
             continue;
         }
         let target = dest.join(to.rename(from, rel));
-        let bytes = fs::read(&source)
-            .map_err(|e| crate::cmd::Error(format!("cannot read {}: {e}", source.display())))?;
+        let bytes = fs::read(&source)?;
         let bytes = match String::from_utf8(bytes) {
             Ok(text) => {
                 let text = strip_sections(&text, drop)

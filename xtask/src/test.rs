@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test in the repository, in the order that fails fastest.
 
-use crate::cmd::{Result, cmd, project_root};
+use crate::cmd::{Result, cmd};
+use crate::project::root as project_root;
 use crate::setup::ensure;
 
 #[derive(Debug, clap::Args)]

@@ -193,3 +193,106 @@ fn the_layout_checks_catch_what_they_claim() {
     assert_eq!(ts[0].get("test"), Some("false"));
     assert_eq!(ts[1].get("path"), Some("src/b.rs"));
 }
+
+/// xtask's modules that any command may import. Each imports only other leaves, so a leaf
+/// can never pull a command into a cycle (rust-analyzer's rule for its xtask).
+const XTASK_LEAVES: [&str; 9] = [
+    "cmd",
+    "elf",
+    "fs",
+    "json",
+    "project",
+    "sha256",
+    "signal",
+    "tools",
+    "toml_lite",
+];
+
+/// `crate::<name>` references in xtask/src, per top-level module (a file or a folder).
+fn xtask_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = root().join("xtask/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_string();
+        if module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        let deps = graph.entry(module.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // `crate::bail!` is cmd's macro (exported at the crate root).
+            let name = if name == "bail" {
+                "cmd".to_string()
+            } else {
+                name
+            };
+            if !name.is_empty() && name != module {
+                deps.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn xtask_leaf_modules_import_only_leaves_and_no_modules_import_in_a_circle() {
+    let graph = xtask_imports();
+    for leaf in XTASK_LEAVES {
+        let deps = graph
+            .get(leaf)
+            .unwrap_or_else(|| panic!("xtask/src/{leaf}.rs is gone; update XTASK_LEAVES"));
+        let bad: Vec<_> = deps
+            .iter()
+            .filter(|d| !XTASK_LEAVES.contains(&d.as_str()))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "xtask's leaf module `{leaf}` imports {bad:?}: leaves may import only other leaves \
+             ({XTASK_LEAVES:?}); move what it needs into a leaf, or make `{leaf}` a command module"
+        );
+    }
+    // Depth-first search for a back edge; the error shows the cycle.
+    fn visit(
+        m: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        if let Some(pos) = stack.iter().position(|s| s == m) {
+            let mut cycle = stack[pos..].to_vec();
+            cycle.push(m.to_string());
+            panic!(
+                "xtask modules import each other in a circle: {}; move the shared part into a \
+                 leaf module (cmd, project, tools, ...) or compose the two in main.rs",
+                cycle.join(" -> ")
+            );
+        }
+        stack.push(m.to_string());
+        for d in graph.get(m).into_iter().flatten() {
+            visit(d, graph, stack, done);
+        }
+        stack.pop();
+        done.insert(m.to_string());
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for m in graph.keys() {
+        visit(m, &graph, &mut Vec::new(), &mut done);
+    }
+    assert!(graph.len() > XTASK_LEAVES.len(), "found only {graph:?}");
+}

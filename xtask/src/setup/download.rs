@@ -9,7 +9,7 @@
 //! wheel (just as `rust-just`); pip fetches it over TLS and checks the index's SHA-256, and the
 //! wheel's own SHA-256 is compared with the manifest's pin where one is known.
 
-use std::fs;
+use crate::fs;
 use std::path::{Path, PathBuf};
 
 use crate::cmd::{Error, Result, on_path};
@@ -188,8 +188,7 @@ pub fn install_wheel(w: &Wheel, bin_dir: &Path) -> Result<(PathBuf, Checked)> {
         .into_iter()
         .find(|p| on_path(p))
         .ok_or_else(|| Error("no python3 with pip on PATH".into()))?;
-    fs::create_dir_all(bin_dir)
-        .map_err(|e| Error(format!("cannot create {}: {e}", bin_dir.display())))?;
+    fs::create_dir_all(bin_dir)?;
     let pid = std::process::id();
     let stage = std::env::temp_dir().join(format!("xtask-wheel-{}-{pid}", w.name));
     let tmp_bin = bin_dir.join(format!(".{}-wheel-{pid}", w.name));
@@ -219,9 +218,7 @@ pub fn install_wheel(w: &Wheel, bin_dir: &Path) -> Result<(PathBuf, Checked)> {
                 .find(|p| p.extension().is_some_and(|x| x == "whl"))
         })
         .ok_or_else(|| Error(format!("pip download {spec} left no wheel")))?;
-    let got = sha256::hex(
-        &fs::read(&wheel).map_err(|e| Error(format!("cannot read {}: {e}", wheel.display())))?,
-    );
+    let got = sha256::hex(&fs::read(&wheel)?);
     let pinned = w.sha256.trim().to_lowercase();
     let checked = if is_hex64(&pinned) {
         if got != pinned {
@@ -250,17 +247,14 @@ pub fn install_wheel(w: &Wheel, bin_dir: &Path) -> Result<(PathBuf, Checked)> {
             w.member
         );
     }
-    fs::copy(&exe, &tmp_bin)
-        .map_err(|e| Error(format!("cannot write {}: {e}", tmp_bin.display())))?;
+    fs::copy(&exe, &tmp_bin)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&tmp_bin, fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error(format!("cannot chmod {}: {e}", tmp_bin.display())))?;
+        fs::set_permissions(&tmp_bin, fs::Permissions::from_mode(0o755))?;
     }
     let dest = bin_dir.join(&w.name);
-    fs::rename(&tmp_bin, &dest)
-        .map_err(|e| Error(format!("cannot move into {}: {e}", dest.display())))?;
+    fs::rename(&tmp_bin, &dest)?;
     Ok((dest, checked))
 }
 

@@ -6,10 +6,10 @@
 //! keeps the edited file as `<name>.bak`. `--undo` removes the files setup wrote and puts such a
 //! backup back.
 
-use std::fs;
+use crate::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cmd::{Error, Result};
+use crate::cmd::Result;
 use crate::sha256;
 
 const MARKER: &str = "# xtask-managed: sha256=";
@@ -71,10 +71,9 @@ pub fn write_atomic(path: &Path, text: &str) -> Result {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, text).map_err(|e| Error(format!("could not write {}: {e}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(|e| {
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
-        Error(format!("could not replace {}: {e}", path.display()))
     })
 }
 
