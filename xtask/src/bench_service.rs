@@ -1,3 +1,4 @@
+// template:service:file
 //! `cargo xtask bench-service`: the telemetry service under load, on loopback.
 //!
 //! Builds the service and its load generator (`beacon-load`, a bin of the service crate: xtask

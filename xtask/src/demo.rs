@@ -1,3 +1,5 @@
+// template:service:file
+// template:firmware:file
 //! `cargo xtask demo`: build what is stale (the firmware, the service with tokio-console, the
 //! gateway, the demo orchestrator), then hand over to `beacon-demo` (services/demo), which
 //! starts everything, shows it live, and stops it all on Ctrl-C with a summary.

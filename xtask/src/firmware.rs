@@ -1,3 +1,4 @@
+// template:firmware:file
 //! The firmware's automation: build both boards, check their sizes, run the firmware logic's
 //! host tests and the QEMU boot tests (`cargo xtask test` calls [`test`]); flash the real
 //! board through probe-rs (`cargo xtask flash`); report sizes (`cargo xtask size`).

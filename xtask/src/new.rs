@@ -10,6 +10,12 @@
 //! that part is dropped, the block and its marker lines are removed. A line containing
 //! `template:<part>:line` is a one-line section (for a Markdown table row, which a comment line
 //! would cut in two). Use the comment syntax of the file (`#`, `//`, `<!-- -->`).
+//!
+//! Whole files and folders: a `template:<part>:file` line in a file's first lines drops the
+//! file with that part (a file may name several parts: it goes when any of them goes); a
+//! `.template-part` file in a folder, one part per line, drops the whole folder. These markers
+//! are the only rule for what is dropped (no list of paths in this file), and the markers of
+//! the parts that are kept stay in the new project, so it can drop them later in turn.
 
 use crate::bail;
 use crate::cmd::{Result, cmd};
@@ -30,9 +36,6 @@ pub struct Args {
     /// The new project's name: lowercase letters, digits and '-', starting with a letter.
     #[arg(long)]
     pub name: String,
-    /// The real board the firmware targets besides QEMU.
-    #[arg(long, default_value = "nrf52840", value_parser = ["nrf52840"])]
-    pub board: String,
     /// Leave out the firmware (firmware/, its tests, docs and recipes).
     #[arg(long)]
     pub no_firmware: bool,
@@ -99,6 +102,13 @@ impl Names {
     }
 }
 
+/// The folder marker file: the parts (one per line) whose removal drops the folder.
+const PART_FILE: &str = ".template-part";
+
+/// How many lines from the top of a file a `template:<part>:file` marker may stand at (after a
+/// shebang, a crate doc line or two).
+const FILE_MARKER_LINES: usize = 5;
+
 /// Which optional parts to drop.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Drop {
@@ -107,22 +117,40 @@ pub struct Drop {
 }
 
 impl Drop {
-    fn drops_path(&self, path: &str) -> bool {
-        let firmware_paths = ["firmware/", "docs/embedded.md", "xtask/src/firmware.rs"];
-        // The demo boots QEMU firmware; without firmware it has nothing to show.
-        let demo_paths = ["services/demo/", "xtask/src/demo.rs"];
-        let service_paths = [
-            "services/",
-            "docs/async.md",
-            "xtask/src/demo.rs",
-            "xtask/src/bench_service.rs",
-        ];
-        (self.firmware
-            && firmware_paths
-                .iter()
-                .chain(&demo_paths)
-                .any(|p| path.starts_with(p)))
-            || (self.service && service_paths.iter().any(|p| path.starts_with(p)))
+    /// The folders (relative, ending in `/`) that hold a `.template-part` file naming a
+    /// dropped part, among `files`.
+    fn dropped_dirs(&self, src: &Path, files: &[String]) -> Result<Vec<String>> {
+        let mut dirs = Vec::new();
+        for rel in files {
+            let Some(dir) = rel.strip_suffix(PART_FILE) else {
+                continue;
+            };
+            if !(dir.is_empty() || dir.ends_with('/')) {
+                continue;
+            }
+            let parts = fs::read_to_string(src.join(rel))?;
+            if parts.lines().any(|p| self.is_dropped(p.trim())) {
+                dirs.push(dir.to_string());
+            }
+        }
+        Ok(dirs)
+    }
+
+    /// Is the file `rel` (with contents `text`, when it is text) in a dropped part: under one
+    /// of `dirs` ([`Drop::dropped_dirs`]) or with a `template:<part>:file` line near its top?
+    fn drops_file(&self, dirs: &[String], rel: &str, text: Option<&str>) -> bool {
+        dirs.iter().any(|d| rel.starts_with(d.as_str()))
+            || text.is_some_and(|text| {
+                text.lines().take(FILE_MARKER_LINES).any(|l| {
+                    self.sections()
+                        .iter()
+                        .any(|(p, d)| *d && l.contains(&format!("template:{p}:file")))
+                })
+            })
+    }
+
+    fn is_dropped(&self, part: &str) -> bool {
+        self.sections().iter().any(|(p, d)| *d && *p == part)
     }
 
     fn sections(&self) -> [(&'static str, bool); 2] {
@@ -159,10 +187,15 @@ pub fn strip_sections(text: &str, drop: Drop) -> Result<String> {
                 }
             }
         }
-        if skipping.is_none() && !marker {
-            out.push_str(line);
-        } else if skipping.is_none() && marker && !drop.sections().iter().any(|(_, d)| *d) {
-            // Nothing dropped: keep the markers, so the new project can itself be a template.
+        // The markers of parts that are kept stay, so the new project can drop them later;
+        // a dropped part's begin and end lines go with its block.
+        let dropped_marker = marker
+            && drop.sections().iter().any(|(part, dropped)| {
+                *dropped
+                    && (line.contains(&format!("template:{part}:begin"))
+                        || line.contains(&format!("template:{part}:end")))
+            });
+        if skipping.is_none() && !dropped_marker {
             out.push_str(line);
         }
     }
@@ -287,10 +320,13 @@ pub fn run(args: Args) -> Result {
     };
     if args.in_place {
         let files = template_files(&root)?;
+        // Before generating: the marker files go with their folders.
+        let dropped_dirs = drop.dropped_dirs(&root, &files)?;
         generate(&root, &root, &files, &from, &to, drop)?;
-        for (dir, dropped) in [("firmware", drop.firmware), ("services", drop.service)] {
-            if dropped && root.join(dir).exists() {
-                fs::remove_dir_all(root.join(dir))?;
+        // What git does not track in a dropped folder (its build output) goes too.
+        for dir in dropped_dirs {
+            if root.join(&dir).exists() {
+                fs::remove_dir_all(root.join(&dir))?;
             }
         }
         if !root.join(".git").exists() {
@@ -408,17 +444,19 @@ pub fn generate(
     drop: Drop,
 ) -> Result {
     let in_place = src == dest;
+    let dirs = drop.dropped_dirs(src, files)?;
     let mut written = 0usize;
     for rel in files {
         let source = src.join(rel);
-        if drop.drops_path(rel) {
+        let bytes = fs::read(&source)?;
+        let text = std::str::from_utf8(&bytes).ok();
+        if drop.drops_file(&dirs, rel, text) {
             if in_place {
                 fs::remove_file(&source)?;
             }
             continue;
         }
         let target = dest.join(to.rename(from, rel));
-        let bytes = fs::read(&source)?;
         let bytes = match String::from_utf8(bytes) {
             Ok(text) => {
                 let text = strip_sections(&text, drop)
@@ -524,7 +562,45 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(other, "a\nfw\nb\n");
+        // Dropping the service keeps the firmware's markers: the new project can still drop
+        // its firmware later.
+        assert_eq!(&other, text);
+    }
+
+    #[test]
+    fn file_and_folder_markers_are_the_only_rule_for_dropping_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-new-markers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a").join(PART_FILE), "# why\nfirmware\n").unwrap();
+        let files = vec![
+            format!("a/{PART_FILE}"),
+            "a/b/c.rs".to_string(),
+            "ab.rs".to_string(),
+        ];
+        let fw = Drop {
+            firmware: true,
+            service: false,
+        };
+        let dirs = fw.dropped_dirs(&dir, &files).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(dirs, ["a/"]);
+        assert!(fw.drops_file(&dirs, "a/b/c.rs", None));
+        assert!(!fw.drops_file(&dirs, "ab.rs", Some("fn main() {}\n")));
+        assert!(Drop::default().dropped_dirs(&dir, &[]).unwrap().is_empty());
+        let file_marker = format!("template:{}:file", "firmware");
+        let marked = format!("// {file_marker}\n//! docs\n");
+        assert!(fw.drops_file(&[], "x.rs", Some(&marked)));
+        let svc = Drop {
+            firmware: false,
+            service: true,
+        };
+        assert!(!svc.drops_file(&[], "x.rs", Some(&marked)));
+        let late = format!("{}// {file_marker}\n", "line\n".repeat(FILE_MARKER_LINES));
+        assert!(
+            !fw.drops_file(&[], "x.rs", Some(&late)),
+            "only the first lines count"
+        );
     }
 
     #[test]

@@ -1,3 +1,4 @@
+// template:service:file
 //! Signals by syscall. xtask stays std-only (it compiles first on a fresh machine), and a
 //! minimal box has no `kill` program (procps), so this declares libc's `kill(2)` itself: std
 //! links libc on every unix target already.

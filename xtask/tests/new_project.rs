@@ -179,6 +179,14 @@ fn new_project_without_firmware_drops_it_and_passes_its_tests() {
         left.join("\n")
     );
     assert_part_dropped(&dir, "firmware/", &["flash", "xtask size"]);
+    // The kept part keeps its markers, so this project can still drop its service later.
+    let main = std::fs::read_to_string(dir.join("xtask/src/main.rs")).unwrap();
+    let marker = format!("template:{}:begin", "service");
+    assert!(
+        main.contains(&marker),
+        "xtask/src/main.rs lost `{marker}`:\n{main}"
+    );
+    assert!(dir.join("services/.template-part").is_file());
     build_and_test(&dir, 254);
 }
 

@@ -97,7 +97,7 @@ pub struct Config {
     pub console_addr: SocketAddr,
 
     /// How long the console keeps finished tasks, in milliseconds. Each finished task costs
-    /// about 50 KB (two latency histograms) until it is dropped (DESIGN.md), and every HTTP
+    /// about 50 KB (two latency histograms) until it is dropped (measured with `cargo xtask bench-service`), and every HTTP
     /// connection is a task: under connection churn, memory is about connections/s x
     /// (retention plus publish interval) x 50 KB. console-subscriber's default, one hour, reaches gigabytes
     /// in seconds. A connected console client still receives every task's final state (the

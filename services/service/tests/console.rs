@@ -77,6 +77,8 @@ async fn a_console_client_connects_on_loopback_and_sees_the_services_tasks() {
         .unwrap()
         .into_inner();
     let mut seen = String::new();
+    // `Some(true)`: seen; `Some(false)`: the stream ended first; `None`: timed out. Only the
+    // first passes (a stream that ends early must not count as seeing the task).
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(update) = updates.message().await.unwrap() {
             if let Some(tasks) = update.task_update {
@@ -84,15 +86,18 @@ async fn a_console_client_connects_on_loopback_and_sees_the_services_tasks() {
                 // The storage writer is a named blocking task: the console shows where the
                 // blocking work runs.
                 if seen.contains("sqlite-writer") {
-                    return;
+                    return true;
                 }
             }
         }
+        false
     })
     .await;
-    assert!(
-        found.is_ok(),
-        "no task named sqlite-writer in the console updates: {}",
+    assert_eq!(
+        found.ok(),
+        Some(true),
+        "no task named sqlite-writer in the console updates (None: timed out after 10 s, \
+         Some(false): the update stream ended first): {}",
         &seen[..seen.len().min(2000)]
     );
 }
