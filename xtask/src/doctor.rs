@@ -13,7 +13,7 @@ use crate::elf::{elf_comment, elf_needs, linker_of};
 use crate::json::Json;
 use crate::project::{bench_link_choice, fast_toml, local_toml};
 use crate::setup::{self, Ctx};
-use crate::tools::{tool_version, version_at_least};
+use crate::tools::{listed, rustup_installed, tool_version, version_at_least};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -139,20 +139,26 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
     let mut out = Vec::new();
     let stable = ctx.stable().unwrap_or("?").to_string();
     let nightly = ctx.nightly().unwrap_or_else(|_| "?".into());
+    let cranelift = toolchain_checks(ctx, &stable, &nightly, &mut out);
+    let mold_chosen = tool_checks(ctx, &mut out);
+    env_checks(&mut out);
+    built_binary_checks(ctx, &nightly, cranelift, mold_chosen, &mut out);
+    out.push(firmware_backend(ctx, &stable));
+    out
+}
+
+/// The pinned stable with its components and targets, the nightly with Cranelift. Returns
+/// whether Cranelift is installed.
+fn toolchain_checks(ctx: &Ctx, stable: &str, nightly: &str, out: &mut Vec<Check>) -> bool {
     let rustup = on_path("rustup");
     let comps = |kind: &str, tc: &str| {
-        if !rustup {
-            return String::new();
+        if rustup {
+            rustup_installed(kind, tc)
+        } else {
+            String::new()
         }
-        Command::new("rustup")
-            .args([kind, "list", "--installed", "--toolchain", tc])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
     };
-
-    // Toolchains.
-    let have_c = comps("component", &stable);
+    let have_c = comps("component", stable);
     if !rustup {
         out.push(check(
             "stable",
@@ -170,7 +176,7 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             .toolchain
             .list("toolchain.components")
             .into_iter()
-            .filter(|c| !have_c.lines().any(|l| l.starts_with(c.as_str())))
+            .filter(|c| !listed(&have_c, c))
             .collect();
         if miss.is_empty() {
             out.push(check(
@@ -189,9 +195,9 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             ));
         }
     }
-    let have_t = comps("target", &stable);
+    let have_t = comps("target", stable);
     for t in ctx.toolchain.list("toolchain.targets") {
-        if have_t.lines().any(|l| l.trim() == t) {
+        if listed(&have_t, &t) {
             out.push(check(
                 "thumb target",
                 Status::Ok,
@@ -207,18 +213,20 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
     }
     let fast_cfg = fast_toml(&ctx.root);
     let fast_set_up = fast_cfg.is_file();
-    let have_n = comps("component", &nightly);
-    let cl = have_n
-        .lines()
-        .any(|l| l.starts_with("rustc-codegen-cranelift"));
+    let have_n = comps("component", nightly);
+    let cl = listed(&have_n, "rustc-codegen-cranelift-preview");
     out.push(match (cl, fast_set_up) {
         (true, _) => check("nightly", Status::Ok, format!("{nightly} with Cranelift")),
         (false, true) => check("nightly", Status::Fail, format!("{nightly} with Cranelift missing but .cargo/fast.toml uses it: run `cargo xtask setup --only nightly`")),
         (false, false) => check("nightly", Status::Warn, format!("{nightly} with Cranelift not installed (fast loop off): run `cargo xtask setup`")),
     });
 
-    // Tools, against the pins.
-    let bench = bench_link_choice(&ctx.root);
+    cl
+}
+
+/// mold, QEMU, probe-rs, tokio-console and just against their pins. Returns whether
+/// local.toml selects mold.
+fn tool_checks(ctx: &Ctx, out: &mut Vec<Check>) -> bool {
     let local = std::fs::read_to_string(local_toml(&ctx.root)).unwrap_or_default();
     let mold_chosen = local
         .lines()
@@ -314,7 +322,11 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
         out.push(check("probes", Status::Ok, detail));
     }
 
-    // Rustflags that silently replace the config's.
+    mold_chosen
+}
+
+/// Rustflags in the environment that silently replace the config's.
+fn env_checks(out: &mut Vec<Check>) {
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -324,8 +336,20 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             out.push(check("rustflags env", Status::Warn, format!("{var}={v:?} replaces every rustflags entry from .cargo config (tokio_unstable, linker flags); unset it, or add `--cfg tokio_unstable` to it")));
         }
     }
+}
 
-    // Proof from freshly built binaries.
+/// Proof from freshly built binaries: the linker, the dylib, tokio_unstable, Cranelift.
+fn built_binary_checks(
+    ctx: &Ctx,
+    nightly: &str,
+    cranelift: bool,
+    mold_chosen: bool,
+    out: &mut Vec<Check>,
+) {
+    let fast_cfg = fast_toml(&ctx.root);
+    let fast_set_up = fast_cfg.is_file();
+    let cl = cranelift;
+    let bench = bench_link_choice(&ctx.root);
     match probe_crate(&ctx.root) {
         Err(e) => out.push(check(
             "probe build",
@@ -384,7 +408,7 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             }
             if fast_set_up && cl {
                 let mut c = Command::new("rustup");
-                c.args(["run", &nightly, "cargo", "--config"])
+                c.args(["run", nightly, "cargo", "--config"])
                     .arg(&fast_cfg)
                     .args(["build", "--quiet", "--profile", "fast"]);
                 out.push(match build_probe(&dir, c, "fast") {
@@ -407,8 +431,6 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
             }
         }
     }
-    out.push(firmware_backend(ctx, &stable));
-    out
 }
 
 /// The firmware must stay on LLVM: it builds with the pinned stable (which has no Cranelift),
