@@ -365,6 +365,234 @@ pub fn run(args: Args) -> Result {
     let ctx = Ctx::load()?;
     let root = ctx.root.clone();
     let stable = ctx.stable()?.to_string();
+    let host = setup::host_triple(&ctx.platform);
+    let (variants, local_body, mold_on) = prepare(&ctx, &args, &host)?;
+    eprintln!("bench-build: fetching dependencies (not timed)");
+    for v in &variants {
+        v.time(&["fetch"])?;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "bench-build: {cores} cores, load {}; stock/configured/baseline = {stable}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let clean = measure_clean(&args, &variants)?;
+    let (incr, breakdown) = measure_loops(&args, &variants)?;
+    // Proof, from the binaries, of what linked them.
+    let comment = |v: &Variant| {
+        crate::elf::elf_comment(&v.bin_dir().join("beacon-service"))
+            .unwrap_or_default()
+            .join(" | ")
+    };
+    let conf_dylib = crate::elf::elf_needs(
+        &variants[1].bin_dir().join("beacon-service"),
+        "libbeacon_devdeps",
+    );
+    if !crate::setup::localcfg::dev_loop_rustflags(&host, &root).is_empty() && !conf_dylib {
+        eprintln!(
+            "warning: the configured beacon-service does not load libbeacon_devdeps.so: the dylib lever was not in effect"
+        );
+    }
+
+    let loops_json = loops_report(&args, &variants, &incr, cores, &load);
+    let (cs, cc) = (median(&clean[0]), median(&clean[1]));
+    if !args.no_clean {
+        println!(
+            "  {:<4} {:<48} {cs:>8.1} {cc:>10.1} {:>9.2}x",
+            "L4",
+            "clean: cargo build --workspace",
+            ratio(cc, cs)
+        );
+    }
+    if args.cranelift {
+        for (l, lp) in LOOPS.iter().enumerate() {
+            let (c, cl) = (
+                med(&variants, &incr, l, "configured"),
+                med(&variants, &incr, l, "cranelift"),
+            );
+            println!(
+                "  {} with Cranelift for workspace crates (nightly): {cl:.2}s = {:.2}x of configured",
+                lp.id,
+                ratio(cl, c)
+            );
+        }
+    }
+    let bd_json = breakdown_report(&breakdown);
+
+    // mold vs LLD, on L1 (stock tree), for setup's linker choice.
+    let mk = variants.iter().position(|v| v.name == "mold");
+    let lld = &incr[0][0];
+    let mold_runs: &[f64] = mk.map(|k| incr[0][k].as_slice()).unwrap_or(&[]);
+    let (winner, verdict) = link_verdict(lld, mold_runs);
+    let link_ratio = ratio(median(mold_runs), median(lld));
+    if mold_on {
+        println!("  linker: {verdict}");
+    }
+    let json = Json::obj([
+        ("cores", Json::Num(cores as f64)),
+        ("loadavg_at_start", Json::str(load.trim())),
+        (
+            "loadavg_at_end",
+            Json::str(
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim(),
+            ),
+        ),
+        ("stable", Json::str(&stable)),
+        ("baseline_commit", Json::str(&args.baseline)),
+        ("local_toml", Json::str(&local_body)),
+        ("configured_loads_devdeps_dylib", Json::Bool(conf_dylib)),
+        ("incr_runs", Json::Num(args.incr_runs as f64)),
+        ("loops", Json::Arr(loops_json)),
+        ("clean_stock_s", nums(&clean[0])),
+        ("clean_configured_s", nums(&clean[1])),
+        ("clean_stock_median_s", Json::Num(cs)),
+        ("clean_configured_median_s", Json::Num(cc)),
+        ("clean_configured_over_stock", Json::Num(ratio(cc, cs))),
+        ("breakdown", Json::Arr(bd_json)),
+        ("link_mold_over_lld", Json::Num(link_ratio)),
+        (
+            "link_winner",
+            Json::str(if mold_on { winner } else { "unmeasured" }),
+        ),
+        ("link_verdict", Json::str(&verdict)),
+        ("comment_stock", Json::str(comment(&variants[0]))),
+        ("comment_configured", Json::str(comment(&variants[1]))),
+    ]);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("target/bench-build.json"));
+    if let Some(dir) = out.parent() {
+        crate::fs::create_dir_all(dir)?;
+    }
+    crate::fs::write(&out, json.pretty())?;
+    println!("  written to {}", out.display());
+    Ok(())
+}
+
+/// Median of the runs of loop `l` for the variant called `name` (NaN when it did not run).
+fn med(variants: &[Variant], incr: &[Vec<Vec<f64>>], l: usize, name: &str) -> f64 {
+    variants
+        .iter()
+        .position(|v| v.name == name)
+        .map(|k| median(&incr[l][k]))
+        .unwrap_or(f64::NAN)
+}
+
+/// Prints the L1-L3 table (medians and ratios); the same as JSON, with every run.
+fn loops_report(
+    args: &Args,
+    variants: &[Variant],
+    incr: &[Vec<Vec<f64>>],
+    cores: usize,
+    load: &str,
+) -> Vec<Json> {
+    let med = |l: usize, name: &str| med(variants, incr, l, name);
+    println!(
+        "\nbench-build ({cores} cores, load at start {}; medians of {} runs, seconds; configured = stock + .cargo/local.toml from setup)",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.incr_runs
+    );
+    println!(
+        "  {:<4} {:<48} {:>8} {:>10} {:>10}  {:>10} {:>10}",
+        "loop", "command", "stock", "configured", "conf/stock", "baseline", "conf/base"
+    );
+    let mut loops_json = Vec::new();
+    for (l, lp) in LOOPS.iter().enumerate() {
+        let (s, c, b) = (med(l, "stock"), med(l, "configured"), med(l, "baseline"));
+        println!(
+            "  {:<4} {:<48} {s:>8.2} {c:>10.2} {:>9.2}x  {b:>10.2} {:>9.2}x",
+            lp.id,
+            lp.args[..lp.args.len() - 1].join(" "),
+            ratio(c, s),
+            ratio(c, b)
+        );
+        let mut fields = vec![
+            ("id", Json::str(lp.id)),
+            ("what", Json::str(lp.what)),
+            ("edit", Json::str(lp.edit)),
+            ("command", Json::str(format!("cargo {}", lp.args.join(" ")))),
+        ];
+        for (k, v) in variants.iter().enumerate() {
+            if v.name == "mold" && l > 0 {
+                continue;
+            }
+            fields.push((v.name, nums(&incr[l][k])));
+        }
+        fields.push(("stock_median_s", Json::Num(s)));
+        fields.push(("configured_median_s", Json::Num(c)));
+        fields.push(("baseline_median_s", Json::Num(b)));
+        fields.push(("configured_over_stock", Json::Num(ratio(c, s))));
+        fields.push(("stock_over_baseline", Json::Num(ratio(s, b))));
+        fields.push(("configured_over_baseline", Json::Num(ratio(c, b))));
+        if args.cranelift {
+            let cl = med(l, "cranelift");
+            fields.push(("cranelift_median_s", Json::Num(cl)));
+            fields.push(("cranelift_over_configured", Json::Num(ratio(cl, c))));
+        }
+        loops_json.push(Json::obj(fields));
+    }
+    loops_json
+}
+
+/// Prints where each configured loop's time goes; the same as JSON.
+fn breakdown_report(breakdown: &Breakdown) -> Vec<Json> {
+    println!("\n  where the configured loops' time goes (cargo --timings, one extra run each):");
+    let mut bd_json = Vec::new();
+    for (id, noop, units) in breakdown {
+        let top: Vec<String> = units
+            .iter()
+            .take(8)
+            .map(|(n, d)| format!("{n} {d:.2}s"))
+            .collect();
+        let sum: f64 = units.iter().map(|(_, d)| d).sum();
+        println!(
+            "  {id}: no-op build (cargo's own overhead) {noop:.2}s; {} units rebuilt, {sum:.2}s of unit time: {}",
+            units.len(),
+            top.join(", ")
+        );
+        bd_json.push(Json::obj([
+            ("loop", Json::str(id.as_str())),
+            ("noop_s", Json::Num((noop * 100.0).round() / 100.0)),
+            ("unit_time_s", Json::Num((sum * 100.0).round() / 100.0)),
+            (
+                "units",
+                Json::Arr(
+                    units
+                        .iter()
+                        .map(|(n, d)| {
+                            Json::obj([
+                                ("unit", Json::str(n.as_str())),
+                                ("s", Json::Num((d * 100.0).round() / 100.0)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]));
+    }
+
+    bd_json
+}
+
+/// Copies the trees to compare (stock, configured, and the optional baseline, Cranelift and
+/// mold variants) into the work directory. Returns them, the configured local.toml, and
+/// whether mold is raced.
+fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, bool)> {
+    let root = ctx.root.clone();
+    let stable = ctx.stable()?.to_string();
     let work = args
         .work_dir
         .clone()
@@ -375,11 +603,10 @@ pub fn run(args: Args) -> Result {
             "bench-build measures the service loops (services/service): this project has none"
         );
     }
-    let host = setup::host_triple(&ctx.platform);
 
     // The configured tree's local.toml: what setup writes (linker part + dev-loop levers).
-    let (local_body, fast_body, _) = setup::local_config_bodies(&ctx)?;
-    let local_body = setup::localcfg::with_dev_loop(&local_body, &host, &root);
+    let (local_body, fast_body, _) = setup::local_config_bodies(ctx)?;
+    let local_body = setup::localcfg::with_dev_loop(&local_body, host, &root);
 
     eprintln!("bench-build: copying sources to {}", work.display());
     let src_stock = work.join("src-stock");
@@ -451,23 +678,11 @@ pub fn run(args: Args) -> Result {
         eprintln!("bench-build: mold not on PATH (or not Linux): LLD stays, not raced");
     }
 
-    eprintln!("bench-build: fetching dependencies (not timed)");
-    for v in &variants {
-        v.time(&["fetch"])?;
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    eprintln!(
-        "bench-build: {cores} cores, load {}; stock/configured/baseline = {stable}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    Ok((variants, local_body, mold_on))
+}
 
-    // L4: clean builds, stock vs configured, interleaved.
+/// L4: clean builds of stock and configured, interleaved; seconds per run, per variant.
+fn measure_clean(args: &Args, variants: &[Variant]) -> Result<Vec<Vec<f64>>> {
     let mut clean: Vec<Vec<f64>> = vec![Vec::new(); 2];
     if !args.no_clean {
         for i in 0..args.runs {
@@ -490,7 +705,15 @@ pub fn run(args: Args) -> Result {
         }
     }
 
-    // L1-L3: warm each variant on the loop (untimed, with an edit), then interleave.
+    Ok(clean)
+}
+
+/// A loop's no-op build time and its rebuilt units (cargo --timings), for the configured tree.
+type Breakdown = Vec<(String, f64, Units)>;
+
+/// L1-L3: each variant warmed on the loop (untimed, with an edit), then the timed runs
+/// interleaved; seconds per loop, per variant, per run; and the configured tree's breakdown.
+fn measure_loops(args: &Args, variants: &[Variant]) -> Result<(Vec<Vec<Vec<f64>>>, Breakdown)> {
     let mut edit = 0;
     let mut incr: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; LOOPS.len()];
     let mut breakdown: Vec<(String, f64, Units)> = Vec::new();
@@ -538,181 +761,7 @@ pub fn run(args: Args) -> Result {
         }
     }
 
-    // Proof, from the binaries, of what linked them.
-    let comment = |v: &Variant| {
-        crate::elf::elf_comment(&v.bin_dir().join("beacon-service"))
-            .unwrap_or_default()
-            .join(" | ")
-    };
-    let conf_dylib = crate::elf::elf_needs(
-        &variants[1].bin_dir().join("beacon-service"),
-        "libbeacon_devdeps",
-    );
-    if !crate::setup::localcfg::dev_loop_rustflags(&host, &root).is_empty() && !conf_dylib {
-        eprintln!(
-            "warning: the configured beacon-service does not load libbeacon_devdeps.so: the dylib lever was not in effect"
-        );
-    }
-
-    let med = |l: usize, name: &str| -> f64 {
-        variants
-            .iter()
-            .position(|v| v.name == name)
-            .map(|k| median(&incr[l][k]))
-            .unwrap_or(f64::NAN)
-    };
-    println!(
-        "\nbench-build ({cores} cores, load at start {}; medians of {} runs, seconds; configured = stock + .cargo/local.toml from setup)",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        args.incr_runs
-    );
-    println!(
-        "  {:<4} {:<48} {:>8} {:>10} {:>10}  {:>10} {:>10}",
-        "loop", "command", "stock", "configured", "conf/stock", "baseline", "conf/base"
-    );
-    let mut loops_json = Vec::new();
-    for (l, lp) in LOOPS.iter().enumerate() {
-        let (s, c, b) = (med(l, "stock"), med(l, "configured"), med(l, "baseline"));
-        println!(
-            "  {:<4} {:<48} {s:>8.2} {c:>10.2} {:>9.2}x  {b:>10.2} {:>9.2}x",
-            lp.id,
-            lp.args[..lp.args.len() - 1].join(" "),
-            ratio(c, s),
-            ratio(c, b)
-        );
-        let mut fields = vec![
-            ("id", Json::str(lp.id)),
-            ("what", Json::str(lp.what)),
-            ("edit", Json::str(lp.edit)),
-            ("command", Json::str(format!("cargo {}", lp.args.join(" ")))),
-        ];
-        for (k, v) in variants.iter().enumerate() {
-            if v.name == "mold" && l > 0 {
-                continue;
-            }
-            fields.push((v.name, nums(&incr[l][k])));
-        }
-        fields.push(("stock_median_s", Json::Num(s)));
-        fields.push(("configured_median_s", Json::Num(c)));
-        fields.push(("baseline_median_s", Json::Num(b)));
-        fields.push(("configured_over_stock", Json::Num(ratio(c, s))));
-        fields.push(("stock_over_baseline", Json::Num(ratio(s, b))));
-        fields.push(("configured_over_baseline", Json::Num(ratio(c, b))));
-        if args.cranelift {
-            let cl = med(l, "cranelift");
-            fields.push(("cranelift_median_s", Json::Num(cl)));
-            fields.push(("cranelift_over_configured", Json::Num(ratio(cl, c))));
-        }
-        loops_json.push(Json::obj(fields));
-    }
-    let (cs, cc) = (median(&clean[0]), median(&clean[1]));
-    if !args.no_clean {
-        println!(
-            "  {:<4} {:<48} {cs:>8.1} {cc:>10.1} {:>9.2}x",
-            "L4",
-            "clean: cargo build --workspace",
-            ratio(cc, cs)
-        );
-    }
-    if args.cranelift {
-        for (l, lp) in LOOPS.iter().enumerate() {
-            let (c, cl) = (med(l, "configured"), med(l, "cranelift"));
-            println!(
-                "  {} with Cranelift for workspace crates (nightly): {cl:.2}s = {:.2}x of configured",
-                lp.id,
-                ratio(cl, c)
-            );
-        }
-    }
-    println!("\n  where the configured loops' time goes (cargo --timings, one extra run each):");
-    let mut bd_json = Vec::new();
-    for (id, noop, units) in &breakdown {
-        let top: Vec<String> = units
-            .iter()
-            .take(8)
-            .map(|(n, d)| format!("{n} {d:.2}s"))
-            .collect();
-        let sum: f64 = units.iter().map(|(_, d)| d).sum();
-        println!(
-            "  {id}: no-op build (cargo's own overhead) {noop:.2}s; {} units rebuilt, {sum:.2}s of unit time: {}",
-            units.len(),
-            top.join(", ")
-        );
-        bd_json.push(Json::obj([
-            ("loop", Json::str(id.as_str())),
-            ("noop_s", Json::Num((noop * 100.0).round() / 100.0)),
-            ("unit_time_s", Json::Num((sum * 100.0).round() / 100.0)),
-            (
-                "units",
-                Json::Arr(
-                    units
-                        .iter()
-                        .map(|(n, d)| {
-                            Json::obj([
-                                ("unit", Json::str(n.as_str())),
-                                ("s", Json::Num((d * 100.0).round() / 100.0)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]));
-    }
-
-    // mold vs LLD, on L1 (stock tree), for setup's linker choice.
-    let mk = variants.iter().position(|v| v.name == "mold");
-    let lld = &incr[0][0];
-    let mold_runs: &[f64] = mk.map(|k| incr[0][k].as_slice()).unwrap_or(&[]);
-    let (winner, verdict) = link_verdict(lld, mold_runs);
-    let link_ratio = ratio(median(mold_runs), median(lld));
-    if mold_on {
-        println!("  linker: {verdict}");
-    }
-    let json = Json::obj([
-        ("cores", Json::Num(cores as f64)),
-        ("loadavg_at_start", Json::str(load.trim())),
-        (
-            "loadavg_at_end",
-            Json::str(
-                std::fs::read_to_string("/proc/loadavg")
-                    .unwrap_or_default()
-                    .trim(),
-            ),
-        ),
-        ("stable", Json::str(&stable)),
-        ("baseline_commit", Json::str(&args.baseline)),
-        ("local_toml", Json::str(&local_body)),
-        ("configured_loads_devdeps_dylib", Json::Bool(conf_dylib)),
-        ("incr_runs", Json::Num(args.incr_runs as f64)),
-        ("loops", Json::Arr(loops_json)),
-        ("clean_stock_s", nums(&clean[0])),
-        ("clean_configured_s", nums(&clean[1])),
-        ("clean_stock_median_s", Json::Num(cs)),
-        ("clean_configured_median_s", Json::Num(cc)),
-        ("clean_configured_over_stock", Json::Num(ratio(cc, cs))),
-        ("breakdown", Json::Arr(bd_json)),
-        ("link_mold_over_lld", Json::Num(link_ratio)),
-        (
-            "link_winner",
-            Json::str(if mold_on { winner } else { "unmeasured" }),
-        ),
-        ("link_verdict", Json::str(&verdict)),
-        ("comment_stock", Json::str(comment(&variants[0]))),
-        ("comment_configured", Json::str(comment(&variants[1]))),
-    ]);
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join("target/bench-build.json"));
-    if let Some(dir) = out.parent() {
-        crate::fs::create_dir_all(dir)?;
-    }
-    crate::fs::write(&out, json.pretty())?;
-    println!("  written to {}", out.display());
-    Ok(())
+    Ok((incr, breakdown))
 }
 
 #[cfg(test)]
