@@ -225,23 +225,7 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
          at the end of each source file.\n\n",
         ctx.stable
     );
-    body.push_str("| file | lines covered | line % | uncovered lines |\n|---|---:|---:|---|\n");
-    for f in &figs {
-        let _ = writeln!(
-            body,
-            "| {}{} | {}/{} | {:.1} | {} |",
-            f.file,
-            if is_decoder(f) { " (decoder)" } else { "" },
-            f.covered,
-            f.total,
-            pct(f.covered, f.total),
-            if f.uncovered.is_empty() {
-                "-".to_string()
-            } else {
-                ranges(&f.uncovered)
-            }
-        );
-    }
+    body.push_str(&files_table(&figs, is_decoder));
     let _ = writeln!(
         body,
         "\n- **decoder lines** ({}): **{dc}/{dt} = {decoder_pct:.1} %** (gate: >= {COVERAGE_GATE} %)",
@@ -290,35 +274,7 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
     // (seen on `x = x.saturating_add(1);` after a `?`, and on format-string lines). Say so
     // per line; the gate still uses the stable figure.
     let nightly_lines = branch.as_ref().ok().map(|b| &b.3);
-    let mut artifacts = 0usize;
-    let mut listing = String::new();
-    for f in figs.iter().filter(|f| !f.uncovered.is_empty()) {
-        let source = std::fs::read_to_string(ctx.root.join(&f.file)).unwrap_or_default();
-        let lines: Vec<&str> = source.lines().collect();
-        for n in &f.uncovered {
-            let text = usize::try_from(*n)
-                .ok()
-                .and_then(|i| lines.get(i.saturating_sub(1)))
-                .copied()
-                .unwrap_or("")
-                .trim();
-            let ran_on_nightly = nightly_lines
-                .and_then(|m| m.get(&f.file))
-                .and_then(|c| c.lines.get(n))
-                .is_some_and(|count| *count > 0);
-            artifacts += usize::from(ran_on_nightly);
-            let _ = writeln!(
-                listing,
-                "{}:{n}: {text}{}",
-                f.file,
-                if ran_on_nightly {
-                    "    [executed per the nightly run's counters]"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
+    let (listing, artifacts) = uncovered_listing(ctx, &figs, nightly_lines);
     if !listing.is_empty() {
         let _ = write!(
             body,
@@ -358,30 +314,94 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         }
         Err(why) => s.put("branches", Json::str(format!("not measured: {why}"))),
     }
-    s.put(
-        "files",
-        Json::Arr(
-            figs.iter()
-                .map(|f| {
-                    Json::obj([
-                        ("file", Json::str(&f.file)),
-                        ("covered", Json::Num(f.covered as f64)),
-                        ("total", Json::Num(f.total as f64)),
-                        (
-                            "uncovered",
-                            Json::Arr(
-                                f.uncovered
-                                    .iter()
-                                    .map(|n| Json::Num(f64::from(*n)))
-                                    .collect(),
-                            ),
-                        ),
-                    ])
-                })
-                .collect(),
-        ),
-    );
+    s.put("files", files_json(&figs));
     (s, Some(test_output))
+}
+
+/// The uncovered lines' text, one per line, each marked when the nightly run's counters say
+/// it ran; and how many were so marked.
+fn uncovered_listing(
+    ctx: &Ctx,
+    figs: &[LineFig],
+    nightly_lines: Option<&BTreeMap<String, FileCov>>,
+) -> (String, usize) {
+    let mut artifacts = 0usize;
+    let mut listing = String::new();
+    for f in figs.iter().filter(|f| !f.uncovered.is_empty()) {
+        let source = std::fs::read_to_string(ctx.root.join(&f.file)).unwrap_or_default();
+        let lines: Vec<&str> = source.lines().collect();
+        for n in &f.uncovered {
+            let text = usize::try_from(*n)
+                .ok()
+                .and_then(|i| lines.get(i.saturating_sub(1)))
+                .copied()
+                .unwrap_or("")
+                .trim();
+            let ran_on_nightly = nightly_lines
+                .and_then(|m| m.get(&f.file))
+                .and_then(|c| c.lines.get(n))
+                .is_some_and(|count| *count > 0);
+            artifacts += usize::from(ran_on_nightly);
+            let _ = writeln!(
+                listing,
+                "{}:{n}: {text}{}",
+                f.file,
+                if ran_on_nightly {
+                    "    [executed per the nightly run's counters]"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    (listing, artifacts)
+}
+
+/// Per-file line figures as JSON.
+fn files_json(figs: &[LineFig]) -> Json {
+    Json::Arr(
+        figs.iter()
+            .map(|f| {
+                Json::obj([
+                    ("file", Json::str(&f.file)),
+                    ("covered", Json::Num(f.covered as f64)),
+                    ("total", Json::Num(f.total as f64)),
+                    (
+                        "uncovered",
+                        Json::Arr(
+                            f.uncovered
+                                .iter()
+                                .map(|n| Json::Num(f64::from(*n)))
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The per-file Markdown table.
+fn files_table(figs: &[LineFig], is_decoder: impl Fn(&LineFig) -> bool) -> String {
+    let mut body = String::new();
+    body.push_str("| file | lines covered | line % | uncovered lines |\n|---|---:|---:|---|\n");
+    for f in figs {
+        let _ = writeln!(
+            body,
+            "| {}{} | {}/{} | {:.1} | {} |",
+            f.file,
+            if is_decoder(f) { " (decoder)" } else { "" },
+            f.covered,
+            f.total,
+            pct(f.covered, f.total),
+            if f.uncovered.is_empty() {
+                "-".to_string()
+            } else {
+                ranges(&f.uncovered)
+            }
+        );
+    }
+    body
 }
 
 /// Branch coverage on the pinned nightly: (hit, found, lines with an untaken branch per file).
