@@ -216,13 +216,36 @@ pub fn run(args: Args) -> Result {
         return undo(&ctx, args.dry_run);
     }
     eprintln!("machine: {}", ctx.platform);
+    let steps = plan_all(&ctx, &args);
+    let (proceed, total) = show_plan_and_ask(&ctx, &args, &steps)?;
+    let rows = execute(&ctx, &args, steps, proceed, total);
+    let build_dir = tools_build_dir(&ctx.home);
+    if build_dir.exists() {
+        // The tools are installed; their intermediate build (often over 1 GB) is not needed.
+        let _ = std::fs::remove_dir_all(&build_dir);
+    }
+    print_summary(&rows);
+    let failed: Vec<_> = rows.iter().filter(|r| r.failed).map(|r| r.tool).collect();
+    eprintln!("setup took {}", elapsed(started.elapsed().as_secs_f64()));
+    if !failed.is_empty() {
+        crate::bail!(
+            "{} step(s) failed: {}; each row above says what to do",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
 
+/// One step per wanted tool, planned in parallel (detection is mostly waiting on `--version`
+/// and rustup). A planner that fails becomes a step that says why.
+fn plan_all(ctx: &Ctx, args: &Args) -> Vec<Step> {
     let wanted = |t: &str| {
         (args.only.is_empty() || args.only.iter().any(|o| o == t))
             && !args.skip.iter().any(|s| s == t)
     };
     // Detection is mostly waiting on `--version` and rustup: plan every tool at once.
-    let ctx_ref = &ctx;
+    let ctx_ref = ctx;
     let plan_one = |tool: &'static str| -> Option<Result<Step>> {
         Some(match tool {
             "rust" => plan_rust(ctx_ref),
@@ -266,6 +289,13 @@ pub fn run(args: Args) -> Result {
         })
         .collect();
 
+    steps
+}
+
+/// Prints what would change and decides whether to go ahead (`--yes`, CI, a terminal's
+/// answer; no terminal and no `--yes` is an error). Returns the decision and the number of
+/// steps with work.
+fn show_plan_and_ask(ctx: &Ctx, args: &Args, steps: &[Step]) -> Result<(bool, usize)> {
     let todo: Vec<_> = steps
         .iter()
         .filter_map(|s| match &s.action {
@@ -297,7 +327,11 @@ pub fn run(args: Args) -> Result {
         );
     };
 
-    let total = todo.len();
+    Ok((proceed, todo.len()))
+}
+
+/// Runs the steps (a failed step does not stop the others); one summary row each.
+fn execute(ctx: &Ctx, args: &Args, steps: Vec<Step>, proceed: bool, total: usize) -> Vec<Row> {
     let mut done = 0;
     let mut rows = Vec::new();
     for mut step in steps {
@@ -305,7 +339,7 @@ pub fn run(args: Args) -> Result {
         // decide it again now.
         if step.tool == "local-config"
             && proceed
-            && let Ok(again) = plan_local_config(&ctx, args.force)
+            && let Ok(again) = plan_local_config(ctx, args.force)
         {
             step = again;
         }
@@ -329,7 +363,7 @@ pub fn run(args: Args) -> Result {
                     plan.join("; ")
                 );
                 let t0 = Instant::now();
-                let r = with_heartbeat(step.tool, || work(&ctx));
+                let r = with_heartbeat(step.tool, || work(ctx));
                 let secs = t0.elapsed().as_secs_f64();
                 eprintln!(
                     "    {} {} after {}",
@@ -352,22 +386,7 @@ pub fn run(args: Args) -> Result {
             failed,
         });
     }
-    let build_dir = tools_build_dir(&ctx.home);
-    if build_dir.exists() {
-        // The tools are installed; their intermediate build (often over 1 GB) is not needed.
-        let _ = std::fs::remove_dir_all(&build_dir);
-    }
-    print_summary(&rows);
-    let failed: Vec<_> = rows.iter().filter(|r| r.failed).map(|r| r.tool).collect();
-    eprintln!("setup took {}", elapsed(started.elapsed().as_secs_f64()));
-    if !failed.is_empty() {
-        crate::bail!(
-            "{} step(s) failed: {}; each row above says what to do",
-            failed.len(),
-            failed.join(", ")
-        );
-    }
-    Ok(())
+    rows
 }
 
 /// The summary's action column: the first two words of the first command, without sudo.
