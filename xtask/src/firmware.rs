@@ -19,7 +19,27 @@ const TARGET: &str = "thumbv7em-none-eabihf";
 const FLASH_BUDGET: u64 = 32 * 1024;
 const RAM_BUDGET: u64 = 16 * 1024;
 
-/// The shipped firmware binaries, one per board. TODO(4): your boards.
+/// The boards, the one place their settings live: `--board` on demo and flash takes these
+/// names (clap's `ValueEnum`), and the chip name, package and binary come from here.
+/// TODO(4): your boards (also firmware/Cargo.toml's members and firmware/boards/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoardName {
+    /// The emulated board (QEMU mps2-an386, Cortex-M4F): runs on any machine.
+    Qemu,
+    /// Nordic nRF52840-DK, through probe-rs (RTT).
+    Nrf52840,
+}
+
+impl BoardName {
+    pub fn board(self) -> &'static Board {
+        match self {
+            BoardName::Qemu => &BOARDS[0],
+            BoardName::Nrf52840 => &BOARDS[1],
+        }
+    }
+}
+
+/// The shipped firmware binaries, one per [`BoardName`].
 const BOARDS: &[Board] = &[
     Board {
         name: "qemu",
@@ -38,13 +58,14 @@ const BOARDS: &[Board] = &[
 ];
 
 #[derive(Debug)]
-struct Board {
+pub struct Board {
     /// What `--board` takes.
-    name: &'static str,
-    package: &'static str,
-    bin: &'static str,
+    pub name: &'static str,
+    /// Its cargo package in the firmware workspace.
+    pub package: &'static str,
+    pub bin: &'static str,
     /// probe-rs chip name; None for the emulated board.
-    chip: Option<&'static str>,
+    pub chip: Option<&'static str>,
     /// Bytes of its store-and-forward outbox (`OUTBOX_BYTES` in the board's main.rs), added to
     /// [`RAM_BUDGET`]: frames kept until the gateway acks them.
     outbox: u64,
@@ -53,15 +74,17 @@ struct Board {
 #[derive(Debug, clap::Args)]
 pub struct FlashArgs {
     /// The real board to flash.
-    #[arg(long, default_value = "nrf52840", value_parser = ["nrf52840"])]
-    pub board: String,
+    #[arg(long, value_enum, default_value_t = BoardName::Nrf52840)]
+    pub board: BoardName,
 }
 
-fn firmware_dir() -> PathBuf {
+/// The firmware's cargo workspace.
+pub fn firmware_dir() -> PathBuf {
     project_root().join("firmware")
 }
 
-fn release_dir() -> PathBuf {
+/// Where the release ELFs are.
+pub fn release_dir() -> PathBuf {
     firmware_dir().join("target").join(TARGET).join("release")
 }
 
@@ -139,13 +162,15 @@ fn flash_without_probe() -> Result {
         );
         return Ok(());
     }
-    let elf = release_dir().join("beacon-nrf52840");
+    let board = BoardName::Nrf52840.board();
+    let chip = board.chip.unwrap_or_default();
+    let elf = release_dir().join(board.bin);
     eprintln!(
-        "$ probe-rs run --chip nRF52840_xxAA {} (no probe attached: must fail)",
+        "$ probe-rs run --chip {chip} {} (no probe attached: must fail)",
         elf.display()
     );
     let mut child = Command::new("probe-rs")
-        .args(["run", "--chip", "nRF52840_xxAA"])
+        .args(["run", "--chip", chip])
         .arg(&elf)
         .env("RUST_LIB_BACKTRACE", "0")
         .stdin(Stdio::null())
@@ -229,9 +254,7 @@ pub fn size() -> Result {
 /// `cargo xtask flash`: build the real board's firmware and run it through probe-rs (flash,
 /// reset, stream the defmt logs). Without a probe attached, probe-rs's own error says so.
 pub fn flash(args: FlashArgs) -> Result {
-    let Some(board) = BOARDS.iter().find(|b| b.name == args.board) else {
-        bail!("unknown board `{}`", args.board);
-    };
+    let board = args.board.board();
     let Some(chip) = board.chip else {
         bail!(
             "board `{}` is emulated; run it with `cd firmware && cargo run --release`",
