@@ -591,6 +591,80 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Server-sent events from a byte stream that arrives in arbitrary chunks. Bytes are kept
+/// until an event is complete, so a UTF-8 character or a line split across two chunks is
+/// decoded whole; lines end with LF, CRLF or CR (the SSE spec allows all three); an event's
+/// `data:` lines are joined with `\n`.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    name: String,
+    data: Vec<String>,
+    /// The previous chunk ended with CR: a LF at the start of this one belongs to it.
+    after_cr: bool,
+}
+
+impl SseParser {
+    /// Feeds one chunk; returns the events it completed, as (event name, data).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut chunk = chunk;
+        if self.after_cr && chunk.first() == Some(&b'\n') {
+            chunk = &chunk[1..];
+        }
+        self.after_cr = false;
+        self.buf.extend_from_slice(chunk);
+        let mut start = 0;
+        let mut i = 0;
+        while i < self.buf.len() {
+            let b = self.buf[i];
+            if b != b'\n' && b != b'\r' {
+                i += 1;
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.buf[start..i]).into_owned();
+            let mut next = i + 1;
+            if b == b'\r' {
+                match self.buf.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+            self.line(&line, &mut out);
+            start = next;
+            i = next;
+        }
+        self.buf.drain(..start);
+        out
+    }
+
+    fn line(&mut self, line: &str, out: &mut Vec<(String, String)>) {
+        if line.is_empty() {
+            let data = std::mem::take(&mut self.data);
+            let name = std::mem::take(&mut self.name);
+            if !data.is_empty() {
+                out.push((
+                    if name.is_empty() {
+                        "message".into()
+                    } else {
+                        name
+                    },
+                    data.join("\n"),
+                ));
+            }
+            return;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.name = value.to_string(),
+            "data" => self.data.push(value.to_string()),
+            _ => {} // comments (`: keep-alive`), id, retry
+        }
+    }
+}
+
 /// Follows `GET /api/v1/stream` (server-sent events) into `live` until `stop` fires,
 /// reconnecting when the service restarts.
 pub async fn watch_stream(
@@ -607,7 +681,7 @@ pub async fn watch_stream(
             && resp.status().is_success()
         {
             live.lock().unwrap_or_else(|e| e.into_inner()).connects += 1;
-            let mut buf = String::new();
+            let mut events = SseParser::default();
             let mut stop = stop.clone();
             loop {
                 let chunk = tokio::select! {
@@ -616,18 +690,7 @@ pub async fn watch_stream(
                 };
                 let Ok(Some(chunk)) = chunk else { break };
                 let (now, now_ms) = (Instant::now(), now_ms());
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    let mut name = "";
-                    let mut data = String::new();
-                    for line in event.lines() {
-                        if let Some(v) = line.strip_prefix("event:") {
-                            name = v.trim();
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push_str(v.trim_start());
-                        }
-                    }
+                for (name, data) in events.push(&chunk) {
                     if name == "readings"
                         && let Ok(rs) = serde_json::from_str::<Vec<StoredReading>>(&data)
                     {
@@ -646,6 +709,28 @@ pub async fn watch_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_events_split_anywhere_decode_whole() {
+        let text = "event: readings\r\ndata: [\"é€\"]\r\n\r\n: keep-alive\n\nevent: x\rdata: a\rdata: b\r\r";
+        let bytes = text.as_bytes();
+        let want = vec![
+            ("readings".to_string(), "[\"é€\"]".to_string()),
+            ("x".to_string(), "a\nb".to_string()),
+        ];
+        // Every split point, including inside the two- and three-byte characters and
+        // between CR and LF.
+        for cut in 0..=bytes.len() {
+            let mut p = SseParser::default();
+            let mut got = p.push(&bytes[..cut]);
+            got.extend(p.push(&bytes[cut..]));
+            assert_eq!(got, want, "split at byte {cut}");
+        }
+        // One byte at a time.
+        let mut p = SseParser::default();
+        let got: Vec<_> = bytes.iter().flat_map(|b| p.push(&[*b])).collect();
+        assert_eq!(got, want);
+    }
 
     fn r(seq: u32) -> StoredReading {
         rb(0, seq)
