@@ -70,7 +70,7 @@ fn probe_crate(root: &Path) -> Result<PathBuf> {
 fn build_probe(dir: &Path, mut c: Command, profile: &str) -> Result<PathBuf> {
     // Touch main.rs so the binary is really re-linked with the current settings.
     let main = dir.join("src/main.rs");
-    std::fs::write(
+    crate::fs::write(
         &main,
         format!("{PROBE_MAIN}// {:?}\n", std::time::SystemTime::now()),
     )?;
