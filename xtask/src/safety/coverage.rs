@@ -236,38 +236,7 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         "- all protocol/src lines: {ac}/{at} = {:.1} %",
         pct(ac, at)
     );
-    match regions {
-        Some((r, m)) => {
-            let _ = writeln!(
-                body,
-                "- regions (llvm-cov, protocol/src, test modules included): {}/{r} = {:.1} %",
-                r - m,
-                pct(
-                    usize::try_from(r - m).unwrap_or(0),
-                    usize::try_from(r).unwrap_or(0)
-                )
-            );
-        }
-        None => body.push_str("- regions: the summary table could not be read\n"),
-    }
-    match &branch {
-        Ok((hit, found, lines, _)) => {
-            let _ = writeln!(
-                body,
-                "- **branches** (nightly `--branch`, protocol/src, test modules excluded): \
-                 {hit}/{found} = {:.1} %. These are the conditions rustc's \
-                 `-Z coverage-options=branch` instruments (`if`, `while`, `&&`, `||`); `match` \
-                 arms and other paths show in the region figure.",
-                pct(*hit, *found)
-            );
-            for (file, ls) in lines {
-                let _ = writeln!(body, "  - branch not taken on {file}: {}", ranges(ls));
-            }
-        }
-        Err(why) => {
-            let _ = writeln!(body, "- branches: not measured: {why}");
-        }
-    }
+    region_and_branch_lines(&mut body, regions, &branch);
     // Show the uncovered decoder lines themselves, so a reader can judge them.
     // A line the stable counters report as never run, while the nightly run (same tests, same
     // sources) counts executions on it, is a counter-mapping artifact of the stable compiler
@@ -316,6 +285,46 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
     }
     s.put("files", files_json(&figs));
     (s, Some(test_output))
+}
+
+/// The region and branch figures, as report lines.
+fn region_and_branch_lines(
+    body: &mut String,
+    regions: Option<(u64, u64)>,
+    branch: &std::result::Result<Branches, String>,
+) {
+    match regions {
+        Some((r, m)) => {
+            let _ = writeln!(
+                body,
+                "- regions (llvm-cov, protocol/src, test modules included): {}/{r} = {:.1} %",
+                r - m,
+                pct(
+                    usize::try_from(r - m).unwrap_or(0),
+                    usize::try_from(r).unwrap_or(0)
+                )
+            );
+        }
+        None => body.push_str("- regions: the summary table could not be read\n"),
+    }
+    match branch {
+        Ok((hit, found, lines, _)) => {
+            let _ = writeln!(
+                body,
+                "- **branches** (nightly `--branch`, protocol/src, test modules excluded): \
+                 {hit}/{found} = {:.1} %. These are the conditions rustc's \
+                 `-Z coverage-options=branch` instruments (`if`, `while`, `&&`, `||`); `match` \
+                 arms and other paths show in the region figure.",
+                pct(*hit, *found)
+            );
+            for (file, ls) in lines {
+                let _ = writeln!(body, "  - branch not taken on {file}: {}", ranges(ls));
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(body, "- branches: not measured: {why}");
+        }
+    }
 }
 
 /// The uncovered lines' text, one per line, each marked when the nightly run's counters say

@@ -136,56 +136,8 @@ pub(super) fn lint(ctx: &Ctx) -> Section {
     }
 
     // The firmware's application logic (its own workspace): advisory.
-    let fw = ctx.root.join("firmware");
-    if fw.join("app/Cargo.toml").is_file() {
-        let mut cmd = cargo(ctx, &ctx.stable);
-        cmd.current_dir(&fw)
-            .args(["clippy", "-p", "beacon-firmware", "--lib"])
-            .args(["--message-format=json", "--"])
-            .args(lint_flags('W'));
-        let ran = run_logged(cmd, &ctx.log("lint-firmware"));
-        let found: Vec<Finding> = findings(&ran.output)
-            .into_iter()
-            .filter(|f| LINTS.iter().any(|(l, _, _)| *l == f.lint))
-            .collect();
-        let mut per_lint: BTreeMap<&str, usize> = BTreeMap::new();
-        for f in &found {
-            *per_lint.entry(f.lint.as_str()).or_default() += 1;
-        }
-        if ran.ok && finished(&ran.output) {
-            let counts: Vec<String> = per_lint.iter().map(|(l, n)| format!("`{l}` {n}")).collect();
-            let _ = writeln!(
-                body,
-                "- **firmware app (beacon-firmware, thumbv7em), advisory**: {} findings{}",
-                found.len(),
-                if counts.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", counts.join(", "))
-                }
-            );
-            for f in found.iter().take(40) {
-                let _ = writeln!(body, "  - `{}` at {}", f.lint, f.place);
-            }
-            if found.len() > 40 {
-                let _ = writeln!(body, "  - ... {} more in the log", found.len() - 40);
-            }
-        } else {
-            let _ = writeln!(
-                body,
-                "- **firmware app, advisory**: clippy did not complete (the firmware does not \
-                 build right now); see {}",
-                ctx.shown("lint-firmware")
-            );
-        }
-        runs.push(Json::obj([
-            ("name", Json::str("firmware app (advisory)")),
-            ("gating", Json::Bool(false)),
-            ("completed", Json::Bool(ran.ok)),
-            ("findings", findings_json(&found)),
-        ]));
-    } else {
-        body.push_str("- firmware app: not present (firmware/app/Cargo.toml missing)\n");
+    if let Some(run) = lint_firmware(ctx, &mut body) {
+        runs.push(run);
     }
     s.status = if failed { Status::Fail } else { Status::Pass };
     s.summary = if failed {
@@ -229,3 +181,59 @@ pub(super) fn findings_json(found: &[Finding]) -> Json {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// The firmware app under the same profile, as warnings: findings are counted, not gating.
+fn lint_firmware(ctx: &Ctx, body: &mut String) -> Option<Json> {
+    let fw = ctx.root.join("firmware");
+    if fw.join("app/Cargo.toml").is_file() {
+        let mut cmd = cargo(ctx, &ctx.stable);
+        cmd.current_dir(&fw)
+            .args(["clippy", "-p", "beacon-firmware", "--lib"])
+            .args(["--message-format=json", "--"])
+            .args(lint_flags('W'));
+        let ran = run_logged(cmd, &ctx.log("lint-firmware"));
+        let found: Vec<Finding> = findings(&ran.output)
+            .into_iter()
+            .filter(|f| LINTS.iter().any(|(l, _, _)| *l == f.lint))
+            .collect();
+        let mut per_lint: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in &found {
+            *per_lint.entry(f.lint.as_str()).or_default() += 1;
+        }
+        if ran.ok && finished(&ran.output) {
+            let counts: Vec<String> = per_lint.iter().map(|(l, n)| format!("`{l}` {n}")).collect();
+            let _ = writeln!(
+                body,
+                "- **firmware app (beacon-firmware, thumbv7em), advisory**: {} findings{}",
+                found.len(),
+                if counts.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", counts.join(", "))
+                }
+            );
+            for f in found.iter().take(40) {
+                let _ = writeln!(body, "  - `{}` at {}", f.lint, f.place);
+            }
+            if found.len() > 40 {
+                let _ = writeln!(body, "  - ... {} more in the log", found.len() - 40);
+            }
+        } else {
+            let _ = writeln!(
+                body,
+                "- **firmware app, advisory**: clippy did not complete (the firmware does not \
+                 build right now); see {}",
+                ctx.shown("lint-firmware")
+            );
+        }
+        Some(Json::obj([
+            ("name", Json::str("firmware app (advisory)")),
+            ("gating", Json::Bool(false)),
+            ("completed", Json::Bool(ran.ok)),
+            ("findings", findings_json(&found)),
+        ]))
+    } else {
+        body.push_str("- firmware app: not present (firmware/app/Cargo.toml missing)\n");
+        None
+    }
+}

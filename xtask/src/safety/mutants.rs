@@ -10,54 +10,13 @@ pub(super) fn mutants(ctx: &Ctx, iterate: bool) -> Section {
              --version {MUTANTS_VERSION}` (or `cargo xtask safety --install`)"
         ));
     }
-    let out = ctx.out.join("mutants");
-    let _ = std::fs::create_dir_all(&out);
-    let mut cmd = cargo(ctx, &ctx.stable);
-    // `--tests`: unit and integration tests, not the doctest (an example, slow to build).
-    cmd.args(["mutants", "-p", "beacon-protocol", "-j", "1"])
-        .arg("--cargo-test-arg=--tests");
-    for f in DECODER_FILES {
-        cmd.args(["-f", &format!("protocol/src/{f}")]);
-    }
-    // `--iterate` lists earlier unviable mutants with the caught ones ("previously caught"),
-    // and the new run's unviable.txt replaces the old: keep the union of every run's unviable
-    // list so the report can tell the two apart.
-    let dir = out.join("mutants.out");
-    let earlier_unviable_path = out.join("unviable-earlier.txt");
-    if iterate {
-        cmd.arg("--iterate");
-        let mut known: BTreeSet<String> = read_lines(&earlier_unviable_path).into_iter().collect();
-        known.extend(read_lines(&dir.join("unviable.txt")));
-        let _ = std::fs::write(
-            &earlier_unviable_path,
-            known.into_iter().map(|l| l + "\n").collect::<String>(),
-        );
-    } else {
-        let _ = std::fs::remove_file(&earlier_unviable_path);
-    }
-    cmd.arg("--output").arg(&out);
-    cmd.env("PROPTEST_CASES", MUTANTS_PROPTEST_CASES);
-    // Mutants build in their own copy of the tree; keep them out of the shared target dir.
-    cmd.env("CARGO_TARGET_DIR", ctx.target_dir.join("mutants-build"));
-    // cargo-mutants exits non-zero whenever a mutant is missed: judge by its result files.
-    let _ran = run_logged(cmd, &ctx.log("mutants"));
-    let read = |name: &str| read_lines(&dir.join(name));
-    let caught = read("caught.txt");
-    let missed = read("missed.txt");
-    let timeout = read("timeout.txt");
-    let mut unviable = read("unviable.txt");
-    let mut earlier = Vec::new();
-    if iterate {
-        let earlier_unviable: BTreeSet<String> =
-            read_lines(&earlier_unviable_path).into_iter().collect();
-        for m in read("previously_caught.txt") {
-            if earlier_unviable.contains(&m) {
-                unviable.push(m);
-            } else {
-                earlier.push(m);
-            }
-        }
-    }
+    let Outcomes {
+        caught,
+        missed,
+        timeout,
+        unviable,
+        earlier,
+    } = run_mutants(ctx, iterate);
     if caught.is_empty() && earlier.is_empty() && missed.is_empty() && timeout.is_empty() {
         s.status = Status::Fail;
         s.summary = "cargo mutants did not produce results".into();
@@ -203,3 +162,72 @@ pub(super) fn explained_mutants(root: &Path) -> Vec<(String, String)> {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// What cargo-mutants found, by outcome (one mutant per line, as it names them).
+struct Outcomes {
+    caught: Vec<String>,
+    missed: Vec<String>,
+    timeout: Vec<String>,
+    unviable: Vec<String>,
+    /// `--iterate`: caught by an earlier run, not re-tested.
+    earlier: Vec<String>,
+}
+
+/// Runs cargo-mutants on the decoder files and reads its result files back.
+fn run_mutants(ctx: &Ctx, iterate: bool) -> Outcomes {
+    let out = ctx.out.join("mutants");
+    let _ = std::fs::create_dir_all(&out);
+    let mut cmd = cargo(ctx, &ctx.stable);
+    // `--tests`: unit and integration tests, not the doctest (an example, slow to build).
+    cmd.args(["mutants", "-p", "beacon-protocol", "-j", "1"])
+        .arg("--cargo-test-arg=--tests");
+    for f in DECODER_FILES {
+        cmd.args(["-f", &format!("protocol/src/{f}")]);
+    }
+    // `--iterate` lists earlier unviable mutants with the caught ones ("previously caught"),
+    // and the new run's unviable.txt replaces the old: keep the union of every run's unviable
+    // list so the report can tell the two apart.
+    let dir = out.join("mutants.out");
+    let earlier_unviable_path = out.join("unviable-earlier.txt");
+    if iterate {
+        cmd.arg("--iterate");
+        let mut known: BTreeSet<String> = read_lines(&earlier_unviable_path).into_iter().collect();
+        known.extend(read_lines(&dir.join("unviable.txt")));
+        let _ = std::fs::write(
+            &earlier_unviable_path,
+            known.into_iter().map(|l| l + "\n").collect::<String>(),
+        );
+    } else {
+        let _ = std::fs::remove_file(&earlier_unviable_path);
+    }
+    cmd.arg("--output").arg(&out);
+    cmd.env("PROPTEST_CASES", MUTANTS_PROPTEST_CASES);
+    // Mutants build in their own copy of the tree; keep them out of the shared target dir.
+    cmd.env("CARGO_TARGET_DIR", ctx.target_dir.join("mutants-build"));
+    // cargo-mutants exits non-zero whenever a mutant is missed: judge by its result files.
+    let _ran = run_logged(cmd, &ctx.log("mutants"));
+    let read = |name: &str| read_lines(&dir.join(name));
+    let caught = read("caught.txt");
+    let missed = read("missed.txt");
+    let timeout = read("timeout.txt");
+    let mut unviable = read("unviable.txt");
+    let mut earlier = Vec::new();
+    if iterate {
+        let earlier_unviable: BTreeSet<String> =
+            read_lines(&earlier_unviable_path).into_iter().collect();
+        for m in read("previously_caught.txt") {
+            if earlier_unviable.contains(&m) {
+                unviable.push(m);
+            } else {
+                earlier.push(m);
+            }
+        }
+    }
+    Outcomes {
+        caught,
+        missed,
+        timeout,
+        unviable,
+        earlier,
+    }
+}
