@@ -115,6 +115,8 @@ impl Drop {
             "docs/async.md",
             "xtask/src/demo.rs",
             "xtask/src/bench_service.rs",
+            "xtask/src/contract.rs",
+            "docs/hostile-network.md",
         ];
         (self.firmware
             && firmware_paths

@@ -274,10 +274,7 @@ pub const MAX_HEADERS: usize = 100;
 /// past its own, higher limits (`server::HYPER_MAX_HEADERS`, `server::HYPER_MAX_BUF`), which
 /// are set so that these checks see every request head a client could reasonably send.
 async fn limit_head(req: Request, next: Next) -> Response {
-    let uri = req
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
@@ -321,7 +318,11 @@ struct UnauthenticatedSlot<'a> {
 }
 
 impl UnauthenticatedLimit {
-    fn try_take(&self, peer: Option<std::net::IpAddr>, max: usize) -> Option<UnauthenticatedSlot<'_>> {
+    fn try_take(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        max: usize,
+    ) -> Option<UnauthenticatedSlot<'_>> {
         let mut map = self.in_flight.lock().ok()?;
         let n = map.entry(peer).or_insert(0);
         if *n >= max {

@@ -164,7 +164,10 @@ macro_rules! object_only {
 
 object_only!(NewReading, "a reading object");
 object_only!(IngestBatch, "an object {\"readings\": [...]}");
-object_only!(RegisterRequest, "an object {\"id\"?, \"token\"?, \"name\"?}");
+object_only!(
+    RegisterRequest,
+    "an object {\"id\"?, \"token\"?, \"name\"?}"
+);
 
 /// Largest integer every f64 holds exactly: an integral float up to it is that integer.
 const EXACT_F64: f64 = 9_007_199_254_740_992.0; // 2^53
@@ -208,10 +211,12 @@ impl<'de, T: TryFrom<i128>> serde::de::Visitor<'de> for IntVisitor<T> {
         if !self.from_text {
             return Err(E::invalid_type(serde::de::Unexpected::Str(v), &self));
         }
-        let n = v
-            .parse::<i128>()
-            .ok()
-            .or_else(|| v.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(f64_integer));
+        let n = v.parse::<i128>().ok().or_else(|| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(f64_integer)
+        });
         integer(n, self.what).map_err(E::custom)
     }
 }
@@ -266,7 +271,11 @@ pub fn query_int<'de, D: serde::Deserializer<'de>, T: IntRange>(
 /// A kind's integer `value` (a [`serde_json::Number`]) within `0..=max`, `338.0` included.
 fn number_integer(n: &serde_json::Number, max: u64) -> Option<u64> {
     n.as_u64()
-        .or_else(|| n.as_f64().and_then(f64_integer).and_then(|i| u64::try_from(i).ok()))
+        .or_else(|| {
+            n.as_f64()
+                .and_then(f64_integer)
+                .and_then(|i| u64::try_from(i).ok())
+        })
         .filter(|&v| v <= max)
 }
 
@@ -283,7 +292,10 @@ where
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let raw: RawValue = map_only(d, "a value object such as {\"kind\":\"counter\",\"value\":1}")?;
+        let raw: RawValue = map_only(
+            d,
+            "a value object such as {\"kind\":\"counter\",\"value\":1}",
+        )?;
         let present = [
             ("value", raw.value.is_some()),
             ("firmware", raw.firmware.is_some()),

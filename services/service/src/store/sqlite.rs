@@ -561,9 +561,6 @@ fn writer_loop(
             let span = tracing::debug_span!("commit", commands = group.len(), rows);
             let _enter = span.enter();
             commit_group(&mut conn, &mut group, health);
-            if health.lost().is_none() {
-                fit_the_cap(&conn, health);
-            }
         }
         if close_reply.is_some() {
             break;
@@ -621,42 +618,45 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
     }
     let mut answers = Vec::with_capacity(group.len());
     let mut error = None;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| error = Some(e))
-        .ok();
-    for cmd in group.drain(..) {
-        // Once a statement failed, the rest of the group is not run: it all rolls back.
-        let tx = tx.as_ref().filter(|_| error.is_none());
-        match cmd {
-            Cmd::Ingest {
-                readings,
-                vals,
-                reply,
-            } => {
-                let outcome = tx.and_then(|tx| {
-                    insert_readings(tx, readings, vals)
-                        .map_err(|e| error = Some(e))
-                        .ok()
-                });
-                answers.push(Answer::Ingest(reply, outcome));
+    // The transaction's borrow of `conn` ends with this block.
+    {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| error = Some(e))
+            .ok();
+        for cmd in group.drain(..) {
+            // Once a statement failed, the rest of the group is not run: it all rolls back.
+            let tx = tx.as_ref().filter(|_| error.is_none());
+            match cmd {
+                Cmd::Ingest {
+                    readings,
+                    vals,
+                    reply,
+                } => {
+                    let outcome = tx.and_then(|tx| {
+                        insert_readings(tx, readings, vals)
+                            .map_err(|e| error = Some(e))
+                            .ok()
+                    });
+                    answers.push(Answer::Ingest(reply, outcome));
+                }
+                Cmd::Register { device, reply } => {
+                    let outcome =
+                        tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
+                    answers.push(Answer::Register(reply, outcome));
+                }
+                // Taken out of the group by the writer loop.
+                Cmd::Close { reply } => drop(reply.send(Ok(()))),
             }
-            Cmd::Register { device, reply } => {
-                let outcome =
-                    tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
-                answers.push(Answer::Register(reply, outcome));
-            }
-            // Taken out of the group by the writer loop.
-            Cmd::Close { reply } => drop(reply.send(Ok(()))),
         }
-    }
-    if let Some(tx) = tx {
-        if error.is_none() {
-            if let Err(e) = tx.commit() {
-                error = Some(e);
+        match tx {
+            Some(tx) if error.is_none() => {
+                if let Err(e) = tx.commit() {
+                    error = Some(e);
+                }
             }
-        } else {
-            drop(tx); // rolls back
+            Some(tx) => drop(tx), // rolls back
+            None => {}
         }
     }
     // The answers go out only now, after the commit: "accepted" means durable. And only if
@@ -673,6 +673,10 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
     };
     if let Some(e) = &failed {
         tracing::warn!("group commit failed, nothing in it was stored: {e}");
+    }
+    // Before the answers: whoever hears back sees the files within --max-db-mb.
+    if health.lost().is_none() {
+        fit_the_cap(conn, health);
     }
     for answer in answers {
         // A send fails only when the caller went away; its data is committed regardless.
@@ -700,7 +704,9 @@ fn fit_the_cap(conn: &Connection, health: &Health) {
     }
     // (busy, wal frames, checkpointed frames): busy when a reader holds an old snapshot; the
     // next commit tries again.
-    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
     match done {
         Ok(0) => {}
         Ok(_) => tracing::debug!("wal checkpoint for --max-db-mb deferred: a reader is busy"),
