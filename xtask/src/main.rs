@@ -19,6 +19,9 @@ mod bench_service;
 // template:service:end
 mod cmd;
 // template:service:begin
+mod contract;
+// template:service:end
+// template:service:begin
 // template:firmware:begin
 mod demo;
 // template:firmware:end
@@ -72,6 +75,9 @@ enum Command {
     /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
     /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
     BenchService(bench_service::Args),
+    /// The contract step of `test` alone: a bounded schemathesis run (installed into a venv
+    /// under target/) against the real service's /openapi.json on 127.0.0.1, all checks.
+    Contract,
     // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
     Fast(fast::Args),
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         Command::BenchBuild(args) => bench_build::run(args),
         // template:service:begin
         Command::BenchService(args) => bench_service::run(args),
+        Command::Contract => contract::run(),
         // template:service:end
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),

@@ -81,6 +81,24 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
+    // A full disk under the service (a 1 MiB tmpfs: needs root, as in CI); `#[ignore]`d for
+    // a plain `cargo test`.
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-service",
+            "--test",
+            "it",
+            "hostile::needs_root_",
+            "--",
+            "--ignored",
+        ])
+        .dir(&root)
+        .run()?;
+    // The contract: a bounded schemathesis run against the real service's /openapi.json,
+    // 0 failures of any check (xtask/src/contract.rs; installs schemathesis into a venv).
+    crate::contract::run()?;
     // template:service:end
     if args.host_only {
         return Ok(());

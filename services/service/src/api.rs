@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{
     IngestBatch, IngestOutcome, NewReading, ReadingQuery, RegisterRequest, StoredReading,
-    now_millis,
+    now_millis, query_int,
 };
 use crate::store::{DynStore, NewDevice, StoreError, token_hash};
 use axum::body::Bytes;
@@ -55,6 +55,8 @@ pub struct AppState {
     events: broadcast::Sender<Arc<[StoredReading]>>,
     /// Cancelled when shutdown begins: ends the open SSE streams so the server can drain.
     pub shutdown: CancellationToken,
+    /// Requests without a valid token in flight, per peer address.
+    unauthenticated: UnauthenticatedLimit,
 }
 
 impl std::fmt::Debug for dyn DynStore {
@@ -80,6 +82,7 @@ impl AppState {
             metrics: Metrics::default(),
             events,
             shutdown: CancellationToken::new(),
+            unauthenticated: UnauthenticatedLimit::default(),
         }))
     }
 
@@ -260,6 +263,148 @@ async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next) ->
     }
 }
 
+/// Longest request target (path and query) answered; longer ones get 414 with the JSON error.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most bytes of header names and values together; more get 431 with the JSON error.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields; more get 431 with the JSON error.
+pub const MAX_HEADERS: usize = 100;
+
+/// 414 and 431 with the JSON error shape. hyper itself answers these (with an empty body) only
+/// past its own, higher limits (`server::HYPER_MAX_HEADERS`, `server::HYPER_MAX_BUF`), which
+/// are set so that these checks see every request head a client could reasonably send.
+async fn limit_head(req: Request, next: Next) -> Response {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "request target of {uri} bytes is over the limit of {MAX_URI_BYTES}; send fewer or shorter query parameters"
+            ),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} header fields of {bytes} bytes; the limits are {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes: send fewer or smaller headers",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Requests in flight without a valid token, per peer address (issue 14): open registration,
+/// open reads and everything refused with 401/404 cost the service work that no credential
+/// paid for, so one address may have at most `--max-unauthenticated-per-ip` of them at once;
+/// beyond it, 429 with `Retry-After`. Requests with a valid token (provisioning, read, or the
+/// device's own for its ingest) and the probes (`/healthz`, `/readyz`) are not counted.
+#[derive(Debug, Default)]
+pub struct UnauthenticatedLimit {
+    in_flight: std::sync::Mutex<HashMap<Option<std::net::IpAddr>, usize>>,
+}
+
+struct UnauthenticatedSlot<'a> {
+    limit: &'a UnauthenticatedLimit,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl UnauthenticatedLimit {
+    fn try_take(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        max: usize,
+    ) -> Option<UnauthenticatedSlot<'_>> {
+        let mut map = self.in_flight.lock().ok()?;
+        let n = map.entry(peer).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UnauthenticatedSlot { limit: self, peer })
+    }
+}
+
+impl Drop for UnauthenticatedSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.limit.in_flight.lock()
+            && let Some(n) = map.get_mut(&self.peer)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Whether the request carries a token the service accepts for it, from its headers alone.
+fn carries_valid_token(state: &AppState, req: &Request) -> bool {
+    let Some(presented) = bearer(req.headers()) else {
+        return false;
+    };
+    let config_tokens = [
+        state.config.provisioning_token.as_deref(),
+        state.config.read_token.as_deref(),
+    ];
+    let known = config_tokens
+        .iter()
+        .flatten()
+        .fold(false, |ok, t| ok | same_token(presented, t));
+    if known {
+        return true;
+    }
+    // A device's own token, on its ingest URL.
+    let device = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/devices/")
+        .and_then(|rest| rest.strip_suffix("/readings"))
+        .and_then(|id| id.parse::<u32>().ok());
+    device
+        .and_then(|id| state.token_of(id))
+        .is_some_and(|expected| same_token(&token_hash(presented), &expected))
+}
+
+async fn limit_unauthenticated(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/healthz" || path == "/readyz" || carries_valid_token(&state, &req) {
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let max = state.config.max_unauthenticated_per_ip.max(1);
+    let Some(_slot) = state.unauthenticated.try_take(peer, max) else {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests without a valid token in flight from {} (limit {max}, --max-unauthenticated-per-ip); wait for them to finish, or send a token",
+                peer.map_or_else(|| "this client".to_owned(), |p| p.to_string())
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return response;
+    };
+    next.run(req).await
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -314,6 +459,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Content-Length says so.
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(max_body, refuse_oversized))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limit_unauthenticated,
+        ))
+        .layer(middleware::from_fn(limit_head))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state);
     let x_request_id = header::HeaderName::from_static("x-request-id");
@@ -449,19 +599,26 @@ async fn register(
             "registration needs the provisioning token: send `Authorization: Bearer <BEACON_PROVISIONING_TOKEN>`",
         ));
     }
+    // Like ingest: a body must say it is JSON. Only a request without a body (the service
+    // picks the id and the token) may leave the content type out.
     let media = media_type(&headers);
-    if !media.is_empty() && media != "application/json" {
-        return Err(ApiError::new(
+    let unsupported = |media: &str| {
+        ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "unsupported content type {media:?}; send application/json (or no body at all)"
+                "unsupported content type {media:?}; send `Content-Type: application/json` with a body (or no body at all)"
             ),
-        ));
+        )
+    };
+    if !media.is_empty() && media != "application/json" {
+        return Err(unsupported(&media));
     }
     // Read only now, after the provisioning token was checked from the headers.
     let body = Bytes::from_request(request, &state).await?;
-    let req: RegisterRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let req: RegisterRequest = if body.is_empty() {
         RegisterRequest::default()
+    } else if media.is_empty() {
+        return Err(unsupported(""));
     } else {
         parse_json(&body)?
     };
@@ -738,10 +895,15 @@ async fn ingest(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReadingsParams {
+    #[serde(default, deserialize_with = "query_int")]
     from: Option<i64>,
+    #[serde(default, deserialize_with = "query_int")]
     to: Option<i64>,
+    #[serde(default, deserialize_with = "query_int")]
     limit: Option<u32>,
+    #[serde(default, deserialize_with = "query_int")]
     after_boot: Option<u32>,
+    #[serde(default, deserialize_with = "query_int")]
     after_seq: Option<u32>,
 }
 
@@ -807,6 +969,7 @@ async fn latest(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StreamParams {
+    #[serde(default, deserialize_with = "query_int")]
     device_id: Option<u32>,
 }
 

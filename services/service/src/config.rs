@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Requests without a valid token (open registration and reads, refused ones) one peer
+    /// address may have in flight at once; beyond it, 429 + Retry-After. `/healthz`, `/readyz`
+    /// and requests with a valid token are not counted.
+    #[arg(long, env = "BEACON_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 32)]
+    pub max_unauthenticated_per_ip: usize,
+
     /// Ingest requests that may wait for the storage writer; beyond that, 503 + Retry-After.
     #[arg(long, env = "BEACON_WRITE_QUEUE", default_value_t = 1024)]
     pub write_queue: usize,

@@ -99,12 +99,184 @@ struct RawValue {
     value: Option<serde_json::Number>,
     #[serde(default, deserialize_with = "not_null")]
     firmware: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "opt_int")]
     board: Option<u8>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "opt_int")]
     code: Option<u8>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "opt_int")]
     len: Option<u8>,
+}
+
+/// Deserialises `T` from a JSON object only. serde's derive for structs also accepts a JSON
+/// array (the fields in order), so `[[[null,5,1,null,[]]]]` would pass for a batch; the
+/// contract (and every client) means objects, so arrays are refused as the wrong type.
+fn map_only<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: MapOnly<'de>,
+{
+    struct Visit<T>(&'static str, std::marker::PhantomData<T>);
+    impl<'de, T: MapOnly<'de>> serde::de::Visitor<'de> for Visit<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::from_map(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Visit(expecting, std::marker::PhantomData))
+}
+
+/// A struct whose derived (sequence-accepting) deserialiser is reached only through
+/// [`map_only`].
+trait MapOnly<'de>: Sized {
+    fn from_map<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error>;
+}
+
+impl<'de> MapOnly<'de> for RawValue {
+    fn from_map<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <RawValue as Deserialize>::deserialize(d)
+    }
+}
+
+/// The public request types derive with `#[serde(remote = "Self")]`, which makes the derived
+/// code inherent functions; these trait impls route deserialisation through [`map_only`].
+macro_rules! object_only {
+    ($t:ident, $what:literal) => {
+        impl<'de> MapOnly<'de> for $t {
+            fn from_map<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $t::deserialize(d)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                map_only(d, $what)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+    };
+}
+
+object_only!(NewReading, "a reading object");
+object_only!(IngestBatch, "an object {\"readings\": [...]}");
+object_only!(
+    RegisterRequest,
+    "an object {\"id\"?, \"token\"?, \"name\"?}"
+);
+
+/// Largest integer every f64 holds exactly: an integral float up to it is that integer.
+const EXACT_F64: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// An integer as JSON Schema reads it: `338` and `338.0` are the same integer (the contract's
+/// `"type": "integer"` admits both, so the service does too), `338.5` is not one. An integral
+/// float above 2^53 is refused, since f64 cannot say which integer it was.
+fn integer<T: TryFrom<i128>>(n: Option<i128>, what: &str) -> Result<T, String> {
+    n.and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("expected {what}"))
+}
+
+fn f64_integer(f: f64) -> Option<i128> {
+    // The guard makes the cast exact.
+    #[allow(clippy::cast_possible_truncation)]
+    (f.fract() == 0.0 && f.abs() <= EXACT_F64).then_some(f as i128)
+}
+
+/// A JSON number (or, for `from_text`, the text of a query parameter) as an integer `T`.
+struct IntVisitor<T> {
+    what: &'static str,
+    from_text: bool,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: TryFrom<i128>> serde::de::Visitor<'de> for IntVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        integer(Some(i128::from(v)), self.what).map_err(E::custom)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        integer(Some(i128::from(v)), self.what).map_err(E::custom)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+        integer(f64_integer(v), self.what).map_err(E::custom)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        if !self.from_text {
+            return Err(E::invalid_type(serde::de::Unexpected::Str(v), &self));
+        }
+        let n = v.parse::<i128>().ok().or_else(|| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(f64_integer)
+        });
+        integer(n, self.what).map_err(E::custom)
+    }
+}
+
+/// The range a field's type allows, for the error message.
+pub trait IntRange: TryFrom<i128> {
+    /// E.g. "an integer 0..=4294967295".
+    const WHAT: &'static str;
+}
+impl IntRange for u8 {
+    const WHAT: &'static str = "an integer 0..=255";
+}
+impl IntRange for u16 {
+    const WHAT: &'static str = "an integer 0..=65535";
+}
+impl IntRange for u32 {
+    const WHAT: &'static str = "an integer 0..=4294967295";
+}
+impl IntRange for u64 {
+    const WHAT: &'static str = "an integer 0..=18446744073709551615";
+}
+impl IntRange for i64 {
+    const WHAT: &'static str = "an integer -9223372036854775808..=9223372036854775807";
+}
+
+/// `deserialize_with` for an integer field of a JSON body (see [`integer`]).
+pub fn int<'de, D: serde::Deserializer<'de>, T: IntRange>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(IntVisitor {
+        what: T::WHAT,
+        from_text: false,
+        _t: std::marker::PhantomData,
+    })
+}
+
+/// [`int`] for an optional field (absent: `None`; `null` refused, see [`not_null`]).
+pub fn opt_int<'de, D: serde::Deserializer<'de>, T: IntRange>(d: D) -> Result<Option<T>, D::Error> {
+    int(d).map(Some)
+}
+
+/// `deserialize_with` for an optional integer query parameter: `?limit=5` and `?limit=5.0`.
+pub fn query_int<'de, D: serde::Deserializer<'de>, T: IntRange>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    d.deserialize_str(IntVisitor {
+        what: T::WHAT,
+        from_text: true,
+        _t: std::marker::PhantomData,
+    })
+    .map(Some)
+}
+
+/// A kind's integer `value` (a [`serde_json::Number`]) within `0..=max`, `338.0` included.
+fn number_integer(n: &serde_json::Number, max: u64) -> Option<u64> {
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .and_then(f64_integer)
+                .and_then(|i| u64::try_from(i).ok())
+        })
+        .filter(|&v| v <= max)
 }
 
 /// For optional fields: absent is `None` (with `#[serde(default)]`), but an explicit `null`
@@ -120,7 +292,10 @@ where
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let raw = RawValue::deserialize(d)?;
+        let raw: RawValue = map_only(
+            d,
+            "a value object such as {\"kind\":\"counter\",\"value\":1}",
+        )?;
         let present = [
             ("value", raw.value.is_some()),
             ("firmware", raw.firmware.is_some()),
@@ -149,9 +324,7 @@ impl<'de> Deserialize<'de> for Value {
                 .ok_or_else(|| D::Error::custom("`value` must be a number"))
         };
         let int = |max: u64| {
-            value()?
-                .as_u64()
-                .filter(|&n| n <= max)
+            number_integer(value()?, max)
                 .ok_or_else(|| D::Error::custom(format!("`value` must be an integer 0..={max}")))
         };
         Ok(match raw.kind {
@@ -202,31 +375,33 @@ impl From<&WireReading> for Value {
 
 /// A reading as a client sends it: one device frame, identified by `(device_id, boot, seq)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct NewReading {
     /// The device; optional in JSON (defaults to the device in the URL path), and when given it
     /// must match it.
     #[serde(
         default,
-        deserialize_with = "not_null",
+        deserialize_with = "opt_int",
         skip_serializing_if = "Option::is_none"
     )]
     pub device_id: Option<u32>,
     /// Which boot of the device sent the frame (protocol v2 `boot`); optional in JSON, 0 when
     /// absent (what a version 1 frame decodes to, and what clients from before v2 mean).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int")]
     pub boot: u32,
     /// The device's frame sequence number, 0 at each boot. With `device_id` and `boot` it
     /// identifies the reading: a repeated triple is a retry and is stored once; the same
     /// `(device_id, seq)` with another `boot` is a new reading (the device rebooted).
+    #[serde(deserialize_with = "int")]
     pub seq: u32,
     /// Milliseconds since the device booted, when it sampled.
+    #[serde(deserialize_with = "int")]
     pub uptime_ms: u64,
     /// Wall-clock sample time, assigned by the gateway (devices have no clock). When absent,
     /// the service uses its receive time.
     #[serde(
         default,
-        deserialize_with = "not_null",
+        deserialize_with = "opt_int",
         skip_serializing_if = "Option::is_none"
     )]
     pub sampled_at_ms: Option<UnixMillis>,
@@ -250,7 +425,7 @@ impl NewReading {
 
 /// The JSON body of `POST /api/v1/devices/{id}/readings`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct IngestBatch {
     /// The readings, in any order.
     pub readings: Vec<NewReading>,
@@ -301,12 +476,12 @@ pub struct Device {
 
 /// The JSON body of `POST /api/v1/devices`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct RegisterRequest {
     /// The id to register; the service picks the next free one when absent.
     #[serde(
         default,
-        deserialize_with = "not_null",
+        deserialize_with = "opt_int",
         skip_serializing_if = "Option::is_none"
     )]
     pub id: Option<u32>,

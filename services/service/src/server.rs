@@ -27,6 +27,13 @@ use tokio_util::sync::CancellationToken;
 /// database, WAL and shared-memory files for the writer and each reader, the listener, logs.
 pub const FD_RESERVE: u64 = 64;
 
+/// hyper's own limit on header fields: above `api::MAX_HEADERS`, so the application answers
+/// 431 with the JSON error; only a request past this gets hyper's bare 431.
+pub const HYPER_MAX_HEADERS: usize = 1000;
+/// hyper's read buffer, which bounds a request head: well above `api::MAX_HEADER_BYTES` and
+/// `api::MAX_URI_BYTES` for the same reason (hyper's default is ~400 KiB).
+pub const HYPER_MAX_BUF: usize = 256 * 1024;
+
 /// Limits on what clients can hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -64,7 +71,9 @@ pub async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF);
     let mut backoff = Duration::from_millis(10);
     loop {
         let permit = tokio::select! {
@@ -78,10 +87,10 @@ pub async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                stream
+                (stream, peer)
             }
             // The peer gave up before we accepted: nothing to do.
             Err(e) if is_connection_error(&e) => continue,
@@ -103,7 +112,15 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address, for the per-address limit on unauthenticated work (`api`).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -36,7 +36,8 @@ pub struct SqliteConfig {
     pub write_queue: usize,
     /// Most readings committed in one transaction.
     pub max_group_rows: usize,
-    /// Upper bound on the database size; writes beyond it fail with 503 (SQLite "full").
+    /// Upper bound on the database's size on disk: the file, its WAL and its shared-memory
+    /// file together. Writes beyond it fail with 503 (SQLite "full"); see [`SHM_RESERVE`].
     pub max_db_bytes: Option<u64>,
     /// `PRAGMA synchronous=FULL` (fsync on every commit: durable across power loss). When
     /// `false`, `NORMAL`: durable across a process crash, not a power cut.
@@ -54,6 +55,25 @@ impl SqliteConfig {
             sync_full: true,
         }
     }
+}
+
+/// Bytes of `max_db_bytes` kept for the `-shm` file (32 KiB at rest) and the WAL's header:
+/// the main file may grow to the cap minus this. After a commit that leaves the three files
+/// over the cap, the writer checkpoints the WAL back into the main file and truncates it, so at
+/// rest they fit; during one commit the WAL holds that commit's pages on top (at most one
+/// group, `max_group_rows`).
+pub const SHM_RESERVE: u64 = 64 * 1024;
+
+/// The database file, its `-wal` and its `-shm` together, in bytes (missing ones count 0).
+pub fn bytes_on_disk(db: &std::path::Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.len())
+        })
+        .sum()
 }
 
 /// One schema migration: the SQL that takes the database from `version - 1` to `version`.
@@ -271,10 +291,12 @@ struct Health {
     /// The last commit failed for lack of space (disk or `--max-db-mb`); the next good commit
     /// clears it.
     full: std::sync::atomic::AtomicBool,
+    /// `SqliteConfig::max_db_bytes`: the cap on the three files together.
+    max_bytes: Option<u64>,
 }
 
 impl Health {
-    fn new(path: PathBuf) -> Result<Self, StoreError> {
+    fn new(path: PathBuf, max_bytes: Option<u64>) -> Result<Self, StoreError> {
         let db = file_id(&path).map_err(|e| {
             StoreError::Unavailable(format!("cannot stat the database {}: {e}", path.display()))
         })?;
@@ -284,6 +306,7 @@ impl Health {
             wal: Mutex::new(None),
             lost: tokio::sync::watch::channel(None).0,
             full: std::sync::atomic::AtomicBool::new(false),
+            max_bytes,
         })
     }
 
@@ -402,7 +425,8 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))??;
         let path = config.path.clone();
-        let health = tokio::task::spawn_blocking(move || Health::new(path))
+        let max_bytes = config.max_db_bytes;
+        let health = tokio::task::spawn_blocking(move || Health::new(path, max_bytes))
             .await
             .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))??;
         let health = Arc::new(health);
@@ -472,7 +496,8 @@ fn open_writer(cfg: &SqliteConfig) -> Result<Connection, StoreError> {
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(map_err)?;
-        let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(1);
+        let room = max.saturating_sub(SHM_RESERVE).max(max / 2);
+        let pages = i64::try_from(room).unwrap_or(i64::MAX) / page.max(1);
         let pages = pages.max(1);
         conn.pragma_update(None, "max_page_count", pages)
             .map_err(map_err)?;
@@ -543,13 +568,19 @@ fn writer_loop(
     }
     // Refuse what is still queued: its senders get "shutting down" (never "accepted").
     rx.close();
-    // Fold the WAL back into the database file so the next start is quick.
-    let result = conn
-        .pragma_update(None, "wal_checkpoint", "TRUNCATE")
-        .map_err(map_err);
-    if let Err(e) = &result {
-        tracing::warn!("wal checkpoint on close failed: {e}");
+    // Fold the WAL back into the database file so the next start is quick. When that fails
+    // (typically a full disk: the main file cannot grow), nothing is lost: every commit
+    // answered "accepted" is in the WAL, synced, and SQLite replays it at the next open. So
+    // the shutdown is still clean (exit 0); the log says why the WAL stayed.
+    if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+        tracing::warn!(
+            "wal checkpoint on close failed ({}); the committed data stays in {} and is \
+             folded in at the next start once there is space",
+            map_err(e),
+            wal_path(&health.path).display()
+        );
     }
+    let result = Ok(());
     drop(conn);
     // A lost store closes with its reason, so the process exits non-zero.
     let result = match health.lost() {
@@ -587,42 +618,45 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
     }
     let mut answers = Vec::with_capacity(group.len());
     let mut error = None;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| error = Some(e))
-        .ok();
-    for cmd in group.drain(..) {
-        // Once a statement failed, the rest of the group is not run: it all rolls back.
-        let tx = tx.as_ref().filter(|_| error.is_none());
-        match cmd {
-            Cmd::Ingest {
-                readings,
-                vals,
-                reply,
-            } => {
-                let outcome = tx.and_then(|tx| {
-                    insert_readings(tx, readings, vals)
-                        .map_err(|e| error = Some(e))
-                        .ok()
-                });
-                answers.push(Answer::Ingest(reply, outcome));
+    // The transaction's borrow of `conn` ends with this block.
+    {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| error = Some(e))
+            .ok();
+        for cmd in group.drain(..) {
+            // Once a statement failed, the rest of the group is not run: it all rolls back.
+            let tx = tx.as_ref().filter(|_| error.is_none());
+            match cmd {
+                Cmd::Ingest {
+                    readings,
+                    vals,
+                    reply,
+                } => {
+                    let outcome = tx.and_then(|tx| {
+                        insert_readings(tx, readings, vals)
+                            .map_err(|e| error = Some(e))
+                            .ok()
+                    });
+                    answers.push(Answer::Ingest(reply, outcome));
+                }
+                Cmd::Register { device, reply } => {
+                    let outcome =
+                        tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
+                    answers.push(Answer::Register(reply, outcome));
+                }
+                // Taken out of the group by the writer loop.
+                Cmd::Close { reply } => drop(reply.send(Ok(()))),
             }
-            Cmd::Register { device, reply } => {
-                let outcome =
-                    tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
-                answers.push(Answer::Register(reply, outcome));
-            }
-            // Taken out of the group by the writer loop.
-            Cmd::Close { reply } => drop(reply.send(Ok(()))),
         }
-    }
-    if let Some(tx) = tx {
-        if error.is_none() {
-            if let Err(e) = tx.commit() {
-                error = Some(e);
+        match tx {
+            Some(tx) if error.is_none() => {
+                if let Err(e) = tx.commit() {
+                    error = Some(e);
+                }
             }
-        } else {
-            drop(tx); // rolls back
+            Some(tx) => drop(tx), // rolls back
+            None => {}
         }
     }
     // The answers go out only now, after the commit: "accepted" means durable. And only if
@@ -640,6 +674,10 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
     if let Some(e) = &failed {
         tracing::warn!("group commit failed, nothing in it was stored: {e}");
     }
+    // Before the answers: whoever hears back sees the files within --max-db-mb.
+    if health.lost().is_none() {
+        fit_the_cap(conn, health);
+    }
     for answer in answers {
         // A send fails only when the caller went away; its data is committed regardless.
         match (answer, &failed) {
@@ -652,6 +690,27 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
                 drop(reply.send(Err(e.clone().unwrap_or_else(internal))))
             }
         }
+    }
+}
+
+/// `--max-db-mb` counts the WAL and `-shm` too: when a commit left the three files over the
+/// cap, fold the WAL back into the main file (bounded by `max_page_count`) and truncate it.
+fn fit_the_cap(conn: &Connection, health: &Health) {
+    let Some(max) = health.max_bytes else {
+        return;
+    };
+    if bytes_on_disk(&health.path) <= max {
+        return;
+    }
+    // (busy, wal frames, checkpointed frames): busy when a reader holds an old snapshot; the
+    // next commit tries again.
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match done {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("wal checkpoint for --max-db-mb deferred: a reader is busy"),
+        Err(e) => tracing::warn!("wal checkpoint for --max-db-mb failed: {e}"),
     }
 }
 

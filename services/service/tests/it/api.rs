@@ -81,7 +81,7 @@ impl App {
         self.call(
             Method::POST,
             "/api/v1/devices",
-            &[],
+            &[("content-type", "application/json")],
             json!({"id": id, "token": token}).to_string(),
         )
         .await
@@ -198,7 +198,10 @@ async fn registration_requires_the_provisioning_token_when_configured() {
         .call(
             Method::POST,
             "/api/v1/devices",
-            &[("authorization", "Bearer prov")],
+            &[
+                ("authorization", "Bearer prov"),
+                ("content-type", "application/json"),
+            ],
             body,
         )
         .await;

@@ -94,10 +94,10 @@ impl App {
 
     async fn register(&self, body: Value, auth: Option<&str>) -> Answer {
         let auth = auth.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        if let Some(a) = auth.as_deref() {
+            headers.push(("authorization", a));
+        }
         self.call(Method::POST, "/api/v1/devices", &headers, body.to_string())
             .await
     }
@@ -314,6 +314,7 @@ async fn a_removed_database_is_503_with_retry_after_and_the_binary_exits_non_zer
     let client = reqwest::Client::new();
     let reg = client
         .post(format!("{}/api/v1/devices", bin.url))
+        .header("content-type", "application/json")
         .body(r#"{"id":7,"token":"tok-seven"}"#)
         .send()
         .await
@@ -863,8 +864,13 @@ async fn forty_tokenless_4_mib_ingests_are_refused_and_peak_rss_stays_under_the_
     let mut refused = 0;
     for r in requests {
         match r.await.unwrap() {
+            // 429 when more than --max-unauthenticated-per-ip of them are in flight at once.
             Ok(resp) => {
-                assert_eq!(resp.status(), 401);
+                assert!(
+                    [401, 429].contains(&resp.status().as_u16()),
+                    "{}",
+                    resp.status()
+                );
                 refused += 1;
             }
             // The service answers 401 and closes without reading the body, so a client still
@@ -881,5 +887,454 @@ async fn forty_tokenless_4_mib_ingests_are_refused_and_peak_rss_stays_under_the_
     assert!(
         peak < TOKENLESS_PEAK_RSS_CAP_KIB,
         "peak RSS {peak} KiB is over the cap of {TOKENLESS_PEAK_RSS_CAP_KIB} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (9) the contract: objects are objects, integers are integers however JSON spells them
+
+#[tokio::test]
+async fn arrays_in_place_of_objects_are_refused_naming_the_field() {
+    let app = app_with(|_| {}).await;
+    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+        .await;
+    // serde's derive reads a struct from an array of its fields in order: this batch was
+    // stored as one reading before.
+    let whole = app.ingest(7, "tok-seven", "[[[null,5,1,null,[]]]]").await;
+    assert_eq!(whole.status, StatusCode::BAD_REQUEST, "{:?}", whole.json);
+    assert!(
+        whole.json["error"].as_str().unwrap().contains("sequence"),
+        "{:?}",
+        whole.json
+    );
+    let reading = app
+        .ingest(7, "tok-seven", r#"{"readings":[[null,5,1,null,[]]]}"#)
+        .await;
+    assert_eq!(
+        reading.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        reading.json
+    );
+    assert_eq!(reading.json["field"], "readings[0]");
+    let value = app
+        .ingest(
+            7,
+            "tok-seven",
+            r#"{"readings":[{"seq":1,"uptime_ms":1,"values":[["counter",1]]}]}"#,
+        )
+        .await;
+    assert_eq!(value.status, StatusCode::BAD_REQUEST, "{:?}", value.json);
+    assert_eq!(value.json["field"], "readings[0].values[0]");
+    let reg = app.register(json!([8, "tok-eight"]), None).await;
+    assert_eq!(reg.status, StatusCode::BAD_REQUEST, "{:?}", reg.json);
+    let stored = app
+        .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
+        .await;
+    assert_eq!(
+        stored.json["readings"],
+        json!([]),
+        "a refused body was stored"
+    );
+    let devices = app.call(Method::GET, "/api/v1/devices", &[], "").await;
+    assert_eq!(devices.json["devices"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn integral_floats_are_the_same_integers_and_fractions_are_refused() {
+    let app = app_with(|_| {}).await;
+    // JSON Schema's "integer" admits 338.0: so does the service, everywhere it takes one.
+    let reg = app
+        .register(json!({"id": 7.0, "token": "tok-seven"}), None)
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{:?}", reg.json);
+    assert_eq!(reg.json["id"], json!(7));
+    let body = r#"{"readings":[{"device_id":7.0,"boot":2.0,"seq":338.0,"uptime_ms":5.0,
+        "sampled_at_ms":1000.0,"values":[{"kind":"counter","value":17.0},
+        {"kind":"status","value":1.0},{"kind":"boot","firmware":"1.2.3","board":1.0},
+        {"kind":"unknown","code":200.0,"len":3.0}]}]}"#;
+    let a = app.ingest(7, "tok-seven", body).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    assert_eq!(a.json["accepted"], 1);
+    let q = app
+        .call(
+            Method::GET,
+            "/api/v1/devices/7/readings?limit=5.0&from=0.0&after_boot=0&after_seq=0.0",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(q.status, StatusCode::OK, "{:?}", q.json);
+    let r = &q.json["readings"][0];
+    // Answered as integers, as stored.
+    assert_eq!(r["seq"], json!(338));
+    assert!(r["seq"].is_u64(), "{r}");
+    assert_eq!(r["boot"], json!(2));
+    assert_eq!(r["values"][0], json!({"kind": "counter", "value": 17}));
+    // A fraction is not an integer, and an integral float past 2^53 cannot say which one.
+    for (reading, field) in [
+        (
+            json!({"seq": 338.5, "uptime_ms": 1, "values": []}),
+            "readings[0].seq",
+        ),
+        (
+            json!({"seq": 1, "uptime_ms": 9_007_199_254_740_994.0_f64, "values": []}),
+            "readings[0].uptime_ms",
+        ),
+        (
+            json!({"seq": -1.0, "uptime_ms": 1, "values": []}),
+            "readings[0].seq",
+        ),
+        (
+            json!({"seq": 1, "uptime_ms": 1, "values": [{"kind": "board", "value": 1}]}),
+            "readings[0].values[0].kind",
+        ),
+    ] {
+        let a = app
+            .ingest(
+                7,
+                "tok-seven",
+                &json!({ "readings": [reading] }).to_string(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{reading}: {:?}", a.json);
+        assert_eq!(a.json["field"], field, "{reading}: {:?}", a.json);
+    }
+    for (query, field) in [
+        ("limit=2.5", "limit"),
+        ("from=x", "from"),
+        ("to=1e400", "to"),
+    ] {
+        let q = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/devices/7/readings?{query}"),
+                &[],
+                "",
+            )
+            .await;
+        assert_eq!(q.status, StatusCode::BAD_REQUEST, "{query}: {:?}", q.json);
+        assert_eq!(q.json["field"], field, "{query}: {:?}", q.json);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (10) smaller: registration's content type, the WAL under --max-db-mb, SIGTERM on a full disk
+
+#[tokio::test]
+async fn registration_enforces_the_content_type_like_ingest() {
+    let app = app_with(|_| {}).await;
+    let untyped = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            &[],
+            json!({"id": 1, "token": "t"}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        untyped.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{:?}",
+        untyped.json
+    );
+    assert!(
+        untyped.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{:?}",
+        untyped.json
+    );
+    // No body at all: the service picks the id and the token.
+    let bare = app.call(Method::POST, "/api/v1/devices", &[], "").await;
+    assert_eq!(bare.status, StatusCode::CREATED, "{:?}", bare.json);
+    assert!(bare.json["token"].is_string());
+}
+
+/// The database file, its -wal and its -shm together.
+fn files_bytes(db: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| std::fs::metadata(format!("{}{suffix}", db.display())).map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[tokio::test]
+async fn max_db_mb_counts_the_wal_and_shm_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let mut config = Config::for_db(&db);
+    config.max_db_mb = Some(1);
+    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
+    let state = AppState::new(config, store).await.unwrap();
+    let app = App {
+        router: router(Arc::clone(&state)),
+        _state: state,
+        _dir: dir,
+    };
+    app.register(json!({"id": 1, "token": "t"}), None).await;
+    let mut full = false;
+    let mut peak = 0;
+    for chunk in 0..100u32 {
+        let readings: Vec<Value> = (0..500u32)
+            .map(|i| {
+                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
+                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
+            })
+            .collect();
+        let a = app
+            .ingest(1, "t", &json!({ "readings": readings }).to_string())
+            .await;
+        peak = peak.max(files_bytes(&db));
+        if a.status == StatusCode::SERVICE_UNAVAILABLE {
+            full = true;
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    }
+    assert!(full, "the 1 MiB store never filled up");
+    let on_disk = files_bytes(&db);
+    println!("db + wal + shm at rest: {on_disk} bytes; largest seen after a commit: {peak}");
+    assert!(
+        on_disk <= 1024 * 1024,
+        "the database, its WAL and -shm take {on_disk} bytes under --max-db-mb 1"
+    );
+    assert!(
+        peak <= 1024 * 1024,
+        "after a commit the files took {peak} bytes under --max-db-mb 1"
+    );
+}
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct Tmpfs {
+    at: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("full");
+        std::fs::create_dir(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("cannot run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a 1 MiB tmpfs at {} (this test needs root): {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { at, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a 1 MiB tmpfs; cargo xtask test runs it (as root in CI)"]
+async fn needs_root_sigterm_on_a_full_disk_exits_0_and_every_accepted_reading_is_kept() {
+    let fs = Tmpfs::mount();
+    let db = fs.at.join("t.db");
+    let mut bin = start_bin(bin_command(&db, &[]));
+    let client = reqwest::Client::new();
+    let reg = client
+        .post(format!("{}/api/v1/devices", bin.url))
+        .header("content-type", "application/json")
+        .body(r#"{"id":1,"token":"t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let mut accepted = 0u64;
+    let mut full = false;
+    for chunk in 0..200u32 {
+        let readings: Vec<Value> = (0..500u32)
+            .map(|i| {
+                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
+                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
+            })
+            .collect();
+        let a = client
+            .post(format!("{}/api/v1/devices/1/readings", bin.url))
+            .bearer_auth("t")
+            .header("content-type", "application/json")
+            .body(json!({ "readings": readings }).to_string())
+            .send()
+            .await
+            .unwrap();
+        if a.status() == 503 {
+            full = true;
+            break;
+        }
+        assert_eq!(a.status(), 200);
+        let outcome: Value = a.json().await.unwrap();
+        accepted += outcome["accepted"].as_u64().unwrap();
+    }
+    assert!(full, "the 1 MiB disk never filled up");
+    assert!(accepted > 0);
+    let term = Command::new("kill")
+        .args(["-TERM", &bin.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let (status, stderr) = wait_exit(&mut bin.child, Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "SIGTERM on a full disk: exit status {status}; stderr: {stderr}"
+    );
+    // Nothing answered "accepted" was lost: a copy of the files on a disk with room holds them
+    // all (SQLite replays the WAL the checkpoint could not fold in).
+    let copy = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal"] {
+        let from = format!("{}{suffix}", db.display());
+        if Path::new(&from).exists() {
+            std::fs::copy(&from, copy.path().join(format!("t.db{suffix}"))).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(copy.path().join("t.db")).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
+        .unwrap();
+    let stored = u64::try_from(stored).unwrap();
+    assert_eq!(stored, accepted, "accepted {accepted}, kept {stored}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// (9) request heads over the limits; (4) unauthenticated work per address
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_over_the_limits_get_414_and_431_with_the_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let client = reqwest::Client::new();
+    let long_uri = format!("{}/healthz?pad={}", bin.url, "a".repeat(9 * 1024));
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..150 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_static("1"),
+        );
+    }
+    let big = "b".repeat(40 * 1024);
+    let cases = [
+        ("long request target", client.get(&long_uri), 414),
+        (
+            "150 header fields",
+            client.get(format!("{}/healthz", bin.url)).headers(many),
+            431,
+        ),
+        (
+            "a 40 KiB header",
+            client
+                .get(format!("{}/healthz", bin.url))
+                .header("x-big", &big),
+            431,
+        ),
+    ];
+    for (what, req, expected) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected, "{what}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(ct, "application/json", "{what}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("limit"),
+            "{what}: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_bin(bin_command(
+        &dir.path().join("t.db"),
+        &["--max-unauthenticated-per-ip", "2"],
+    ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let reg = client
+        .post(format!("{}/api/v1/devices", bin.url))
+        .header("content-type", "application/json")
+        .body(r#"{"id":7,"token":"tok-seven"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    // Two open registrations whose bodies never come: unauthenticated work in flight.
+    let addr = bin.url.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            b"POST /api/v1/devices HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        slow.push(s);
+    }
+    let latest = format!("{}/api/v1/latest", bin.url);
+    // Bounded wait until the server has taken both (no fixed sleep).
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = client.get(&latest).send().await.unwrap();
+        if r.status() == 429 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("a third unauthenticated request was never refused with 429");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-unauthenticated-per-ip"),
+        "{body}"
+    );
+    // A device with its token, and the probes, are not held up.
+    let ok = client
+        .post(format!("{}/api/v1/devices/7/readings", bin.url))
+        .bearer_auth("tok-seven")
+        .header("content-type", "application/json")
+        .body(one_reading(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let health = client
+        .get(format!("{}/healthz", bin.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Once the slow ones are gone, unauthenticated requests are served again.
+    drop(slow);
+    let mut served = false;
+    for _ in 0..200 {
+        if client.get(&latest).send().await.unwrap().status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        served,
+        "the slots of closed connections were never given back"
     );
 }

@@ -40,6 +40,7 @@ async fn sse_stream_delivers_new_readings_and_ends_on_shutdown() {
     let client = reqwest::Client::new();
     client
         .post(format!("{}/api/v1/devices", app.url))
+        .header("content-type", "application/json")
         .body(r#"{"id":1,"token":"t"}"#)
         .send()
         .await
@@ -96,6 +97,7 @@ async fn shutdown_drains_in_flight_ingests_and_every_accepted_reading_is_stored(
     let client = reqwest::Client::new();
     client
         .post(format!("{}/api/v1/devices", app.url))
+        .header("content-type", "application/json")
         .body(r#"{"id":1,"token":"t"}"#)
         .send()
         .await
