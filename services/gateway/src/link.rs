@@ -645,7 +645,7 @@ async fn queue_frames(frames: &[Frame], ack_to: Option<&AckSink>, ctx: &Ctx) -> 
             .max()
             .unwrap_or(frame.uptime_ms);
         let earlier = i64::try_from(newest.saturating_sub(frame.uptime_ms)).unwrap_or(0);
-        let reading = NewReading::from_frame(frame, now - earlier);
+        let reading = NewReading::from_frame(frame).sampled_at(now - earlier);
         ctx.metrics
             .frame_in(frame.device_id, frame.boot, frame.seq, now);
         let permit = match ctx.buffer.clone().try_acquire_owned() {

@@ -105,7 +105,8 @@ impl Poster {
         let mut devices: HashMap<u32, mpsc::UnboundedSender<Pending>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(p) = frames.recv().await {
-            let id = p.reading.device_id;
+            // `from_frame` always names the device; a reading without one is device 0.
+            let id = p.reading.device_id.unwrap_or_default();
             let tx = devices.entry(id).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 tasks.spawn(Arc::clone(&self).device(id, rx));
@@ -175,7 +176,10 @@ impl Poster {
                         let now = now_millis();
                         let latencies: Vec<u64> = batch
                             .iter()
-                            .map(|p| u64::try_from(now - p.reading.sampled_at_ms).unwrap_or(0))
+                            .map(|p| {
+                                u64::try_from(now - p.reading.sampled_at_ms.unwrap_or(now))
+                                    .unwrap_or(0)
+                            })
                             .collect();
                         self.metrics
                             .acked(id, outcome.accepted, outcome.duplicates, &latencies);
@@ -272,9 +276,9 @@ impl Poster {
     async fn register(&self, id: u32, token: &str) -> Result<(), Failure> {
         let url = format!("{}/api/v1/devices", self.config.service);
         let mut req = self.client.post(&url).json(&RegisterRequest {
-            id,
-            token,
-            name: "registered by beacon-gateway",
+            id: Some(id),
+            token: Some(token.to_string()),
+            name: Some("registered by beacon-gateway".into()),
         });
         if let Some(p) = &self.config.provisioning_token {
             req = req.bearer_auth(p);
@@ -414,11 +418,11 @@ mod tests {
     fn pending(sink: &AckSink, boot: u32, seq: u32, permits: &Arc<Semaphore>) -> Pending {
         Pending {
             reading: NewReading {
-                device_id: 1,
+                device_id: Some(1),
                 boot,
                 seq,
                 uptime_ms: 0,
-                sampled_at_ms: 0,
+                sampled_at_ms: Some(0),
                 values: Vec::new(),
             },
             permit: Arc::clone(permits).try_acquire_owned().unwrap(),

@@ -151,7 +151,9 @@ extern crate beacon_devdeps as _;
 pub mod api;
 pub mod config;
 pub mod metrics;
-pub mod model;
+/// The HTTP contract's types live in their own crate (`beacon-api`), shared with the gateway
+/// and the demo; `model` keeps the service's paths short.
+pub use beacon_api as model;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -35,8 +35,9 @@ async fn start(config: beacon_service::Config) -> Result<(), String> {
         format!("cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)", config.listen)
     })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // Tests and scripts read this line to find the port when --listen asks for port 0.
-    println!("beacon-service listening on http://{addr}");
+    // Tests and scripts read this line to find the port when --listen asks for port 0
+    // (`beacon_api::parse_listening`).
+    println!("{}", beacon_service::model::listening_line(addr));
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, db = %config.db.display(), "listening");
     beacon_service::run(config, listener, shutdown_signal())

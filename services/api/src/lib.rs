@@ -1,4 +1,19 @@
-//! The JSON data model (see the crate docs, "Data model").
+//! The HTTP contract of the telemetry service, as Rust types: what `POST
+//! /api/v1/devices/{id}/readings`, `POST /api/v1/devices` and the read endpoints take and
+//! answer. The service (`beacon-service`), the gateway and the demo all use these, so the JSON
+//! is written once; `services/service/src/openapi.json` says the same for other languages and
+//! is checked against the service's router by its tests.
+//!
+//! Deserialisation is strict where the contract is: objects only (never an array in place of
+//! an object), integers as JSON Schema reads them (`338.0` is `338`), `null` refused for an
+//! optional field (absent is the one way to leave it out), unknown fields refused.
+//!
+//! Layout: [`Value`] (one measured value, hand-written deserialiser), [`NewReading`] and
+//! [`IngestBatch`] (ingest), [`StoredReading`], [`IngestOutcome`], [`Device`],
+//! [`RegisterRequest`] and [`Registered`] (registration), [`ReadingQuery`], [`ErrorBody`],
+//! and the service's start-up line ([`listening_line`], [`parse_listening`]).
+
+use std::net::SocketAddr;
 
 use beacon_protocol::{Frame, Reading as WireReading};
 use serde::{Deserialize, Serialize};
@@ -533,4 +548,112 @@ pub struct ReadingQuery {
     pub after_seq: Option<u32>,
     /// At most this many readings, in `(boot, seq)` order.
     pub limit: u32,
+}
+
+/// The same JSON as [`IngestBatch`], borrowing the readings (the gateway keeps them for
+/// retries until the service answers).
+#[derive(Debug, Serialize)]
+pub struct IngestBatchRef<'a> {
+    /// The readings, in any order.
+    pub readings: Vec<&'a NewReading>,
+}
+
+impl NewReading {
+    /// The same reading with a wall-clock sample time (the gateway stamps frames on arrival).
+    pub fn sampled_at(mut self, ms: UnixMillis) -> Self {
+        self.sampled_at_ms = Some(ms);
+        self
+    }
+}
+
+/// The JSON body of every error answer (4xx and 5xx): what was wrong and, where one field
+/// was, which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A short lowercase message that says what to do next.
+    pub error: String,
+    /// The field (JSON path or query parameter) that was wrong, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// What the service prints as its first line on stdout once it accepts connections; tools
+/// that start it (the demo, the tests, bench-service) read the address from it.
+pub fn listening_line(addr: SocketAddr) -> String {
+    format!("beacon-service listening on http://{addr}")
+}
+
+/// The address in a [`listening_line`] (`None`: not such a line).
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    line.trim()
+        .strip_prefix("beacon-service listening on http://")?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_protocol::Reading;
+
+    #[test]
+    fn reading_json_is_the_contract() {
+        let frame = Frame::new(3, 7, 1_500)
+            .with_boot(0xB007)
+            .with(Reading::Temperature {
+                centi_celsius: 2_150,
+            })
+            .unwrap()
+            .with(Reading::Boot {
+                firmware: [0, 1, 2],
+                board: 1,
+            })
+            .unwrap();
+        let reading = NewReading::from_frame(&frame).sampled_at(42);
+        let json = serde_json::to_value(&reading).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "device_id": 3, "boot": 0xB007, "seq": 7, "uptime_ms": 1500, "sampled_at_ms": 42,
+                "values": [
+                    {"kind": "temperature_c", "value": 21.5},
+                    {"kind": "boot", "firmware": "0.1.2", "board": 1}
+                ]
+            })
+        );
+        let back: NewReading = serde_json::from_value(json).unwrap();
+        assert_eq!(back, reading);
+        let batch = serde_json::to_value(IngestBatchRef {
+            readings: vec![&reading],
+        })
+        .unwrap();
+        let owned: IngestBatch = serde_json::from_value(batch).unwrap();
+        assert_eq!(owned.readings, [reading]);
+    }
+
+    #[test]
+    fn objects_only_and_integers_as_json_schema_reads_them() {
+        assert!(serde_json::from_str::<IngestBatch>("[[[null,5,1,null,[]]]]").is_err());
+        let r: NewReading =
+            serde_json::from_str(r#"{"seq": 338.0, "uptime_ms": 1, "values": []}"#).unwrap();
+        assert_eq!(r.seq, 338);
+        assert!(
+            serde_json::from_str::<NewReading>(r#"{"seq": 1.5, "uptime_ms": 1, "values": []}"#)
+                .is_err()
+        );
+        let e = serde_json::from_str::<Value>(r#"{"kind": "counter", "value": 1, "board": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`board` is not a field of kind `counter`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_listening_line_round_trips() {
+        let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        assert_eq!(parse_listening(&listening_line(addr)), Some(addr));
+        assert_eq!(parse_listening("listening on http://127.0.0.1:1"), None);
+    }
 }
