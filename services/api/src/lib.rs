@@ -575,6 +575,9 @@ pub struct ErrorBody {
     /// The field (JSON path or query parameter) that was wrong, when one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The byte offset of the offending frame, for binary (frame) bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// What the service prints as its first line on stdout once it accepts connections; tools
