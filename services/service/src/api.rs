@@ -652,7 +652,7 @@ async fn list_devices(
     authorize_read(&state, &headers)?;
     let started = Instant::now();
     let devices = state.store.devices().await?;
-    state.metrics.store_read_latency.observe(started.elapsed());
+    state.metrics.store_read_latency(started.elapsed());
     let devices: Vec<_> = devices.into_iter().map(|d| d.device).collect();
     Ok(Json(serde_json::json!({ "devices": devices })).into_response())
 }
@@ -855,27 +855,17 @@ async fn ingest(
         .collect();
     let started = Instant::now();
     let result = state.store.ingest(readings).await;
-    state
-        .metrics
-        .store_ingest_latency
-        .observe(started.elapsed());
+    state.metrics.store_ingest_latency(started.elapsed());
     let ingested = result.inspect_err(|e| {
         if matches!(e, StoreError::Unavailable(_)) {
-            state.metrics.store_unavailable.fetch_add(1, Relaxed);
+            state.metrics.store_unavailable();
         }
     })?;
     let outcome = IngestOutcome {
         accepted: ingested.accepted.len(),
         duplicates: ingested.duplicates,
     };
-    state
-        .metrics
-        .readings_accepted
-        .fetch_add(outcome.accepted as u64, Relaxed);
-    state
-        .metrics
-        .readings_duplicate
-        .fetch_add(outcome.duplicates as u64, Relaxed);
+    state.metrics.ingested(outcome.accepted, outcome.duplicates);
     if outcome.accepted > 0 && state.events.receiver_count() > 0 {
         // No receiver, no copy: the common case under load pays nothing for the stream.
         let _ = state.events.send(Arc::from(ingested.accepted));
@@ -932,7 +922,7 @@ async fn query_readings(
     };
     let started = Instant::now();
     let readings = state.store.query(query).await?;
-    state.metrics.store_read_latency.observe(started.elapsed());
+    state.metrics.store_read_latency(started.elapsed());
     let next = if readings.len() == limit as usize {
         readings.last().map(|r| (r.boot, r.seq))
     } else {
@@ -954,7 +944,7 @@ async fn latest(
     authorize_read(&state, &headers)?;
     let started = Instant::now();
     let readings = state.store.latest().await?;
-    state.metrics.store_read_latency.observe(started.elapsed());
+    state.metrics.store_read_latency(started.elapsed());
     Ok(Json(serde_json::json!({ "readings": readings })).into_response())
 }
 
@@ -969,7 +959,7 @@ struct StreamParams {
 struct SseGuard(Arc<AppState>);
 impl Drop for SseGuard {
     fn drop(&mut self) {
-        self.0.metrics.sse_clients.fetch_sub(1, Relaxed);
+        self.0.metrics.sse_clients(-1);
     }
 }
 
@@ -983,7 +973,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     authorize_read(&state, &headers)?;
     let Query(p) = params?;
-    state.metrics.sse_clients.fetch_add(1, Relaxed);
+    state.metrics.sse_clients(1);
     let guard = SseGuard(Arc::clone(&state));
     let rx = state.events.subscribe();
     // Cancellation on shutdown: the stream ends when the shutdown token fires, so graceful
@@ -1031,7 +1021,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiE
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

@@ -1,144 +1,155 @@
-//! Prometheus metrics, hand-written: a few atomics and the text exposition format. Small
-//! enough that a metrics crate would add more than it saves.
+//! Prometheus metrics through the maintained client crate (`prometheus-client`, the
+//! OpenMetrics text format): label values are escaped by the encoder, so a request line with
+//! an odd method cannot corrupt the exposition. The handles are cheap clones sharing one
+//! registry; `render` encodes it for `GET /metrics`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
-/// Latency histogram with fixed buckets (seconds).
-#[derive(Debug)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Latency buckets, seconds (0.5 ms to 2.5 s).
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            counts: Default::default(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
 }
 
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b)
-            && let Some(c) = self.counts.get(i)
-        {
-            c.fetch_add(1, Relaxed);
-        }
-        self.sum_micros
-            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.counts) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 /// Every metric the service exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     /// Requests by (route, method, status).
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// Readings stored.
-    pub readings_accepted: AtomicU64,
-    /// Readings that were already stored (retries).
-    pub readings_duplicate: AtomicU64,
-    /// Ingest requests refused by the store (503).
-    pub store_unavailable: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    /// Readings received, by result (accepted: stored; duplicate: already stored, a retry).
+    readings: Family<ResultLabel, Counter>,
+    /// Store operations refused with 503 (queue full, disk full, shutting down).
+    store_unavailable: Counter,
     /// Time from handing a batch to the store to its durable commit (queue + commit).
-    pub store_ingest_latency: Histogram,
+    store_ingest_latency: Histogram,
     /// Time of store reads (queries, latest, device list).
-    pub store_read_latency: Histogram,
+    store_read_latency: Histogram,
     /// Open SSE streams.
-    pub sse_clients: AtomicU64,
+    sse_clients: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "beacon_http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let readings = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "beacon_ingest_readings",
+            "Readings received, by result (the ingest rate is its rate())",
+            readings.clone(),
+        );
+        let store_unavailable = Counter::default();
+        registry.register(
+            "beacon_store_unavailable",
+            "Store operations refused with 503 (queue full, disk full, shutting down)",
+            store_unavailable.clone(),
+        );
+        let store_ingest_latency = Histogram::new(BUCKETS);
+        registry.register(
+            "beacon_store_ingest_seconds",
+            "Time from handing a batch to the store to its durable commit",
+            store_ingest_latency.clone(),
+        );
+        let store_read_latency = Histogram::new(BUCKETS);
+        registry.register(
+            "beacon_store_read_seconds",
+            "Time of store reads",
+            store_read_latency.clone(),
+        );
+        let sse_clients = Gauge::default();
+        registry.register(
+            "beacon_sse_clients",
+            "Open live streams",
+            sse_clients.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            readings,
+            store_unavailable,
+            store_ingest_latency,
+            store_read_latency,
+            sse_clients,
+        }
+    }
 }
 
 impl Metrics {
     /// Counts one finished request.
     pub fn request(&self, route: &str, method: &str, status: u16) {
-        // A std Mutex: held for one map update, never across an .await.
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry((route.to_owned(), method.to_owned(), status))
-                .or_default() += 1;
-        }
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// Counts what one ingest stored and what it found already stored.
+    pub fn ingested(&self, accepted: usize, duplicates: usize) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        self.readings
+            .get_or_create(&ResultLabel { result: "accepted" })
+            .inc_by(n(accepted));
+        self.readings
+            .get_or_create(&ResultLabel {
+                result: "duplicate",
+            })
+            .inc_by(n(duplicates));
+    }
+
+    /// Counts one store operation refused with 503.
+    pub fn store_unavailable(&self) {
+        self.store_unavailable.inc();
+    }
+
+    /// Records how long a batch took from the store's queue to its commit.
+    pub fn store_ingest_latency(&self, d: Duration) {
+        self.store_ingest_latency.observe(d.as_secs_f64());
+    }
+
+    /// Records how long a store read took.
+    pub fn store_read_latency(&self, d: Duration) {
+        self.store_read_latency.observe(d.as_secs_f64());
+    }
+
+    /// A live stream opened (`+1`) or closed (`-1`).
+    pub fn sse_clients(&self, delta: i64) {
+        self.sse_clients.inc_by(delta);
+    }
+
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP beacon_http_requests_total HTTP requests by route, method and status.\n",
-        );
-        out.push_str("# TYPE beacon_http_requests_total counter\n");
-        if let Ok(map) = self.requests.lock() {
-            for ((route, method, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "beacon_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        let counter = |out: &mut String, name: &str, help: &str, labels: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {}",
-                v.load(Relaxed)
-            );
-        };
-        let _ = writeln!(
-            out,
-            "# HELP beacon_ingest_readings_total Readings received, by result (the ingest rate is its rate()).\n\
-             # TYPE beacon_ingest_readings_total counter\n\
-             beacon_ingest_readings_total{{result=\"accepted\"}} {}\n\
-             beacon_ingest_readings_total{{result=\"duplicate\"}} {}",
-            self.readings_accepted.load(Relaxed),
-            self.readings_duplicate.load(Relaxed)
-        );
-        counter(
-            &mut out,
-            "beacon_store_unavailable_total",
-            "Store operations refused with 503 (queue full, disk full, shutting down).",
-            "",
-            &self.store_unavailable,
-        );
-        self.store_ingest_latency.render(
-            &mut out,
-            "beacon_store_ingest_seconds",
-            "Time from handing a batch to the store to its durable commit.",
-        );
-        self.store_read_latency.render(
-            &mut out,
-            "beacon_store_read_seconds",
-            "Time of store reads.",
-        );
-        let _ = writeln!(
-            out,
-            "# HELP beacon_sse_clients Open live streams.\n# TYPE beacon_sse_clients gauge\nbeacon_sse_clients {}",
-            self.sse_clients.load(Relaxed)
-        );
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
