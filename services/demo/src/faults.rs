@@ -505,7 +505,7 @@ impl FaultReport {
                 format!(
                     "device {} {} (backlog {})",
                     h.device,
-                    h.after.map_or_else(|| "NOT HEALED".to_owned(), |a| secs(a)),
+                    h.after.map_or_else(|| "NOT HEALED".to_owned(), secs),
                     h.backlog
                 )
             })

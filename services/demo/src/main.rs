@@ -323,7 +323,10 @@ async fn demo(args: Args) -> Result<bool, String> {
         timeline_lines = timeline.lines;
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    while !stopped {
+    loop {
+        if stopped {
+            break;
+        }
         let stop = tokio::select! {
             _ = &mut ctrl_c => Some("ctrl-c"),
             _ = term.recv() => Some("sigterm"),
