@@ -1,6 +1,7 @@
 //! The dashboard in a real headless browser: the real `beacon-service` binary on 127.0.0.1:0
 //! with a temporary SQLite file, Debian's `chromium` driven through `chromedriver` (WebDriver)
-//! with fantoccini. Checks the device rows (ids, boots, online), that each chart drew the last
+//! with fantoccini. Checks the device rows (ids, boots, online, frames dropped on the device
+//! from its overflow reports), that each chart drew the last
 //! 5 minutes of history from the query API, and that a reading ingested after the page loaded
 //! appears live (SSE). `cargo xtask test` runs it with `--ignored`.
 //!
@@ -177,7 +178,22 @@ async fn dashboard_shows_devices_history_and_live_readings() {
                 ]),
             )
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Device 1's outbox overflowed: one report in boot 7 (2 dropped), two in boot 8 (3, then
+    // 7 in all since that boot): the page shows 2 + 7. A report's counter is not charted.
+    let mut dev1 = dev1;
+    for (boot, seq, t, dropped) in [
+        (7, 20, t0 + 20_500, 2),
+        (8, 10, t0 + 35_000, 3),
+        (8, 11, t0 + 36_000, 7),
+    ] {
+        dev1.push(reading(
+            boot,
+            seq,
+            t,
+            json!([{"kind": "status", "value": 3}, {"kind": "counter", "value": dropped}]),
+        ));
+    }
     post(&http, &url, 1, dev1).await;
     let mut dev2 = vec![reading(
         3,
@@ -255,9 +271,10 @@ async fn dashboard_shows_devices_history_and_live_readings() {
             row["online"] == "online" || row["online"] == "offline",
             "{state:#}"
         );
-        // No device-side dropped-frames count was reported.
-        assert_eq!(row["dropped"], "-", "{state:#}");
     }
+    // Frames dropped on the device, from its TX_OVERFLOW reports; device 2 reported none.
+    assert_eq!(rows[0]["dropped"], "9", "{state:#}");
+    assert_eq!(rows[1]["dropped"], "-", "{state:#}");
     wait_for(&browser, "the live stream connected", |s| {
         s["stream"] == "connected"
     })
