@@ -8,7 +8,6 @@
 //! Set `BEACON_DASHBOARD_SCREENSHOT=/path/file.png` to keep a screenshot of the loaded page.
 
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,27 +38,6 @@ fn tool(name: &str, debian: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("`{name}` not found on PATH nor at {debian}; the dashboard browser test needs Debian's chromium and chromedriver: run `{INSTALL}`")
         })
-}
-
-fn start_service(db: &Path) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start beacon-service");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line from beacon-service: {line:?}"
-    );
-    (Killed(child), url)
 }
 
 /// chromedriver on a free loopback port, once it accepts connections.
@@ -149,7 +127,8 @@ async fn dashboard_shows_devices_history_and_live_readings() {
     let chromium = tool("chromium", "/usr/bin/chromium");
     let driver = tool("chromedriver", "/usr/bin/chromedriver");
     let dir = tempfile::tempdir().unwrap();
-    let (_service, url) = start_service(&dir.path().join("browser.db"));
+    let service = crate::spawn::start(&dir.path().join("browser.db"), &[]);
+    let url = service.url.clone();
     let http = reqwest::Client::new();
     for id in [1u32, 2] {
         let res = http
