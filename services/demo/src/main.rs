@@ -6,6 +6,11 @@
 //! the gateway, which delivers what it holds, then the service) and prints a summary: frames
 //! the devices sent, readings stored, lost, duplicated, sample-to-queryable latency.
 //!
+//! `--faults` runs the fault plan of [`beacon_demo::faults`] during the run (a device reboot,
+//! `kill -9` of the gateway and of the service with restarts, a 30 s cut of one device's
+//! link), prints its timeline, and adds each fault's heal time to the summary; `--check` then
+//! also fails if a fault did not heal.
+//!
 //! Exit codes: 0 ok; 1 a process failed, or `--check` found a loss or no data; 2 bad usage.
 
 use beacon_demo::faults::{Plan, Rig, Timeline, secs};

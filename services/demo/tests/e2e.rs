@@ -4,7 +4,7 @@
 //! They need `qemu-system-arm`, the firmware's release build and the service and gateway
 //! binaries, so a plain `cargo test` on a fresh clone skips them (`#[ignore]`);
 //! `cargo xtask test` builds all of it and runs them with `-- --ignored --test-threads 1`.
-//! Each test is bounded (about 10-20 s) and every process dies with its `Proc` on failure.
+//! Each test is bounded (about 10-25 s) and every process dies with its `Proc` on failure.
 //!
 //! Counting: in each boot a device's sequence numbers run from 0 without gaps, so what a boot
 //! sent is its highest seq seen plus one, and every `(boot, seq)` below must be queryable
