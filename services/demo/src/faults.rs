@@ -19,9 +19,11 @@
 //!
 //! Healing is measured per device on what the service returns, not on process state: a
 //! device has healed when the service holds every `seq` of its current boot from 0 up to a
-//! reading the device sampled after the fault ended (by the device's own `uptime_ms`, against
-//! the time since its QEMU was launched). So "healed" means its readings flow again *and* the
-//! backlog it built up during the fault is stored.
+//! reading the device sampled after the fault ended (by the device's own `uptime_ms`, mapped
+//! to the wall clock from the readings received in the steady running before the fault, so
+//! an emulated clock that runs a few percent slow does not inflate the figure; see
+//! `Prefix::uptime_at`). After a reboot, the first reading of the new boot. So "healed" means
+//! its readings flow again *and* the backlog it built up during the fault is stored.
 
 use crate::{Paths, Proc, ServiceOpts, StoredReading, qemu_command, read_stats, start_gateway};
 use beacon_gateway::metrics::{DeviceStats, Stats};
@@ -569,7 +571,7 @@ struct Page {
 }
 
 /// How far one device's current boot is stored without a gap.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Prefix {
     boot: u32,
     /// The first seq not stored (all below are).
@@ -578,6 +580,9 @@ struct Prefix {
     uptime_ms: Option<u64>,
     /// Readings counted into the prefix so far.
     count: u64,
+    /// `(uptime_ms, received_at_ms - uptime_ms)` of each reading in the prefix: how the
+    /// device's clock maps to the wall clock (see [`Prefix::uptime_at`]).
+    offsets: Vec<(u64, i64)>,
 }
 
 impl Prefix {
@@ -586,6 +591,49 @@ impl Prefix {
             boot,
             ..Self::default()
         }
+    }
+
+    /// The device's uptime at wall-clock time `wall_ms`, from the readings the service
+    /// received since `since_ms` (steady running: none of them held back by a fault).
+    ///
+    /// The emulated clock is not the wall clock: under load QEMU's SysTick falls behind (about
+    /// 3-6 % measured on this machine, seconds after a minute), so "uptime since launch" would
+    /// wait for readings sampled seconds after the fault ended. Each reading's
+    /// `received_at_ms - uptime_ms` is the device's boot time on the wall clock plus its
+    /// transit delay and the lag so far; the lowest in each half of the window (the fastest
+    /// transits) gives two points of that line, and the line gives the uptime at `wall_ms`
+    /// (early by the fastest transit, a few ms). `None` with fewer than 4 readings.
+    fn uptime_at(&self, wall_ms: i64, since_ms: i64) -> Option<u64> {
+        let steady: Vec<(u64, i64)> = self
+            .offsets
+            .iter()
+            .copied()
+            .filter(|&(u, o)| o.saturating_add(i64::try_from(u).unwrap_or(i64::MAX)) >= since_ms)
+            .collect();
+        if steady.len() < 4 {
+            return None;
+        }
+        let (early, late) = steady.split_at(steady.len() / 2);
+        // The lowest offset once the lag found so far is taken out (a few rounds: the first
+        // guess, with no lag, favours the early readings of each half).
+        let lowest = |s: &[(u64, i64)], lag: f64| {
+            s.iter().copied().min_by(|a, b| {
+                (a.1 as f64 - lag * a.0 as f64).total_cmp(&(b.1 as f64 - lag * b.0 as f64))
+            })
+        };
+        let mut lag = 0.0;
+        let (mut ub, mut ob) = lowest(late, lag)?;
+        for _ in 0..4 {
+            let (ua, oa) = lowest(early, lag)?;
+            (ub, ob) = lowest(late, lag)?;
+            if ub <= ua + 500 {
+                break;
+            }
+            lag = ((ob - oa) as f64 / (ub - ua) as f64).clamp(-0.2, 0.2);
+        }
+        // wall = u + ob + lag * (u - ub), solved for u.
+        let u = ((wall_ms - ob) as f64 + lag * ub as f64) / (1.0 + lag);
+        Some(u.max(0.0) as u64)
     }
 
     /// Extends the prefix with what the service holds now. `Err` when it cannot be asked
@@ -626,6 +674,9 @@ impl Prefix {
                 self.uptime_ms = Some(r.uptime_ms);
                 self.count += 1;
                 uptimes.push(r.uptime_ms);
+                let uptime = i64::try_from(r.uptime_ms).unwrap_or(i64::MAX);
+                self.offsets
+                    .push((r.uptime_ms, r.received_at_ms.saturating_sub(uptime)));
             }
             if page.next_after_seq.is_none() || page.next_after_boot != Some(self.boot) {
                 return Ok(());
@@ -865,6 +916,7 @@ async fn heal(
     restored: Instant,
     before: Vec<(u32, Prefix)>,
 ) -> Result<Vec<Healed>, String> {
+    let settle_ms = i64::try_from(plan.settle.as_millis()).unwrap_or(0);
     struct Watch {
         id: u32,
         prefix: Prefix,
@@ -886,8 +938,16 @@ async fn heal(
         } else {
             Prefix::new(d.boot)
         };
-        let after_uptime =
+        let since_launch =
             u64::try_from(restored.saturating_duration_since(d.launched).as_millis()).unwrap_or(0);
+        // A rebooted device: every reading of its new boot is after the fault.
+        let after_uptime = if prefix.count == 0 {
+            0
+        } else {
+            prefix
+                .uptime_at(wall_ms(restored), wall_ms(injected) - settle_ms)
+                .unwrap_or(since_launch)
+        };
         watches.push(Watch {
             id,
             prefix,
@@ -951,4 +1011,40 @@ async fn heal(
             backlog: w.backlog,
         })
         .collect())
+}
+
+/// `at` on the wall clock, Unix ms (as the service's `received_at_ms`).
+fn wall_ms(at: Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    now - i64::try_from(at.elapsed().as_millis()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device clock 5 % slow against the wall clock, transits of 10-59 ms: the uptime at a
+    /// wall time is found within a few ms, not off by the lag accumulated since boot.
+    #[test]
+    fn uptime_at_follows_a_slow_device_clock() {
+        let boot_wall = 1_000_000i64;
+        let mut p = Prefix::new(7);
+        for k in 0..60u64 {
+            let uptime = k * 100;
+            let sampled = boot_wall + (uptime as f64 * 1.05) as i64;
+            let received = sampled + 10 + ((k * 37) % 50) as i64;
+            p.offsets.push((uptime, received - uptime as i64));
+        }
+        let wall = boot_wall + 9_000;
+        let expected = (9_000.0 / 1.05) as i64;
+        let got = p.uptime_at(wall, 0).unwrap() as i64;
+        // Early by about the fastest transit (10 ms); "uptime since launch" would say 9000,
+        // 429 ms late.
+        assert!((0..=15).contains(&(expected - got)), "{got} vs {expected}");
+        // Only the readings received since `since_ms` count; too few: no estimate.
+        assert_eq!(p.uptime_at(wall, boot_wall + 6_100), None);
+        assert!(p.uptime_at(wall, boot_wall + 5_000).is_some());
+    }
 }
