@@ -90,6 +90,11 @@ impl Relay {
     pub fn restore(&self) {
         self.cut.send_replace(false);
     }
+
+    /// Whether the link is cut now.
+    pub fn is_cut(&self) -> bool {
+        *self.cut.borrow()
+    }
 }
 
 impl Drop for Relay {
@@ -359,6 +364,27 @@ impl Rig {
         d.launched = Instant::now();
         d.boots += 1;
         Ok(())
+    }
+
+    /// Ends a fault in progress (a stop in the middle of the plan): the service and the
+    /// gateway started again if down, cut links restored. Whether there was one.
+    pub fn undo_faults(&mut self) -> Result<bool, String> {
+        let mut undone = false;
+        if self.service.is_none() {
+            self.start_service()?;
+            undone = true;
+        }
+        if self.gateway.is_none() {
+            self.start_gateway()?;
+            undone = true;
+        }
+        for r in self.devices.iter().filter_map(|d| d.relay.as_ref()) {
+            if r.is_cut() {
+                r.restore();
+                undone = true;
+            }
+        }
+        Ok(undone)
     }
 
     /// `Err` naming the first process that ended though nobody stopped it.

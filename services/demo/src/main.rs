@@ -355,6 +355,18 @@ async fn demo(args: Args) -> Result<bool, String> {
         }
     }
 
+    // Stopped in the middle of a fault: end it first (and let the backlog through), so the
+    // count is of a whole system.
+    if args.faults {
+        match rig.undo_faults() {
+            Ok(true) => {
+                println!("ending the fault in progress first (restart / restore), 3 s");
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Ok(false) => {}
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
     // Orderly stop: devices first (their last bytes reach the gateway), then the gateway
     // (it delivers everything it holds), then count, then the service.
     for d in &mut rig.devices {
