@@ -25,6 +25,11 @@ pub struct Args {
     /// Number of emulated devices.
     #[arg(long, default_value_t = 3)]
     pub devices: u32,
+    /// Inject faults with a printed timeline: a device reboot, `kill -9` of the gateway and of
+    /// the service (each restarted), a 30 s cut of one device's link; the summary adds each
+    /// fault's heal time (`cargo xtask demo -- --help`: `--cut-secs`, `--down-secs`).
+    #[arg(long)]
+    pub faults: bool,
     /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -88,6 +93,9 @@ pub fn run(args: Args) -> Result {
     }
     if args.check {
         c.arg("--check");
+    }
+    if args.faults {
+        c.arg("--faults");
     }
     c.args(&args.rest).env("BEACON_DEMO_T0_MS", t0.to_string());
     eprintln!("$ {}", demo.display());

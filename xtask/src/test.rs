@@ -111,7 +111,9 @@ pub fn run(args: Args) -> Result {
     // template:service:begin
     // template:firmware:begin
     // 4. End to end: the real service, gateway and QEMU devices, including the fault tests
-    //    (kill -9 the service, kill and restart the gateway). services/demo/tests/e2e.rs.
+    //    (kill -9 the service, kill and restart the gateway, a device reboot, and the four
+    //    faults of `cargo xtask demo --faults` in one run with a 10 s link cut).
+    //    services/demo/tests/e2e.rs.
     crate::demo::e2e()?;
     // template:firmware:end
     // template:service:end

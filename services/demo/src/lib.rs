@@ -6,6 +6,8 @@
 //! [`Proc`] is dropped, so neither a panic in a test nor Ctrl-C in the demo leaves strays.
 #![warn(missing_docs)]
 
+pub mod faults;
+
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -390,6 +392,9 @@ pub struct StoredReading {
     pub boot: u32,
     /// Its sequence number (from 0 at each boot).
     pub seq: u32,
+    /// Device time since its boot when it sampled, ms.
+    #[serde(default)]
+    pub uptime_ms: u64,
     /// Gateway-assigned sample time.
     pub sampled_at_ms: i64,
     /// Service receive time.
@@ -741,6 +746,7 @@ mod tests {
             device_id: 1,
             boot,
             seq,
+            uptime_ms: 0,
             sampled_at_ms: 0,
             received_at_ms: 0,
             values: vec![],

@@ -6,11 +6,17 @@
 //! the gateway, which delivers what it holds, then the service) and prints a summary: frames
 //! the devices sent, readings stored, lost, duplicated, sample-to-queryable latency.
 //!
+//! `--faults` runs the fault plan of [`beacon_demo::faults`] during the run (a device reboot,
+//! `kill -9` of the gateway and of the service with restarts, a 30 s cut of one device's
+//! link), prints its timeline, and adds each fault's heal time to the summary; `--check` then
+//! also fails if a fault did not heal.
+//!
 //! Exit codes: 0 ok; 1 a process failed, or `--check` found a loss or no data; 2 bad usage.
 
+use beacon_demo::faults::{Plan, Rig, Timeline, secs};
 use beacon_demo::{
-    Live, Paths, Proc, ServiceOpts, Tally, all_readings, free_port, quantile, read_stats,
-    start_gateway, start_qemu, start_service, wait_ready, watch_stream,
+    Live, Paths, ServiceOpts, Tally, all_readings, free_port, quantile, read_stats, start_service,
+    wait_ready, watch_stream,
 };
 use clap::Parser;
 use std::io::{IsTerminal as _, Write as _};
@@ -59,6 +65,18 @@ struct Args {
     /// Print a status line every few seconds instead of redrawing the screen.
     #[arg(long)]
     plain: bool,
+    /// Inject faults during the run, with a printed timeline: a device reboot, `kill -9` of
+    /// the gateway and of the service (each restarted), a cut of one device's link. The
+    /// summary adds each fault's heal time. The run ends when the plan is done (about 70 s),
+    /// or at `--duration` if that is later.
+    #[arg(long)]
+    faults: bool,
+    /// With `--faults`: how long the link cut lasts, s.
+    #[arg(long, default_value_t = 30)]
+    cut_secs: u64,
+    /// With `--faults`: how long the gateway and the service stay down after `kill -9`, s.
+    #[arg(long, default_value_t = 3)]
+    down_secs: u64,
     /// The nRF52840 firmware ELF to flash with `--board nrf52840`.
     #[arg(long)]
     nrf_elf: Option<PathBuf>,
@@ -132,6 +150,11 @@ async fn demo(args: Args) -> Result<bool, String> {
     std::fs::create_dir_all(&workdir)
         .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
 
+    if args.faults && (!qemu || args.devices == 0) {
+        return Err(
+            "--faults breaks QEMU devices and their links: run it with --board qemu and --devices 1 or more".into(),
+        );
+    }
     if !qemu {
         // Before anything starts: without a probe there is nothing to run.
         flash_nrf(&args, &workdir)?;
@@ -150,7 +173,7 @@ async fn demo(args: Args) -> Result<bool, String> {
         console,
         log: workdir.join("service.log"),
     };
-    let ((mut service, addr), console) = match start_service(&paths, &service_opts) {
+    let ((service, addr), console) = match start_service(&paths, &service_opts) {
         Ok(s) => (s, console),
         Err(e) if console.is_some() => {
             let log = std::fs::read_to_string(&service_opts.log).unwrap_or_default();
@@ -171,44 +194,34 @@ async fn demo(args: Args) -> Result<bool, String> {
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base, Duration::from_secs(10)).await?;
-
-    // 2. The gateway and 3. the devices.
-    let stats_file = workdir.join("gateway-stats.json");
-    let mut devices: Vec<Proc> = Vec::new();
-    let mut gateway = if qemu {
-        let ports: Vec<u16> = (0..args.devices)
-            .map(|_| free_port())
-            .collect::<Result<_, _>>()?;
-        let links: Vec<String> = ports.iter().map(|p| format!("tcp:127.0.0.1:{p}")).collect();
-        let gateway = start_gateway(
-            &paths,
-            &base,
-            &links,
-            &stats_file,
-            &workdir.join("gateway.log"),
-            &[],
-        )?;
-        for (i, port) in ports.iter().enumerate() {
-            let id = i as u32 + 1;
-            devices.push(start_qemu(
-                &paths,
-                id,
-                args.period_ms,
-                *port,
-                &workdir.join(format!("qemu-{id}.log")),
-            )?);
-        }
-        gateway
-    } else {
-        start_gateway(
-            &paths,
-            &base,
-            &[format!("rtt:{NRF_CHIP}")],
-            &stats_file,
-            &workdir.join("gateway.log"),
-            &[],
-        )?
+    let service_opts = ServiceOpts {
+        listen: addr,
+        console,
+        ..service_opts
     };
+    let mut rig = Rig::new(
+        paths.clone(),
+        workdir.clone(),
+        args.period_ms,
+        service,
+        service_opts,
+    );
+    let plan = Plan {
+        cut_for: Duration::from_secs(args.cut_secs),
+        down: Duration::from_secs(args.down_secs),
+        ..Plan::demo(args.devices)
+    };
+
+    // 2. The devices and 3. the gateway.
+    if qemu {
+        for id in 1..=args.devices {
+            // With --faults one device's link runs through a relay that can cut it.
+            rig.add_device(id, args.faults && id == plan.cut)?;
+        }
+    } else {
+        rig.other_links.push(format!("rtt:{NRF_CHIP}"));
+    }
+    rig.start_gateway()?;
 
     let live = Arc::new(Mutex::new(Live::default()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -232,8 +245,6 @@ async fn demo(args: Args) -> Result<bool, String> {
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs(s));
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut n = 0u64;
     let mut failure: Option<String> = None;
     // The children run in their own process groups (so a terminal's Ctrl-C reaches only this
     // process, which stops them in order): SIGTERM and SIGHUP (terminal closed) must stop
@@ -244,7 +255,83 @@ async fn demo(args: Args) -> Result<bool, String> {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle sighup: {e}"))?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut n = 0u64;
+    let mut show = |rig: &Rig, timeline: &[String]| {
+        n += 1;
+        let mut view = render(&live, &rig.stats_file(), started, args.devices);
+        if !timeline.is_empty() {
+            view.push_str("\nfaults\n");
+            for l in timeline {
+                view.push_str(&format!("  {l}\n"));
+            }
+        }
+        if redraw {
+            print!(
+                "\x1b[H\x1b[2J{header}\n\n{view}\nCtrl-C stops everything and prints the summary.\n"
+            );
+            let _ = std::io::stdout().flush();
+        } else if n.is_multiple_of(10) {
+            let status = view
+                .lines()
+                .find(|l| l.starts_with('['))
+                .unwrap_or_default();
+            println!("{status}");
+        }
+    };
+
+    // With --faults: the fault plan first (it ends the run when done, unless --duration
+    // asks for more).
+    let mut stopped = false;
+    let mut faults = None;
+    let mut timeline_lines = Vec::new();
+    if args.faults {
+        let mut timeline = Timeline::new(started, !redraw);
+        timeline.note(format!(
+            "faults: reboot device {}, kill -9 the gateway and the service ({} down each), cut device {}'s link for {}; {} of steady running before each",
+            plan.reboot,
+            secs(plan.down),
+            plan.cut,
+            secs(plan.cut_for),
+            secs(plan.settle)
+        ));
+        let outcome = {
+            let mut tick = |rig: &Rig, t: &Timeline| show(rig, &t.lines);
+            let run = beacon_demo::faults::run(&mut rig, &plan, &client, &mut timeline, &mut tick);
+            tokio::pin!(run);
+            tokio::select! {
+                r = &mut run => Ok(r),
+                _ = &mut ctrl_c => Err("ctrl-c"),
+                _ = term.recv() => Err("sigterm"),
+                _ = hup.recv() => Err("sighup"),
+            }
+        };
+        match outcome {
+            Ok(Ok(reports)) => {
+                timeline.note("all faults injected and healed");
+                faults = Some(reports);
+            }
+            Ok(Err(e)) => {
+                failure = Some(format!("during the faults: {e}"));
+                stopped = true;
+            }
+            Err(why) => {
+                println!("\n{why}: stopping the devices, then the gateway, then the service");
+                stopped = true;
+            }
+        }
+        // Settle: the last heal is seen, then a moment of plain running.
+        if !stopped && deadline.is_none_or(|d| Instant::now() >= d) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            println!("\nfault plan done: stopping the devices, then the gateway, then the service");
+            stopped = true;
+        }
+        timeline_lines = timeline.lines;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
+        if stopped {
+            break;
+        }
         let stop = tokio::select! {
             _ = &mut ctrl_c => Some("ctrl-c"),
             _ = term.recv() => Some("sigterm"),
@@ -255,45 +342,11 @@ async fn demo(args: Args) -> Result<bool, String> {
             println!("\n{why}: stopping the devices, then the gateway, then the service");
             break;
         }
-        n += 1;
-        if let Some(status) = gateway.try_wait() {
-            // Its last `error:` line says why (e.g. no probe for an rtt: link).
-            let log = std::fs::read_to_string(&gateway.log).unwrap_or_default();
-            let why = log
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("error:"))
-                .unwrap_or("no error line")
-                .to_owned();
-            failure = Some(format!(
-                "the gateway stopped ({status}): {why}; see {}",
-                gateway.log.display()
-            ));
+        if let Err(e) = rig.check_alive() {
+            failure = Some(e);
             break;
         }
-        if let Some(status) = service.try_wait() {
-            failure = Some(format!(
-                "the service stopped ({status}); see {}",
-                service.log.display()
-            ));
-            break;
-        }
-        if let Some(d) = devices.iter_mut().find_map(|d| {
-            d.try_wait()
-                .map(|s| (d.name().to_owned(), s, d.log.clone()))
-        }) {
-            failure = Some(format!("{} stopped ({}); see {}", d.0, d.1, d.2.display()));
-            break;
-        }
-        let view = render(&live, &stats_file, started, args.devices);
-        if redraw {
-            print!(
-                "\x1b[H\x1b[2J{header}\n\n{view}\nCtrl-C stops everything and prints the summary.\n"
-            );
-            let _ = std::io::stdout().flush();
-        } else if n.is_multiple_of(10) {
-            println!("{}", view.lines().last().unwrap_or_default());
-        }
+        show(&rig, &timeline_lines);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             println!(
                 "\n--duration reached: stopping the devices, then the gateway, then the service"
@@ -302,14 +355,29 @@ async fn demo(args: Args) -> Result<bool, String> {
         }
     }
 
+    // Stopped in the middle of a fault: end it first (and let the backlog through), so the
+    // count is of a whole system.
+    if args.faults {
+        match rig.undo_faults() {
+            Ok(true) => {
+                println!("ending the fault in progress first (restart / restore), 3 s");
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Ok(false) => {}
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
     // Orderly stop: devices first (their last bytes reach the gateway), then the gateway
     // (it delivers everything it holds), then count, then the service.
-    for d in &mut devices {
-        d.terminate(Duration::from_secs(2));
+    for d in &mut rig.devices {
+        d.proc.terminate(Duration::from_secs(2));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let gateway_status = gateway.terminate(Duration::from_secs(15));
-    let stats = read_stats(&stats_file).unwrap_or_default();
+    let gateway_status = rig
+        .gateway
+        .as_mut()
+        .and_then(|g| g.terminate(Duration::from_secs(15)));
+    let (stats, seen) = rig.gateway_stats();
     // Let the stream deliver the last events before closing it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = stop_tx.send(true);
@@ -319,13 +387,15 @@ async fn demo(args: Args) -> Result<bool, String> {
     let ids: Vec<u32> = if qemu {
         (1..=args.devices).collect()
     } else {
-        stats.devices.keys().copied().collect()
+        seen.keys().copied().collect()
     };
     for id in ids {
         let readings = all_readings(&client, &base, id).await?;
-        tallies.push(Tally::count(id, &readings, stats.devices.get(&id)));
+        tallies.push(Tally::count(id, &readings, seen.get(&id)));
     }
-    service.terminate(Duration::from_secs(10));
+    if let Some(s) = rig.service.as_mut() {
+        s.terminate(Duration::from_secs(10));
+    }
 
     let (mut lat, first) = {
         let l = live.lock().unwrap_or_else(|e| e.into_inner());
@@ -354,6 +424,14 @@ async fn demo(args: Args) -> Result<bool, String> {
                 format!("  (missing (boot, seq) {:?}...)", t.missing_sample)
             }
         );
+    }
+    if let Some(reports) = &faults {
+        println!(
+            "  faults (heal: from the injection until the device's readings flow again, backlog stored):"
+        );
+        for r in reports {
+            println!("    {}", r.line());
+        }
     }
     println!("  frames sent by the devices: {sent}");
     println!("  readings stored:            {stored}");
@@ -397,6 +475,11 @@ async fn demo(args: Args) -> Result<bool, String> {
         }
         if duplicated > 0 {
             problems.push(format!("{duplicated} readings duplicated"));
+        }
+        if let Some(reports) = &faults
+            && let Some(r) = reports.iter().find(|r| r.heal().is_none())
+        {
+            problems.push(format!("not healed: {}", r.what));
         }
         if stats.dropped > 0 {
             problems.push(format!("the gateway dropped {}", stats.dropped));

@@ -1,13 +1,13 @@
 //! The dashboard in a real headless browser: the real `beacon-service` binary on 127.0.0.1:0
 //! with a temporary SQLite file, Debian's `chromium` driven through `chromedriver` (WebDriver)
-//! with fantoccini. Checks the device rows (ids, boots, online), that each chart drew the last
+//! with fantoccini. Checks the device rows (ids, boots, online, frames dropped on the device
+//! from its overflow reports), that each chart drew the last
 //! 5 minutes of history from the query API, and that a reading ingested after the page loaded
 //! appears live (SSE). `cargo xtask test` runs it with `--ignored`.
 //!
 //! Set `BEACON_DASHBOARD_SCREENSHOT=/path/file.png` to keep a screenshot of the loaded page.
 
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,27 +38,6 @@ fn tool(name: &str, debian: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!("`{name}` not found on PATH nor at {debian}; the dashboard browser test needs Debian's chromium and chromedriver: run `{INSTALL}`")
         })
-}
-
-fn start_service(db: &Path) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start beacon-service");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line from beacon-service: {line:?}"
-    );
-    (Killed(child), url)
 }
 
 /// chromedriver on a free loopback port, once it accepts connections.
@@ -148,7 +127,8 @@ async fn dashboard_shows_devices_history_and_live_readings() {
     let chromium = tool("chromium", "/usr/bin/chromium");
     let driver = tool("chromedriver", "/usr/bin/chromedriver");
     let dir = tempfile::tempdir().unwrap();
-    let (_service, url) = start_service(&dir.path().join("browser.db"));
+    let service = crate::spawn::start(&dir.path().join("browser.db"), &[]);
+    let url = service.url.clone();
     let http = reqwest::Client::new();
     for id in [1u32, 2] {
         let res = http
@@ -177,7 +157,22 @@ async fn dashboard_shows_devices_history_and_live_readings() {
                 ]),
             )
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Device 1's outbox overflowed: one report in boot 7 (2 dropped), two in boot 8 (3, then
+    // 7 in all since that boot): the page shows 2 + 7. A report's counter is not charted.
+    let mut dev1 = dev1;
+    for (boot, seq, t, dropped) in [
+        (7, 20, t0 + 20_500, 2),
+        (8, 10, t0 + 35_000, 3),
+        (8, 11, t0 + 36_000, 7),
+    ] {
+        dev1.push(reading(
+            boot,
+            seq,
+            t,
+            json!([{"kind": "status", "value": 3}, {"kind": "counter", "value": dropped}]),
+        ));
+    }
     post(&http, &url, 1, dev1).await;
     let mut dev2 = vec![reading(
         3,
@@ -255,9 +250,10 @@ async fn dashboard_shows_devices_history_and_live_readings() {
             row["online"] == "online" || row["online"] == "offline",
             "{state:#}"
         );
-        // No device-side dropped-frames count was reported.
-        assert_eq!(row["dropped"], "-", "{state:#}");
     }
+    // Frames dropped on the device, from its TX_OVERFLOW reports; device 2 reported none.
+    assert_eq!(rows[0]["dropped"], "9", "{state:#}");
+    assert_eq!(rows[1]["dropped"], "-", "{state:#}");
     wait_for(&browser, "the live stream connected", |s| {
         s["stream"] == "connected"
     })

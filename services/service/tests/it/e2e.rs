@@ -1,47 +1,12 @@
 //! End-to-end: the real `beacon-service` binary on 127.0.0.1:0 with a real SQLite file,
 //! stopped with SIGTERM under load and restarted on the same file.
 
+use crate::spawn::start;
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &Path, extra: &[&str]) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start beacon-service");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line: {line:?}"
-    );
-    Service { child, url }
-}
 
 fn sigterm(child: &Child) {
     // By syscall, not the `kill` program: a minimal box (no procps) has none.

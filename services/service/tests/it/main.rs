@@ -17,3 +17,5 @@ mod e2e;
 mod hostile;
 #[path = "server.rs"]
 mod server;
+#[path = "common/spawn.rs"]
+mod spawn;
