@@ -15,7 +15,8 @@
 //!   more), a request timeout, and a wall-clock cap on the whole run.
 
 use crate::bail;
-use crate::cmd::{Result, cmd, project_root};
+use crate::cmd::{Result, cmd};
+use crate::project::root as project_root;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

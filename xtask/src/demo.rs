@@ -7,6 +7,7 @@
 //! Also the end-to-end step of `cargo xtask test` ([`e2e`]).
 
 use crate::cmd::{Result, cmd};
+use crate::firmware::{Board, BoardName};
 use crate::project::root as project_root;
 use crate::setup::ensure;
 use std::path::PathBuf;
@@ -19,9 +20,9 @@ pub struct Args {
     /// Exit non-zero if any reading was lost or no data flowed (for CI).
     #[arg(long)]
     pub check: bool,
-    /// `qemu` (emulated devices) or `nrf52840` (a real board through probe-rs RTT).
-    #[arg(long, default_value = "qemu", value_parser = ["qemu", "nrf52840"])]
-    pub board: String,
+    /// Emulated devices (`qemu`) or a real board through probe-rs RTT.
+    #[arg(long, value_enum, default_value_t = BoardName::Qemu)]
+    pub board: BoardName,
     /// Number of emulated devices.
     #[arg(long, default_value_t = 3)]
     pub devices: u32,
@@ -44,12 +45,12 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// The QEMU firmware ELF the demo and the end-to-end tests boot.
-fn build_firmware(board: &str) -> Result {
+/// The firmware the demo and the end-to-end tests boot (or flash, for a real board).
+fn build_firmware(board: &Board) -> Result {
     let firmware = project_root().join("firmware");
     let mut c = cmd("cargo").args(["build", "--release"]);
-    if board == "nrf52840" {
-        c = c.args(["-p", "beacon-nrf52840"]);
+    if board.chip.is_some() {
+        c = c.args(["-p", board.package]);
     }
     // The firmware is its own workspace with its own target dir: do not inherit ours.
     c.env_remove("CARGO_TARGET_DIR").dir(firmware).run()
@@ -63,11 +64,12 @@ pub fn run(args: Args) -> Result {
     let root = project_root();
     // A fresh machine: the pinned toolchain may lack the thumb target, QEMU may be missing.
     let mut needs = vec![ensure::RUST, ensure::C_COMPILER];
-    if args.board == "qemu" {
+    let board = args.board.board();
+    if board.chip.is_none() {
         needs.push(ensure::qemu("the demo boots its devices' firmware in it"));
     }
     ensure::ensure("demo", &needs, args.yes)?;
-    build_firmware(&args.board)?;
+    build_firmware(board)?;
     let mut build = cmd("cargo").args([
         "build",
         "-p",
@@ -79,14 +81,19 @@ pub fn run(args: Args) -> Result {
         "--features",
         "beacon-service/console",
     ]);
-    if args.board == "nrf52840" {
+    if board.chip.is_some() {
         build = build.args(["--features", "beacon-gateway/rtt"]);
     }
     build.dir(&root).run()?;
 
     let demo = target_dir().join("debug").join("beacon-demo");
     let mut c = std::process::Command::new(&demo);
-    c.arg("--board").arg(&args.board);
+    c.arg("--board").arg(board.name);
+    if let Some(chip) = board.chip {
+        c.arg("--chip").arg(chip);
+        c.arg("--nrf-elf")
+            .arg(crate::firmware::release_dir().join(board.bin));
+    }
     c.arg("--devices").arg(args.devices.to_string());
     if let Some(d) = args.duration {
         c.arg("--duration").arg(d.to_string());
@@ -136,7 +143,7 @@ pub fn e2e() -> Result {
         .args(["--", "-D", "warnings"])
         .dir(&root)
         .run()?;
-    build_firmware("qemu")?;
+    build_firmware(BoardName::Qemu.board())?;
     cmd("cargo")
         .args(["build", "-p", "beacon-service", "-p", "beacon-gateway"])
         .dir(&root)

@@ -13,11 +13,12 @@
 //!
 //! Exit codes: 0 ok; 1 a process failed, or `--check` found a loss or no data; 2 bad usage.
 
-use beacon_demo::faults::{Plan, Rig, Timeline, secs};
+use beacon_demo::faults::{FaultReport, Plan, Rig, Timeline, secs};
 use beacon_demo::{
     Live, Paths, ServiceOpts, Tally, all_readings, free_port, quantile, read_stats, start_service,
     wait_ready, watch_stream,
 };
+use beacon_gateway::metrics::Stats;
 use clap::Parser;
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -25,9 +26,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The probe-rs chip name of the real board. TODO(4): your board.
-const NRF_CHIP: &str = "nRF52840_xxAA";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +78,10 @@ struct Args {
     /// The nRF52840 firmware ELF to flash with `--board nrf52840`.
     #[arg(long)]
     nrf_elf: Option<PathBuf>,
+    /// The real board's probe-rs chip name (`cargo xtask demo` passes it from its board
+    /// table, xtask/src/firmware.rs, the one place board settings live).
+    #[arg(long, required_if_eq("board", "nrf52840"))]
+    chip: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +138,40 @@ fn t0() -> Instant {
 
 async fn demo(args: Args) -> Result<bool, String> {
     let started = t0();
+    let mut stack = start(&args).await?;
+    let live = Arc::new(Mutex::new(Live::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_stream(
+        stack.client.clone(),
+        stack.base.clone(),
+        Arc::clone(&live),
+        stop_rx,
+    ));
+    let (failure, faults) = live_view(&args, &mut stack, &live, started).await?;
+    let counts = stop_and_count(&args, &mut stack, stop_tx, watcher).await?;
+    let totals = print_summary(&counts, &live, faults.as_deref(), started);
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if args.check {
+        return Ok(check(&counts, &totals, faults.as_deref(), &stack.workdir));
+    }
+    Ok(true)
+}
+
+/// What [`start`] brought up.
+struct Stack {
+    rig: Rig,
+    plan: Plan,
+    client: reqwest::Client,
+    base: String,
+    console: Option<SocketAddr>,
+    workdir: PathBuf,
+    qemu: bool,
+}
+
+/// Starts the service (on a fresh database), the devices and the gateway.
+async fn start(args: &Args) -> Result<Stack, String> {
     let paths = Paths::discover();
     let qemu = args.board == "qemu";
     paths.check(qemu)?;
@@ -157,7 +193,7 @@ async fn demo(args: Args) -> Result<bool, String> {
     }
     if !qemu {
         // Before anything starts: without a probe there is nothing to run.
-        flash_nrf(&args, &workdir)?;
+        flash_nrf(args, &workdir)?;
     }
 
     // 1. The service, on a fresh database (device sequence numbers restart at 0 on every boot).
@@ -219,19 +255,40 @@ async fn demo(args: Args) -> Result<bool, String> {
             rig.add_device(id, args.faults && id == plan.cut)?;
         }
     } else {
-        rig.other_links.push(format!("rtt:{NRF_CHIP}"));
+        rig.other_links
+            .push(format!("rtt:{}", args.chip.as_deref().unwrap_or_default()));
     }
     rig.start_gateway()?;
 
-    let live = Arc::new(Mutex::new(Live::default()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_stream(
-        client.clone(),
-        base.clone(),
-        Arc::clone(&live),
-        stop_rx,
-    ));
+    Ok(Stack {
+        rig,
+        plan,
+        client,
+        base,
+        console,
+        workdir,
+        qemu,
+    })
+}
 
+/// Shows the stack live until Ctrl-C, SIGTERM/SIGHUP, `--duration` or (with `--faults`) the
+/// end of the fault plan; returns the failure that stopped it, if any, and the fault reports.
+async fn live_view(
+    args: &Args,
+    stack: &mut Stack,
+    live: &Arc<Mutex<Live>>,
+    started: Instant,
+) -> Result<(Option<String>, Option<Vec<FaultReport>>), String> {
+    let Stack {
+        rig,
+        plan,
+        client,
+        base,
+        console,
+        workdir,
+        ..
+    } = stack;
+    let (plan, console) = (&*plan, *console);
     let header = format!(
         "dashboard:     {base}/\ntokio-console: {}\nlogs:          {}",
         console.map_or_else(
@@ -258,7 +315,7 @@ async fn demo(args: Args) -> Result<bool, String> {
     let mut n = 0u64;
     let mut show = |rig: &Rig, timeline: &[String]| {
         n += 1;
-        let mut view = render(&live, &rig.stats_file(), started, args.devices);
+        let mut view = render(live, &rig.stats_file(), started, args.devices);
         if !timeline.is_empty() {
             view.push_str("\nfaults\n");
             for l in timeline {
@@ -296,7 +353,7 @@ async fn demo(args: Args) -> Result<bool, String> {
         ));
         let outcome = {
             let mut tick = |rig: &Rig, t: &Timeline| show(rig, &t.lines);
-            let run = beacon_demo::faults::run(&mut rig, &plan, &client, &mut timeline, &mut tick);
+            let run = beacon_demo::faults::run(rig, plan, client, &mut timeline, &mut tick);
             tokio::pin!(run);
             tokio::select! {
                 r = &mut run => Ok(r),
@@ -346,7 +403,7 @@ async fn demo(args: Args) -> Result<bool, String> {
             failure = Some(e);
             break;
         }
-        show(&rig, &timeline_lines);
+        show(rig, &timeline_lines);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             println!(
                 "\n--duration reached: stopping the devices, then the gateway, then the service"
@@ -367,6 +424,31 @@ async fn demo(args: Args) -> Result<bool, String> {
             Err(e) => failure = failure.or(Some(e)),
         }
     }
+    Ok((failure, faults))
+}
+
+/// What the run stored, per device, and what the gateway counted.
+struct Counts {
+    tallies: Vec<Tally>,
+    stats: Stats,
+    gateway_status: Option<std::process::ExitStatus>,
+}
+
+/// The orderly stop, then the count from the service's store.
+async fn stop_and_count(
+    args: &Args,
+    stack: &mut Stack,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+) -> Result<Counts, String> {
+    let Stack {
+        rig,
+        client,
+        base,
+        qemu,
+        ..
+    } = stack;
+    let qemu = *qemu;
     // Orderly stop: devices first (their last bytes reach the gateway), then the gateway
     // (it delivers everything it holds), then count, then the service.
     for d in &mut rig.devices {
@@ -390,13 +472,39 @@ async fn demo(args: Args) -> Result<bool, String> {
         seen.keys().copied().collect()
     };
     for id in ids {
-        let readings = all_readings(&client, &base, id).await?;
+        let readings = all_readings(client, base, id).await?;
         tallies.push(Tally::count(id, &readings, seen.get(&id)));
     }
     if let Some(s) = rig.service.as_mut() {
         s.terminate(Duration::from_secs(10));
     }
 
+    Ok(Counts {
+        tallies,
+        stats,
+        gateway_status,
+    })
+}
+
+/// Totals over every device.
+struct Totals {
+    sent: u64,
+    lost: u64,
+    duplicated: u64,
+}
+
+/// Prints the per-device table, the fault heal times and the totals.
+fn print_summary(
+    counts: &Counts,
+    live: &Arc<Mutex<Live>>,
+    faults: Option<&[FaultReport]>,
+    started: Instant,
+) -> Totals {
+    let Counts {
+        tallies,
+        stats,
+        gateway_status,
+    } = counts;
     let (mut lat, first) = {
         let l = live.lock().unwrap_or_else(|e| e.into_inner());
         (l.latencies_ms.clone(), l.first_reading)
@@ -409,7 +517,7 @@ async fn demo(args: Args) -> Result<bool, String> {
     let duplicated: u64 = tallies.iter().map(|t| t.duplicated).sum();
     let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
     println!("\nsummary");
-    for t in &tallies {
+    for t in tallies {
         println!(
             "  device {:>3}: sent {:>6}  stored {:>6}  lost {:>3}  duplicated {:>3}  boots {}{}",
             t.id,
@@ -425,7 +533,7 @@ async fn demo(args: Args) -> Result<bool, String> {
             }
         );
     }
-    if let Some(reports) = &faults {
+    if let Some(reports) = faults {
         println!(
             "  faults (heal: from the injection until the device's readings flow again, backlog stored):"
         );
@@ -462,10 +570,28 @@ async fn demo(args: Args) -> Result<bool, String> {
         stats.dropped,
         gateway_status.map_or_else(|| "exit status unknown".to_owned(), |s| s.to_string())
     );
-    if let Some(f) = failure {
-        return Err(f);
+    Totals {
+        sent,
+        lost,
+        duplicated,
     }
-    if args.check {
+}
+
+/// `--check`: false (and why, on stderr) when data was lost, duplicated, never flowed, a fault
+/// did not heal or the gateway dropped frames.
+fn check(
+    counts: &Counts,
+    totals: &Totals,
+    faults: Option<&[FaultReport]>,
+    workdir: &std::path::Path,
+) -> bool {
+    let Counts { tallies, stats, .. } = counts;
+    let &Totals {
+        sent,
+        lost,
+        duplicated,
+    } = totals;
+    {
         let mut problems = Vec::new();
         if sent == 0 || tallies.iter().any(|t| t.sent == 0) {
             problems.push("no data from at least one device".to_owned());
@@ -476,7 +602,7 @@ async fn demo(args: Args) -> Result<bool, String> {
         if duplicated > 0 {
             problems.push(format!("{duplicated} readings duplicated"));
         }
-        if let Some(reports) = &faults
+        if let Some(reports) = faults
             && let Some(r) = reports.iter().find(|r| r.heal().is_none())
         {
             problems.push(format!("not healed: {}", r.what));
@@ -490,11 +616,11 @@ async fn demo(args: Args) -> Result<bool, String> {
                 problems.join(", "),
                 workdir.display()
             );
-            return Ok(false);
+            return false;
         }
         println!("check: ok");
     }
-    Ok(true)
+    true
 }
 
 fn render(
@@ -583,8 +709,9 @@ fn flash_nrf(args: &Args, workdir: &std::path::Path) -> Result<(), String> {
         ));
     }
     let log = workdir.join("flash.log");
+    let chip = args.chip.as_deref().unwrap_or_default();
     let out = std::process::Command::new("probe-rs")
-        .args(["download", "--chip", NRF_CHIP])
+        .args(["download", "--chip", chip])
         .arg(&elf)
         .output()
         .map_err(|e| format!("cannot run probe-rs: {e}; install it with `cargo xtask setup` (or `cargo install probe-rs-tools --locked`)"))?;
@@ -614,7 +741,7 @@ fn flash_nrf(args: &Args, workdir: &std::path::Path) -> Result<(), String> {
         ));
     }
     let _ = std::process::Command::new("probe-rs")
-        .args(["reset", "--chip", NRF_CHIP])
+        .args(["reset", "--chip", chip])
         .output();
     Ok(())
 }
