@@ -468,6 +468,18 @@ pub struct StoredReading {
     pub values: Vec<Value>,
 }
 
+/// One page of `GET /api/v1/devices/{id}/readings`: the readings in `(boot, seq)` order and
+/// the cursor of the next page (both `null` on the last page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingsPage {
+    /// The readings of this page.
+    pub readings: Vec<StoredReading>,
+    /// `after_boot` for the next page.
+    pub next_after_boot: Option<u32>,
+    /// `after_seq` for the next page.
+    pub next_after_seq: Option<u32>,
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestOutcome {

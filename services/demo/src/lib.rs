@@ -9,7 +9,6 @@
 pub mod faults;
 
 use rustix::process::{Pid, Signal, kill_process_group};
-use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -280,10 +279,7 @@ pub fn start_service(paths: &Paths, opts: &ServiceOpts) -> Result<(Proc, SocketA
             proc.log.display()
         )
     })?;
-    let addr = first
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.trim().parse().ok())
+    let addr = beacon_api::parse_listening(&first)
         .ok_or_else(|| format!("unexpected first line from the service: {first:?}"))?;
     Ok((proc, addr))
 }
@@ -382,35 +378,8 @@ pub async fn wait_ready(
     }
 }
 
-/// A stored reading, as much of it as the counting needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StoredReading {
-    /// The device.
-    pub device_id: u32,
-    /// Which boot of the device (protocol v2; 0 for v1 frames).
-    #[serde(default)]
-    pub boot: u32,
-    /// Its sequence number (from 0 at each boot).
-    pub seq: u32,
-    /// Device time since its boot when it sampled, ms.
-    #[serde(default)]
-    pub uptime_ms: u64,
-    /// Gateway-assigned sample time.
-    pub sampled_at_ms: i64,
-    /// Service receive time.
-    pub received_at_ms: i64,
-    /// The values, as JSON.
-    #[serde(default)]
-    pub values: Vec<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Page {
-    readings: Vec<StoredReading>,
-    #[serde(default)]
-    next_after_boot: Option<u32>,
-    next_after_seq: Option<u32>,
-}
+/// The contract's types (`beacon-api`, shared with the service and the gateway).
+pub use beacon_api::{ReadingsPage as Page, StoredReading, Value};
 
 /// Every stored reading of a device, in `(boot, seq)` order (pages through the query API).
 pub async fn all_readings(
@@ -545,7 +514,7 @@ pub struct LiveDevice {
     /// Highest seq seen.
     pub last_seq: u32,
     /// The values of the newest reading.
-    pub last_values: Vec<serde_json::Value>,
+    pub last_values: Vec<Value>,
     /// When recent readings arrived (for the rate).
     pub arrivals: VecDeque<Instant>,
     /// Sample-to-queryable latency of the newest reading, ms.

@@ -680,19 +680,15 @@ fn render(
     out
 }
 
-fn describe(v: &serde_json::Value) -> String {
-    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
-    let value = v.get("value");
-    match (kind, value) {
-        ("temperature_c", Some(x)) => format!("{:.2} °C", x.as_f64().unwrap_or_default()),
-        ("humidity_pct", Some(x)) => format!("{:.2} %RH", x.as_f64().unwrap_or_default()),
-        ("counter", Some(x)) => format!("counter {x}"),
-        ("status", Some(x)) => format!("status {x}"),
-        ("boot", _) => format!(
-            "boot fw {}",
-            v.get("firmware").and_then(|f| f.as_str()).unwrap_or("?")
-        ),
-        (k, _) => k.to_owned(),
+fn describe(v: &beacon_demo::Value) -> String {
+    use beacon_demo::Value;
+    match v {
+        Value::TemperatureC { value } => format!("{value:.2} °C"),
+        Value::HumidityPct { value } => format!("{value:.2} %RH"),
+        Value::Counter { value } => format!("counter {value}"),
+        Value::Status { value } => format!("status {value}"),
+        Value::Boot { firmware, .. } => format!("boot fw {firmware}"),
+        Value::Unknown { code, .. } => format!("unknown kind {code}"),
     }
 }
 

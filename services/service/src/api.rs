@@ -928,11 +928,11 @@ async fn query_readings(
     } else {
         None
     };
-    Ok(Json(serde_json::json!({
-        "readings": readings,
-        "next_after_boot": next.map(|(boot, _)| boot),
-        "next_after_seq": next.map(|(_, seq)| seq),
-    }))
+    Ok(Json(crate::model::ReadingsPage {
+        readings,
+        next_after_boot: next.map(|(boot, _)| boot),
+        next_after_seq: next.map(|(_, seq)| seq),
+    })
     .into_response())
 }
 

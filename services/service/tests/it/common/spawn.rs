@@ -38,12 +38,9 @@ pub fn start(db: &Path, extra: &[&str]) -> Service {
     BufReader::new(child.stdout.take().expect("stdout is piped"))
         .read_line(&mut line)
         .expect("cannot read beacon-service's first line");
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let url = beacon_service::model::parse_listening(&line)
+        .map(|addr| format!("http://{addr}"))
+        .unwrap_or_default();
     let service = Service { child, url };
     assert!(
         service.url.starts_with("http://127.0.0.1:"),
