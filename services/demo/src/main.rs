@@ -84,20 +84,10 @@ struct Args {
     chip: Option<String>,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(demo(args)) {
+// Two workers: the demo is a handful of tasks (the live view, the stream, the fault plan).
+#[tokio::main(worker_threads = 2)]
+async fn main() -> ExitCode {
+    match demo(Args::parse()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
