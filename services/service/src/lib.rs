@@ -86,7 +86,7 @@
 //!   a stored token.
 //! - Registration needs `--provisioning-token` when set, checked before the body is read.
 //! - Unauthenticated work is bounded per peer address: at most `--max-unauthenticated-per-ip`
-//!   (32) requests without a valid token (open registration and reads, and the ones refused
+//!   (64) requests without a valid token (open registration and reads, and the ones refused
 //!   with 401/404) in flight at once, counted until the answer's head; beyond it 429 with
 //!   `Retry-After`. Requests with a valid token and `/healthz`, `/readyz` are not counted.
 //! - Reads (device list, readings, latest, stream) are open unless `--provisioning-token` or
