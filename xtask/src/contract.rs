@@ -190,7 +190,8 @@ pub fn run() -> Result {
         .args(["--request-timeout", "10", "--generation-database", "none"])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .env("SCHEMATHESIS_HOOKS", config.join("hooks.py"))
-        .current_dir(&config)
+        // Hypothesis keeps its cache in the working directory: under target/, not the source.
+        .current_dir(venv_dir(&root).parent().unwrap_or(&root))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     eprintln!(

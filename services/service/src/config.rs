@@ -65,8 +65,11 @@ pub struct Config {
 
     /// Requests without a valid token (open registration and reads, refused ones) one peer
     /// address may have in flight at once; beyond it, 429 + Retry-After. `/healthz`, `/readyz`
-    /// and requests with a valid token are not counted.
-    #[arg(long, env = "BEACON_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 32)]
+    /// and requests with a valid token are not counted. With open reads (no --read-token, no
+    /// --provisioning-token) reads count too: a dashboard or script reading from one address
+    /// gets 429 past this many at once (a browser holds at most 6 per host).
+    /// TODO(6): fit this to your clients behind one address (a NAT or proxy counts as one).
+    #[arg(long, env = "BEACON_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64)]
     pub max_unauthenticated_per_ip: usize,
 
     /// Ingest requests that may wait for the storage writer; beyond that, 503 + Retry-After.

@@ -66,10 +66,18 @@
 //! the JSON field (or query parameter) or the byte offset of the bad frame (and stores nothing
 //! from that request); 401 bad or missing token; 404 unknown device or path; 405 method; 408
 //! timeout; 409 token conflict; 413 body or batch too large (at once when `Content-Length`
-//! says so); 415 other content types; 503 with `Retry-After` when the store cannot take the
-//! write (queue full, disk or size cap full, database file removed, shutting down). Only 414
-//! and 431 (request line or headers too large) come from hyper, with empty bodies. Optional
-//! fields are omitted, never `null`; integers round-trip exactly (`uptime_ms` up to 2^64-1).
+//! says so); 414 request target over 8 KiB; 415 other content types (registration too: a body
+//! needs `Content-Type: application/json`); 429 with `Retry-After` when one address has more
+//! than `--max-unauthenticated-per-ip` requests without a valid token in flight; 431 over 100
+//! header fields or 32 KiB of headers; 503 with `Retry-After` when the store cannot take the
+//! write (queue full, disk or size cap full, database file removed, shutting down). Only a
+//! request head past hyper's own, higher limits (1000 fields, 256 KiB) gets hyper's bare 431.
+//! Optional fields are omitted, never `null`; integers round-trip exactly (`uptime_ms` up to
+//! 2^64-1) and are read as JSON Schema reads them: `338.0` is the integer 338 (in bodies and
+//! query strings), `338.5` is refused, and so is an integral float above 2^53; a struct is a
+//! JSON object, never an array of its fields. The contract is checked by `cargo xtask test`
+//! (`cargo xtask contract`): a bounded schemathesis run, every check, 0 failures
+//! (docs/hostile-network.md).
 //!
 //! # Access
 //! - Ingest needs the device's token; it is checked from the headers (with the content type)
@@ -77,6 +85,10 @@
 //!   before is converted in place at open) and compared in constant time; no endpoint returns
 //!   a stored token.
 //! - Registration needs `--provisioning-token` when set, checked before the body is read.
+//! - Unauthenticated work is bounded per peer address: at most `--max-unauthenticated-per-ip`
+//!   (64) requests without a valid token (open registration and reads, and the ones refused
+//!   with 401/404) in flight at once, counted until the answer's head; beyond it 429 with
+//!   `Retry-After`. Requests with a valid token and `/healthz`, `/readyz` are not counted.
 //! - Reads (device list, readings, latest, stream) are open unless `--provisioning-token` or
 //!   `--read-token` is set; then they need one of the two. The startup log says which mode.
 //! - `--auto-register` (trust on first use) registers a device only once its request proved
@@ -109,6 +121,12 @@
 //!   removed or replaced, that commit and every later write answer 503, `/readyz` answers
 //!   503, and the service shuts down and exits non-zero saying why: it cannot recover the data
 //!   written into a deleted file. `/readyz` is also 503 while the store is full.
+//! - `--max-db-mb` counts the database file, its WAL and its `-shm` together: after a commit
+//!   that leaves them over the cap, the writer checkpoints and truncates the WAL before it
+//!   answers (during one commit the WAL holds that commit on top).
+//! - SIGTERM on a full disk is a clean shutdown (exit 0): the final WAL checkpoint may fail
+//!   for lack of space, but every commit answered "accepted" is in the synced WAL, which
+//!   SQLite folds in at the next start; the log says so.
 //! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
 //!   its `x-request-id` (generated, and echoed in the response).
 //! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression

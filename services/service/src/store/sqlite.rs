@@ -618,46 +618,45 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Cmd>, health: &Health) {
     }
     let mut answers = Vec::with_capacity(group.len());
     let mut error = None;
-    // The transaction's borrow of `conn` ends with this block.
-    {
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| error = Some(e))
-            .ok();
-        for cmd in group.drain(..) {
-            // Once a statement failed, the rest of the group is not run: it all rolls back.
-            let tx = tx.as_ref().filter(|_| error.is_none());
-            match cmd {
-                Cmd::Ingest {
-                    readings,
-                    vals,
-                    reply,
-                } => {
-                    let outcome = tx.and_then(|tx| {
-                        insert_readings(tx, readings, vals)
-                            .map_err(|e| error = Some(e))
-                            .ok()
-                    });
-                    answers.push(Answer::Ingest(reply, outcome));
-                }
-                Cmd::Register { device, reply } => {
-                    let outcome =
-                        tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
-                    answers.push(Answer::Register(reply, outcome));
-                }
-                // Taken out of the group by the writer loop.
-                Cmd::Close { reply } => drop(reply.send(Ok(()))),
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| error = Some(e))
+        .ok();
+    for cmd in group.drain(..) {
+        // Once a statement failed, the rest of the group is not run: it all rolls back.
+        let tx = tx.as_ref().filter(|_| error.is_none());
+        match cmd {
+            Cmd::Ingest {
+                readings,
+                vals,
+                reply,
+            } => {
+                let outcome = tx.and_then(|tx| {
+                    insert_readings(tx, readings, vals)
+                        .map_err(|e| error = Some(e))
+                        .ok()
+                });
+                answers.push(Answer::Ingest(reply, outcome));
             }
-        }
-        match tx {
-            Some(tx) if error.is_none() => {
-                if let Err(e) = tx.commit() {
-                    error = Some(e);
-                }
+            Cmd::Register { device, reply } => {
+                let outcome =
+                    tx.and_then(|tx| register(tx, device).map_err(|e| error = Some(e)).ok());
+                answers.push(Answer::Register(reply, outcome));
             }
-            Some(tx) => drop(tx), // rolls back
-            None => {}
+            // Taken out of the group by the writer loop.
+            Cmd::Close { reply } => drop(reply.send(Ok(()))),
         }
+    }
+    // Consumed on every path, so its borrow of `conn` ends here (see `fit_the_cap` below).
+    let ended = tx.map(|tx| {
+        if error.is_none() {
+            tx.commit()
+        } else {
+            tx.rollback()
+        }
+    });
+    if let Some(Err(e)) = ended {
+        error.get_or_insert(e);
     }
     // The answers go out only now, after the commit: "accepted" means durable. And only if
     // the files committed to are still the ones on disk (see `Health`).

@@ -1274,8 +1274,7 @@ async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
     assert_eq!(reg.status(), 201);
     // Two open registrations whose bodies never come: unauthenticated work in flight.
     let addr = bin.url.trim_start_matches("http://").to_owned();
-    let mut slow = Vec::new();
-    for _ in 0..2 {
+    let slow_registration = || async {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         s.write_all(
             b"POST /api/v1/devices HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -1283,12 +1282,22 @@ async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
         )
         .await
         .unwrap();
-        slow.push(s);
-    }
+        s
+    };
+    let mut slow = vec![slow_registration().await, slow_registration().await];
     let latest = format!("{}/api/v1/latest", bin.url);
-    // Bounded wait until the server has taken both (no fixed sleep).
+    // Bounded wait until the server holds both (no fixed sleep). A probe can take a slot
+    // before a slow request is dispatched; that slow one is then answered 429 itself and is
+    // replaced by a new one.
     let mut refused = None;
     for _ in 0..200 {
+        for s in &mut slow {
+            let mut buf = [0u8; 512];
+            if !matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                *s = slow_registration().await;
+            }
+        }
         let r = client.get(&latest).send().await.unwrap();
         if r.status() == 429 {
             refused = Some(r);
