@@ -207,7 +207,38 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
     SqliteStore::open(sqlite).await
 }
 
-/// Runs the service on `listener` with the SQLite store from `config` until `shutdown`
+/// Opens the store `--db` names: PostgreSQL for a `postgres://` URL, else the SQLite file.
+/// Logs which backend it opened.
+pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreError> {
+    if let Some(url) = config.postgres_url() {
+        let mut pg = store::postgres::PgConfig::new(url);
+        pg.write_queue = config.write_queue;
+        pg.pool_size = config.db_pool;
+        pg.synchronous_commit = config.sync == "full";
+        if config.max_db_mb.is_some() {
+            tracing::warn!(
+                "--max-db-mb applies to SQLite only; with PostgreSQL cap the size on the server (a full disk answers 503 either way)"
+            );
+        }
+        let store = store::postgres::PgStore::open(pg).await?;
+        tracing::info!(
+            "store: PostgreSQL at {} (schema version {}; shared: replicas may run against it)",
+            config.db_display(),
+            store::postgres::SCHEMA_VERSION
+        );
+        Ok(Arc::new(store))
+    } else {
+        let store = open_store(config).await?;
+        tracing::info!(
+            "store: SQLite at {} (schema version {})",
+            config.db.display(),
+            store::sqlite::SCHEMA_VERSION
+        );
+        Ok(Arc::new(store))
+    }
+}
+
+/// Runs the service on `listener` with the store from `config` until `shutdown`
 /// completes; then drains in-flight requests and flushes the store.
 ///
 /// The caller owns the listener and the shutdown signal (the mini-redis shape): the binary
@@ -218,8 +249,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     config.check().map_err(Error::Config)?;
-    let store = open_store(&config).await?;
-    serve(config, Arc::new(store), listener, shutdown).await
+    let store = open_any_store(&config).await?;
+    serve(config, store, listener, shutdown).await
 }
 
 /// [`run`] with any store (tests use failing stand-ins).

@@ -38,7 +38,7 @@ async fn start(config: beacon_service::Config) -> Result<(), String> {
     // Tests and scripts read this line to find the port when --listen asks for port 0.
     println!("beacon-service listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, db = %config.db.display(), "listening");
+    tracing::info!(%addr, db = %config.db_display(), "listening");
     beacon_service::run(config, listener, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

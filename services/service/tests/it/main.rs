@@ -14,5 +14,10 @@ mod boot;
 mod browser;
 mod e2e;
 mod hostile;
+mod pg;
+/// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).
+#[path = "common/pg.rs"]
+mod pg_cluster;
 #[path = "server.rs"]
 mod server;
+mod store_contract;
