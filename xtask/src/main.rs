@@ -7,6 +7,7 @@
 mod bench_build;
 // template:service:begin
 mod bench_service;
+mod pg;
 // template:service:end
 mod cmd;
 // template:service:begin
@@ -58,6 +59,8 @@ enum Command {
     // template:service:begin
     /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
     /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
+    /// `--db postgres [--replicas 2]`: SQLite and PostgreSQL side by side, each beside its
+    /// limit (a bare client); writes target/bench-service-db.json.
     BenchService(bench_service::Args),
     // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.

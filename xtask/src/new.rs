@@ -115,6 +115,8 @@ impl Drop {
             "docs/async.md",
             "xtask/src/demo.rs",
             "xtask/src/bench_service.rs",
+            "xtask/src/pg.rs",
+            "docs/scale-out.md",
         ];
         (self.firmware
             && firmware_paths
