@@ -49,6 +49,15 @@
 //! (schema version 1 to 2: old rows keep their data and get boot 0) when the service opens it.
 //! Readings may arrive in any order. The answer is `{"accepted": n, "duplicates": m}`.
 //!
+//! # Backends
+//! `--db` (`BEACON_DB`) is a SQLite file (the default, `beacon.db`) or a `postgres://` URL
+//! ([`store::postgres`]): the same contract (answered after commit, one row per `(device_id,
+//! boot, seq)`, group commit, bounded queue with 503, versioned migrations at start-up), and
+//! with PostgreSQL any number of replicas may share the database: token checks read it after
+//! at most [`api::TOKEN_CACHE_TTL`] (2 s), and each replica's live stream also carries what the
+//! others commit (LISTEN/NOTIFY). The startup log names the backend. docs/scale-out.md says
+//! when to move and what it costs.
+//!
 //! # HTTP API
 //! The full contract is `src/openapi.json`, served at `/openapi.json`.
 //!

@@ -41,7 +41,12 @@ impl Backend {
 }
 
 async fn open(place: &Place) -> Arc<dyn DynStore> {
-    let config = Config::for_db(&place.db);
+    open_with(place, |_| {}).await
+}
+
+async fn open_with(place: &Place, tune: impl FnOnce(&mut Config)) -> Arc<dyn DynStore> {
+    let mut config = Config::for_db(&place.db);
+    tune(&mut config);
     beacon_service::open_any_store(&config)
         .await
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", place.db))
@@ -277,6 +282,40 @@ async fn durable_across_reopen(b: Backend) {
     store.close().await.unwrap();
 }
 
+/// The write queue is bounded: a flood beyond it is refused at once with Unavailable (503 +
+/// Retry-After), and a refused ingest stored nothing.
+async fn bounded_queue_refuses_instead_of_queueing(b: Backend) {
+    let place = b.place();
+    let store = open_with(&place, |c| c.write_queue = 1).await;
+    register(&*store, 1, "t").await;
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let batch: Vec<_> = (i * 100..(i + 1) * 100).map(|s| reading(1, 1, s)).collect();
+            tokio::spawn(async move { store.ingest(batch).await })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(out) => ok += out.accepted.len(),
+            Err(StoreError::Unavailable(m)) => {
+                assert!(m.contains("write queue is full"), "{m}");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(refused > 0, "64 ingests at once never filled a queue of 1");
+    assert_eq!(ok + refused * 100, 6400);
+    assert_eq!(
+        store.query(all(1)).await.unwrap().len(),
+        ok,
+        "a refused ingest stored rows"
+    );
+    store.close().await.unwrap();
+}
+
 /// The same cases as tests for each backend.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -306,4 +345,5 @@ contract!(
     registration,
     paging_and_time_range,
     durable_across_reopen,
+    bounded_queue_refuses_instead_of_queueing,
 );
