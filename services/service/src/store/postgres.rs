@@ -38,7 +38,6 @@ use crate::model::{Device, ReadingQuery, Registered, StoredReading, Value, now_m
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt as _;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -253,8 +252,6 @@ pub struct PgStore {
     pg: tokio_postgres::Config,
     /// Identifies this process's commits in notifications (its own it publishes directly).
     replica: String,
-    /// The writer's last commit failed for lack of a connection (for `/readyz`).
-    writer_down: Arc<AtomicBool>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -336,7 +333,6 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
-        let writer_down = Arc::new(AtomicBool::new(false));
         let replica = format!("{:x}-{:x}", std::process::id(), now_millis());
         tokio::spawn(writer_loop(
             Some(writer),
@@ -345,14 +341,12 @@ impl PgStore {
             rx,
             config.max_group_rows.max(1),
             replica.clone(),
-            Arc::clone(&writer_down),
         ));
         Ok(Self {
             tx,
             pool,
             pg,
             replica,
-            writer_down,
             listener: Mutex::new(None),
         })
     }
@@ -366,7 +360,6 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Cmd>,
     max_group_rows: usize,
     replica: String,
-    down: Arc<AtomicBool>,
 ) {
     let mut group = Vec::new();
     let mut close_reply = None;
@@ -405,10 +398,6 @@ async fn writer_loop(
                     "PostgreSQL is unreachable; nothing was written; retry shortly".into(),
                 )),
             };
-            down.store(
-                result.is_err() && conn.as_ref().is_none_or(|w| w.client.is_closed()),
-                Ordering::Relaxed,
-            );
             answer(&mut group, result);
         }
         if close_reply.is_some() {
@@ -819,10 +808,7 @@ impl Store for PgStore {
                 ));
             }
         }
-        if self.writer_down.load(Ordering::Relaxed) {
-            // The server answers again; the writer reconnects at its next group.
-            tracing::info!("PostgreSQL reachable again; the writer reconnects on the next write");
-        }
+        // The server answers: a writer that lost its connection reconnects at its next group.
         Ok(())
     }
 
