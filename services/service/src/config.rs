@@ -31,9 +31,14 @@ pub struct Config {
     pub db: PathBuf,
 
     /// PostgreSQL only: connections in the read pool (queries, latest, token checks); the
-    /// writer has one more of its own, the live stream's listener another.
+    /// writers (`--db-writers`) have their own, the live stream's listener one more.
     #[arg(long, env = "BEACON_DB_POOL", default_value_t = 8)]
     pub db_pool: usize,
+
+    /// PostgreSQL only: writer connections, each group-committing queued ingests in turn (a
+    /// PostgreSQL backend runs one statement on one core; two keep a second core busy).
+    #[arg(long, env = "BEACON_DB_WRITERS", default_value_t = 2)]
+    pub db_writers: usize,
 
     /// Provisioning token: when set, `POST /api/v1/devices` requires
     /// `Authorization: Bearer <this>`. When unset, registration is open (fine on loopback).

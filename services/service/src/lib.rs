@@ -223,6 +223,7 @@ pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreE
         let mut pg = store::postgres::PgConfig::new(url);
         pg.write_queue = config.write_queue;
         pg.pool_size = config.db_pool;
+        pg.writers = config.db_writers;
         pg.synchronous_commit = config.sync == "full";
         if config.max_db_mb.is_some() {
             tracing::warn!(

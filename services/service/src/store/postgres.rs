@@ -11,7 +11,8 @@
 //! dozen fixed statements and must build with no PostgreSQL around.
 //!
 //! # Shape (mirrors `sqlite.rs`)
-//! - **Writes** go to one writer task with its own connection. It takes every ingest waiting
+//! - **Writes** go to writer tasks (`writers`, 2 by default: PostgreSQL runs one statement on
+//!   one core), each with its own connection, taking turns at the queue. One takes every ingest waiting
 //!   in a bounded queue (up to `max_group_rows` readings) and stores them in ONE transaction
 //!   with ONE statement: first a plain `INSERT ... SELECT FROM unnest($1::int8[], ...)` in a
 //!   savepoint (every reading new: the usual case; measured about 4x less database CPU than
@@ -57,6 +58,10 @@ pub struct PgConfig {
     pub max_group_rows: usize,
     /// Connections in the read pool (queries, latest, token checks).
     pub pool_size: usize,
+    /// Writer tasks, each with its own connection, taking turns at the queue: one PostgreSQL
+    /// backend process runs one statement on one core, so two keep a second core busy while
+    /// the first commits.
+    pub writers: usize,
     /// `synchronous_commit = on` (the commit is in the server's fsynced WAL before the answer)
     /// or `off` (the server may lose the last few hundred ms of commits if *it* crashes; a
     /// crash of this service loses nothing either way).
@@ -71,6 +76,7 @@ impl PgConfig {
             write_queue: 1024,
             max_group_rows: 50_000,
             pool_size: 8,
+            writers: 2,
             synchronous_commit: true,
         }
     }
@@ -266,6 +272,7 @@ pub struct PgStore {
     /// Identifies this process's commits in notifications (its own it publishes directly).
     replica: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -333,7 +340,10 @@ impl PgStore {
         let mut client = connect(&pg, "migration").await?;
         migrate(&mut client).await?;
         drop(client);
-        let writer = open_writer(&pg, config.synchronous_commit).await?;
+        let mut conns = Vec::new();
+        for _ in 0..config.writers.max(1) {
+            conns.push(open_writer(&pg, config.synchronous_commit).await?);
+        }
         let manager = Manager::from_config(
             pg.clone(),
             NoTls,
@@ -349,53 +359,73 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let replica = format!("{:x}-{:x}", std::process::id(), now_millis());
-        tokio::spawn(writer_loop(
-            Some(writer),
-            pg.clone(),
-            config.synchronous_commit,
-            rx,
-            config.max_group_rows.max(1),
-            replica.clone(),
-        ));
+        let writers = conns
+            .into_iter()
+            .map(|conn| {
+                tokio::spawn(writer_loop(
+                    Some(conn),
+                    pg.clone(),
+                    config.synchronous_commit,
+                    Arc::clone(&rx),
+                    config.max_group_rows.max(1),
+                    replica.clone(),
+                ))
+            })
+            .collect();
         Ok(Self {
             tx,
             pool,
             pg,
             replica,
             listener: Mutex::new(None),
+            writers: Mutex::new(writers),
         })
     }
 }
 
-/// The writer: one connection, group commit, until `Close` or every sender is gone.
+/// A writer: one connection, group commit, until `Close` or every sender is gone. Several take
+/// turns at the queue: one holds the lock while it gathers a group (never while it commits).
+/// The one that receives `Close` refuses what is queued after it and closes the queue; the
+/// others finish the group they hold and stop; [`PgStore::close`] waits for all of them.
 async fn writer_loop(
     mut conn: Option<Writer>,
     pg: tokio_postgres::Config,
     sync: bool,
-    mut rx: mpsc::Receiver<Cmd>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Cmd>>>,
     max_group_rows: usize,
     replica: String,
 ) {
     let mut group = Vec::new();
     let mut close_reply = None;
-    while let Some(first) = rx.recv().await {
-        let mut rows = 0;
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Cmd::Close { reply } => close_reply = Some(reply),
-                Cmd::Ingest {
-                    readings,
-                    vals,
-                    reply,
-                } => {
-                    rows += readings.len();
-                    group.push((readings, vals, reply));
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { break };
+            let mut rows = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Close { reply } => close_reply = Some(reply),
+                    Cmd::Ingest {
+                        readings,
+                        vals,
+                        reply,
+                    } => {
+                        rows += readings.len();
+                        group.push((readings, vals, reply));
+                    }
+                }
+                if rows < max_group_rows && close_reply.is_none() {
+                    next = rx.try_recv().ok();
                 }
             }
-            if rows < max_group_rows && close_reply.is_none() {
-                next = rx.try_recv().ok();
+            if close_reply.is_some() {
+                // Refuse what is still queued: its senders get "shutting down" (never
+                // "accepted"); the other writers then find the queue closed and empty.
+                rx.close();
+                while rx.try_recv().is_ok() {}
             }
         }
         if !group.is_empty() {
@@ -420,8 +450,6 @@ async fn writer_loop(
             break;
         }
     }
-    // Refuse what is still queued: its senders get "shutting down" (never "accepted").
-    rx.close();
     drop(conn);
     if let Some(reply) = close_reply {
         drop(reply.send(Ok(())));
@@ -453,19 +481,24 @@ async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, S
     let mut sampled = Vec::with_capacity(n);
     let mut received = Vec::with_capacity(n);
     let mut vals: Vec<&str> = Vec::with_capacity(n);
-    for (readings, v, _) in group {
-        for (r, v) in readings.iter().zip(v) {
-            device.push(i64::from(r.device_id));
-            boot.push(i64::from(r.boot));
-            seq.push(i64::from(r.seq));
-            uptime.push(i64::from_ne_bytes(r.uptime_ms.to_ne_bytes()));
-            sampled.push(r.sampled_at_ms);
-            received.push(r.received_at_ms);
-            vals.push(v);
-        }
+    // In key order: writers inserting overlapping groups at once then take the key locks in
+    // the same order, so they wait for each other (then see the duplicates) instead of
+    // deadlocking.
+    let mut rows: Vec<(&StoredReading, &String)> = group
+        .iter()
+        .flat_map(|(readings, v, _)| readings.iter().zip(v))
+        .collect();
+    rows.sort_unstable_by_key(|(r, _)| (r.device_id, r.boot, r.seq));
+    for (r, v) in rows {
+        device.push(i64::from(r.device_id));
+        boot.push(i64::from(r.boot));
+        seq.push(i64::from(r.seq));
+        uptime.push(i64::from_ne_bytes(r.uptime_ms.to_ne_bytes()));
+        sampled.push(r.sampled_at_ms);
+        received.push(r.received_at_ms);
+        vals.push(v);
     }
-    let span = tracing::debug_span!("commit", commands = group.len(), rows = n);
-    let _enter = span.enter();
+    tracing::debug!(commands = group.len(), rows = n, "commit");
     // `Client::transaction` needs `&mut`; the writer is the connection's only user, so the
     // statements are sent by hand.
     w.client
@@ -872,7 +905,17 @@ impl Store for PgStore {
         if self.tx.send(Cmd::Close { reply }).await.is_err() {
             return Ok(());
         }
-        answer.await.unwrap_or(Ok(()))
+        let result = answer.await.unwrap_or(Ok(()));
+        // Every writer finishes the group it holds (queued before the close) and stops.
+        let writers = self
+            .writers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for w in writers {
+            let _ = w.await;
+        }
+        result
     }
 
     fn shared(&self) -> bool {
