@@ -74,10 +74,15 @@ impl Drop for Service {
 
 impl Service {
     fn start(bin: &Path, db: &Path, console: Option<u16>) -> Result<Self> {
+        Self::start_with(bin, db, console, &[])
+    }
+
+    fn start_with(bin: &Path, db: &Path, console: Option<u16>, extra: &[&str]) -> Result<Self> {
         let mut command = Command::new(bin);
         command
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -461,6 +466,10 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     ];
     if replicas > 1 {
         labels.push(format!("postgres, {replicas} replicas"));
+        eprintln!(
+            "{replicas} replicas: {} writer connection(s) each, as many in all as one replica's 2",
+            (2 / replicas).max(1)
+        );
     }
     let mut best: Vec<Option<Measured>> = vec![None; labels.len()];
     eprintln!(
@@ -488,8 +497,17 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         runs.push(measure(args, bins, &[], Some(&url), Some(&cluster))?);
         if replicas > 1 {
             let url = cluster.create_db(&format!("svc{replicas}_{round}"))?;
+            // The same database resources as one replica: its 2 writer connections in all.
+            let writers = (2 / replicas).max(1).to_string();
             let services = (0..replicas)
-                .map(|_| Service::start(&bins.service, Path::new(&url), None))
+                .map(|_| {
+                    Service::start_with(
+                        &bins.service,
+                        Path::new(&url),
+                        None,
+                        &["--db-writers", &writers],
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             runs.push(measure(args, bins, &services, None, Some(&cluster))?);
             for s in services {
