@@ -12,6 +12,14 @@
 //!
 //! Prints a table against the targets and writes `target/bench-service.json`. Figures depend
 //! on the machine and on what else runs on it: the load average is printed with them.
+//!
+//! `--db postgres` measures the backends side by side instead (same run, same load): SQLite
+//! and PostgreSQL (a throwaway local cluster, [`crate::pg`]), each beside its *limit* (the same
+//! rows written straight into the same schema by a bare client, `beacon-load --limit-db`: no
+//! HTTP, no service, one transaction per batch; COPY on PostgreSQL), and with `--replicas 2`
+//! two service replicas on the one database, each loaded by its own `beacon-load`. Durable
+//! readings/s, p50/p99, service and database CPU per reading; writes
+//! `target/bench-service-db.json`.
 
 use crate::cmd::{Result, cmd};
 use crate::json::Json;
@@ -41,6 +49,13 @@ pub struct Args {
     /// Concurrent clients in the churn run (each request on a new connection).
     #[arg(long, default_value_t = 32)]
     pub churn_concurrency: u32,
+    /// `sqlite`: the benchmark above (console on/off, churn). `postgres`: SQLite and
+    /// PostgreSQL side by side, each beside its limit (needs `apt-get install -y postgresql`).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub db: String,
+    /// With `--db postgres`: also run this many service replicas on the one database.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
 }
 
 const TARGET_RPS: f64 = 200_000.0;
@@ -61,10 +76,15 @@ impl Drop for Service {
 
 impl Service {
     fn start(bin: &Path, db: &Path, console: Option<u16>) -> Result<Self> {
+        Self::start_with(bin, db, console, &[])
+    }
+
+    fn start_with(bin: &Path, db: &Path, console: Option<u16>, extra: &[&str]) -> Result<Self> {
         let mut command = Command::new(bin);
         command
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -221,6 +241,9 @@ pub fn run(args: Args) -> Result {
     let dir = target.join("bench-service");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    if args.db == "postgres" {
+        return compare(&args, &bins, &target, &dir);
+    }
     let load_before = load_average();
 
     eprintln!(
@@ -346,5 +369,237 @@ pub fn run(args: Args) -> Result {
     let out = target.join("bench-service.json");
     std::fs::write(&out, report.pretty())?;
     println!("written: {}", out.display());
+    Ok(())
+}
+
+/// One measured configuration of the backend comparison.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: f64,
+    /// Service CPU per durable reading, microseconds (all replicas; 0 for a limit run).
+    service_cpu_us: f64,
+    /// PostgreSQL server CPU per durable reading, microseconds (0 for SQLite: in-process).
+    db_cpu_us: f64,
+}
+
+/// Runs the load: one `beacon-load` per service URL (the concurrency split between them), or
+/// one `beacon-load --limit-db` against the database itself.
+fn measure(
+    args: &Args,
+    bins: &Bins,
+    services: &[Service],
+    limit_db: Option<&str>,
+    cluster: Option<&crate::pg::Cluster>,
+) -> Result<Measured> {
+    let db_cpu = || cluster.map_or(0.0, |c| c.cpu_secs(bins.ticks));
+    let svc_cpu = || {
+        services
+            .iter()
+            .map(|s| s.cpu_secs(bins.ticks).unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let (db0, svc0) = (db_cpu(), svc_cpu());
+    let targets: Vec<(Vec<String>, u32)> = match limit_db {
+        Some(db) => vec![(vec!["--limit-db".into(), db.into()], args.concurrency)],
+        None => {
+            let n = services.len().max(1) as u32;
+            services
+                .iter()
+                .map(|s| {
+                    (
+                        vec!["--url".into(), s.url.clone()],
+                        (args.concurrency / n).max(1),
+                    )
+                })
+                .collect()
+        }
+    };
+    let mut children = Vec::new();
+    for (i, (target, concurrency)) in targets.iter().enumerate() {
+        children.push(
+            Command::new(&bins.load)
+                .args(target)
+                .args(["--duration-secs", &args.secs.to_string()])
+                .args(["--concurrency", &concurrency.to_string()])
+                .args(["--batch", &args.batch.to_string()])
+                .args(["--first-device", &(100_000 + i as u32 * 10_000).to_string()])
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
+    }
+    let mut summaries = Vec::new();
+    for child in children {
+        let out = child.wait_with_output()?;
+        let summary = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            crate::bail!("beacon-load failed ({}): {summary}", out.status);
+        }
+        summaries.push(summary);
+    }
+    let (db1, svc1) = (db_cpu(), svc_cpu());
+    let readings: f64 = summaries.iter().map(|s| field(s, "readings")).sum();
+    let secs = summaries
+        .iter()
+        .map(|s| field(s, "secs"))
+        .fold(0.0, f64::max);
+    let max = |key: &str| summaries.iter().map(|s| field(s, key)).fold(0.0, f64::max);
+    Ok(Measured {
+        rps: readings / secs,
+        p50: max("p50_ms"),
+        p99: max("p99_ms"),
+        errors: summaries.iter().map(|s| field(s, "errors")).sum(),
+        service_cpu_us: (svc1 - svc0) * 1e6 / readings,
+        db_cpu_us: (db1 - db0) * 1e6 / readings,
+    })
+}
+
+fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
+    let cluster = crate::pg::Cluster::start(&dir.join("pg"))?;
+    let load_before = load_average();
+    let replicas = args.replicas.max(1);
+    let mut labels = vec![
+        "sqlite, 1 service".to_owned(),
+        "sqlite limit (bare client)".to_owned(),
+        "postgres, 1 replica".to_owned(),
+        "postgres limit (bare COPY)".to_owned(),
+    ];
+    if replicas > 1 {
+        labels.push(format!("postgres, {replicas} replicas"));
+        eprintln!(
+            "{replicas} replicas: {} writer connection(s) each, as many in all as one replica's 2",
+            (2 / replicas).max(1)
+        );
+    }
+    let mut best: Vec<Option<Measured>> = vec![None; labels.len()];
+    eprintln!(
+        "backends: {} s per run, {} concurrent requests of {} readings (binary frames), durable commits",
+        args.secs, args.concurrency, args.batch
+    );
+    for round in 1..=args.rounds.max(1) {
+        let mut runs = Vec::new();
+        let svc = Service::start(&bins.service, &dir.join(format!("cmp-{round}.db")), None)?;
+        runs.push(measure(args, bins, std::slice::from_ref(&svc), None, None)?);
+        svc.stop()?;
+        let limit = dir.join(format!("limit-{round}.db")).display().to_string();
+        runs.push(measure(args, bins, &[], Some(&limit), None)?);
+        let url = cluster.create_db(&format!("svc1_{round}"))?;
+        let svc = Service::start(&bins.service, Path::new(&url), None)?;
+        runs.push(measure(
+            args,
+            bins,
+            std::slice::from_ref(&svc),
+            None,
+            Some(&cluster),
+        )?);
+        svc.stop()?;
+        let url = cluster.create_db(&format!("limit_{round}"))?;
+        runs.push(measure(args, bins, &[], Some(&url), Some(&cluster))?);
+        if replicas > 1 {
+            let url = cluster.create_db(&format!("svc{replicas}_{round}"))?;
+            // The same database resources as one replica: its 2 writer connections in all.
+            let writers = (2 / replicas).max(1).to_string();
+            let services = (0..replicas)
+                .map(|_| {
+                    Service::start_with(
+                        &bins.service,
+                        Path::new(&url),
+                        None,
+                        &["--db-writers", &writers],
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            runs.push(measure(args, bins, &services, None, Some(&cluster))?);
+            for s in services {
+                s.stop()?;
+            }
+        }
+        for (i, run) in runs.into_iter().enumerate() {
+            eprintln!(
+                "  round {round} {:<28} {:>9.0} readings/s  p50 {:>7.1} ms  p99 {:>7.1} ms  service {:.2} us/reading  db {:.2} us/reading  errors {}",
+                labels[i], run.rps, run.p50, run.p99, run.service_cpu_us, run.db_cpu_us, run.errors
+            );
+            if best[i].is_none_or(|b| run.rps > b.rps) {
+                best[i] = Some(run);
+            }
+        }
+    }
+    let best: Vec<Measured> = best.into_iter().flatten().collect();
+    if best.len() != labels.len() {
+        crate::bail!("a benchmark run did not complete");
+    }
+    let load_after = load_average();
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    let sqlite_ratio = best[0].rps / best[1].rps;
+    let pg_ratio = best[2].rps / best[3].rps;
+    println!();
+    println!(
+        "beacon-service backends (loopback, load generator and database on the same machine; best of {} rounds)",
+        args.rounds.max(1)
+    );
+    println!(
+        "load average before/after: {load_before} / {load_after} (other processes slow every figure)"
+    );
+    println!(
+        "{:<28} {:>11} {:>8} {:>8} {:>11} {:>11}",
+        "", "readings/s", "p50 ms", "p99 ms", "svc us/rdg", "db us/rdg"
+    );
+    for (label, m) in labels.iter().zip(&best) {
+        println!(
+            "{label:<28} {:>11.0} {:>8.1} {:>8.1} {:>11.2} {:>11.2}",
+            m.rps, m.p50, m.p99, m.service_cpu_us, m.db_cpu_us
+        );
+    }
+    println!(
+        "sqlite service / limit      : {sqlite_ratio:.2}   target >= 0.6: {}",
+        mark(sqlite_ratio >= 0.6)
+    );
+    println!(
+        "postgres service / limit    : {pg_ratio:.2}   target >= 0.6: {}",
+        mark(pg_ratio >= 0.6)
+    );
+    println!(
+        "postgres, 1 replica         : {:.0} readings/s   target >= {TARGET_RPS:.0}: {}",
+        best[2].rps,
+        mark(best[2].rps >= TARGET_RPS)
+    );
+    let mut fields = vec![
+        ("load_average_before", Json::str(load_before)),
+        ("load_average_after", Json::str(load_after)),
+        ("concurrency", Json::Num(f64::from(args.concurrency))),
+        ("batch", Json::Num(f64::from(args.batch))),
+        ("sqlite_service_over_limit", Json::Num(sqlite_ratio)),
+        ("postgres_service_over_limit", Json::Num(pg_ratio)),
+    ];
+    if replicas > 1 {
+        let r = best[4].rps / best[2].rps;
+        println!(
+            "postgres {replicas} replicas / 1     : {r:.2}   target >= 1.0: {}",
+            mark(r >= 1.0)
+        );
+        fields.push(("postgres_replicas_over_one", Json::Num(r)));
+    }
+    let runs = labels
+        .iter()
+        .zip(&best)
+        .map(|(label, m)| {
+            Json::obj([
+                ("what", Json::str(label.clone())),
+                ("readings_per_sec", Json::Num(m.rps)),
+                ("p50_ms", Json::Num(m.p50)),
+                ("p99_ms", Json::Num(m.p99)),
+                ("service_cpu_us_per_reading", Json::Num(m.service_cpu_us)),
+                ("db_cpu_us_per_reading", Json::Num(m.db_cpu_us)),
+                ("errors", Json::Num(m.errors)),
+            ])
+        })
+        .collect();
+    fields.push(("runs", Json::Arr(runs)));
+    let out = target.join("bench-service-db.json");
+    std::fs::write(&out, Json::obj(fields).pretty())?;
+    println!("written: {}", out.display());
+    drop(cluster);
     Ok(())
 }

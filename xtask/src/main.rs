@@ -16,6 +16,7 @@
 mod bench_build;
 // template:service:begin
 mod bench_service;
+mod pg;
 // template:service:end
 mod cmd;
 // template:service:begin
@@ -74,6 +75,8 @@ enum Command {
     // template:service:begin
     /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
     /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
+    /// `--db postgres [--replicas 2]`: SQLite and PostgreSQL side by side, each beside its
+    /// limit (a bare client); writes target/bench-service-db.json.
     BenchService(bench_service::Args),
     /// The contract step of `test` alone: a bounded schemathesis run (installed into a venv
     /// under target/) against the real service's /openapi.json on 127.0.0.1, all checks.

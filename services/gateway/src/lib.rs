@@ -12,6 +12,8 @@
 //!   exponential backoff and jitter; readings stay in memory meanwhile. When the buffer is
 //!   full the gateway applies **back-pressure** to the links (it stops reading them; it does
 //!   not spill to disk): the device's UART then reports "TX full" and the firmware waits.
+//! - Replicas: `--service` repeated spreads batches across service replicas in turn and fails
+//!   a batch over to the next replica at once; the backoff starts when all of them failed.
 //! - Store-and-forward: after the service's 2xx for a batch, and only then, the gateway acks
 //!   its frames back to the device over the link they came in on ([`post::acks_for`],
 //!   protocol/SPEC.md section 8); the device keeps every frame until then. On every
@@ -60,13 +62,17 @@ pub struct Config {
     #[arg(long = "link", required = true, value_name = "LINK")]
     pub links: Vec<LinkSpec>,
 
-    /// The service's base URL.
+    /// The service's base URL; repeat (or comma-separate in the environment) for several
+    /// replicas on one shared store: batches are spread across them in turn, and a batch that
+    /// one cannot take (down, 5xx, 503) goes to the next at once; only when every replica
+    /// failed does the gateway back off (honouring `Retry-After`).
     #[arg(
         long,
         env = "BEACON_SERVICE_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:8080"
     )]
-    pub service: String,
+    pub service: Vec<String>,
 
     /// A device's ingest token, as ID=TOKEN; repeat for several.
     #[arg(long = "device-token", value_name = "ID=TOKEN", value_parser = parse_device_token)]
@@ -160,7 +166,11 @@ pub async fn run(
     let give_up = CancellationToken::new();
     let poster = Poster::new(
         PostConfig {
-            service: config.service.trim_end_matches('/').to_owned(),
+            services: config
+                .service
+                .iter()
+                .map(|s| s.trim_end_matches('/').to_owned())
+                .collect(),
             tokens: config
                 .device_tokens
                 .iter()

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// How the poster talks to the service.
 #[derive(Debug, Clone)]
 pub struct PostConfig {
-    /// Base URL, e.g. `http://127.0.0.1:8080`.
-    pub service: String,
+    /// Base URLs of the service replicas, e.g. `http://127.0.0.1:8080` (at least one).
+    pub services: Vec<String>,
     /// Explicit per-device tokens.
     pub tokens: HashMap<u32, String>,
     /// Token of a device without an explicit one: this prefix and the id.
@@ -74,6 +74,8 @@ pub struct Poster {
     /// Cancelled when the drain period after shutdown is over: whatever is still not
     /// acknowledged then is counted as dropped.
     give_up: CancellationToken,
+    /// Round robin over `config.services`: the next batch's first choice.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Poster {
@@ -91,11 +93,15 @@ impl Poster {
             .user_agent(concat!("beacon-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the http client: {e}"))?;
+        if config.services.is_empty() {
+            return Err("no service URL: pass --service URL (repeat it for replicas)".into());
+        }
         Ok(Arc::new(Self {
             config,
             client,
             metrics,
             give_up,
+            next: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -159,18 +165,38 @@ impl Poster {
                 }
             }
             let mut backoff = Backoff::new(self.config.retry_base, self.config.retry_max);
+            // Spread: each batch starts at the next replica in turn. Fail over: a retryable
+            // failure moves the batch to the next replica at once, until each was tried once
+            // in this round; then the usual backoff (every replica is busy or down).
+            let replicas = self.config.services.len();
+            let mut pick = self.next.fetch_add(1, Relaxed) % replicas;
+            let mut tried = 0;
             loop {
+                let service = &self.config.services[pick];
                 let result = if registered {
-                    self.ingest(id, &token, &batch).await
+                    self.ingest(service, id, &token, &batch).await
                 } else {
-                    match self.register(id, &token).await {
+                    match self.register(service, id, &token).await {
                         Ok(()) => {
                             registered = true;
-                            self.ingest(id, &token, &batch).await
+                            self.ingest(service, id, &token, &batch).await
                         }
                         Err(f) => Err(f),
                     }
                 };
+                if matches!(result, Err(Failure::Retry { .. })) {
+                    tried += 1;
+                    pick = (pick + 1) % replicas;
+                    if tried < replicas {
+                        self.metrics.retries.fetch_add(1, Relaxed);
+                        tracing::debug!(
+                            "device {id}: failing over to {}",
+                            self.config.services[pick]
+                        );
+                        continue;
+                    }
+                    tried = 0;
+                }
                 let (why, after) = match result {
                     Ok(outcome) => {
                         let now = now_millis();
@@ -273,8 +299,8 @@ impl Poster {
         }
     }
 
-    async fn register(&self, id: u32, token: &str) -> Result<(), Failure> {
-        let url = format!("{}/api/v1/devices", self.config.service);
+    async fn register(&self, service: &str, id: u32, token: &str) -> Result<(), Failure> {
+        let url = format!("{service}/api/v1/devices");
         let mut req = self.client.post(&url).json(&RegisterRequest {
             id: Some(id),
             token: Some(token.to_string()),
@@ -303,11 +329,12 @@ impl Poster {
 
     async fn ingest(
         &self,
+        service: &str,
         id: u32,
         token: &str,
         batch: &[Pending],
     ) -> Result<IngestOutcome, Failure> {
-        let url = format!("{}/api/v1/devices/{id}/readings", self.config.service);
+        let url = format!("{service}/api/v1/devices/{id}/readings");
         let body = IngestBatch {
             readings: batch.iter().map(|p| &p.reading).collect(),
         };

@@ -494,3 +494,90 @@ async fn a_corrupted_frame_on_a_live_link_triggers_a_replay_request() {
     assert_eq!(stats.replay_requests, 2, "{stats:?}");
     assert_eq!(seqs(&state), [0, 2]);
 }
+
+/// A replica of the stand-in: its own port, the shared state (one store behind several
+/// service processes), and a count of the ingests it answered.
+async fn replica(state: &Shared) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let app = axum::Router::new()
+        .route("/api/v1/devices", post(register))
+        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .with_state(Arc::clone(state))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                if req.uri().path().ends_with("/readings") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                next.run(req)
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn batches_are_spread_across_several_service_replicas() {
+    let state: Shared = Arc::default();
+    let (a, hits_a) = replica(&state).await;
+    let (b, hits_b) = replica(&state).await;
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(
+        file.path(),
+        &a,
+        &["--service", &b, "--batch-max", "2", "--batch-ms", "0"],
+    )
+    .await;
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!((stats.accepted, stats.duplicates), (u64::from(FRAMES), 0));
+    let (ha, hb) = (
+        hits_a.load(std::sync::atomic::Ordering::Relaxed),
+        hits_b.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(ha > 0 && hb > 0, "batches not spread: {ha} to A, {hb} to B");
+    assert!(ha.abs_diff(hb) <= 1, "round robin: {ha} to A, {hb} to B");
+}
+
+#[tokio::test]
+async fn a_replica_that_is_down_is_failed_over_with_nothing_lost() {
+    let state: Shared = Arc::default();
+    let (up, hits) = replica(&state).await;
+    // A port nobody listens on: connection refused, like a replica that was killed.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(
+        file.path(),
+        &down,
+        &["--service", &up, "--batch-max", "2", "--batch-ms", "0"],
+    )
+    .await;
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!(stats.accepted, u64::from(FRAMES));
+    assert_eq!((stats.duplicates, stats.dropped), (0, 0));
+    assert!(
+        stats.retries > 0,
+        "the down replica was never tried: {stats:?}"
+    );
+    assert!(hits.load(std::sync::atomic::Ordering::Relaxed) >= (FRAMES as usize).div_ceil(2));
+}
+
+#[tokio::test]
+async fn every_replica_busy_backs_off_and_retries_as_with_one() {
+    // The shared state answers the first 6 ingests with 503, whichever replica takes them.
+    let state: Shared = Arc::new(Mutex::new(StandIn {
+        fail_next: 6,
+        ..StandIn::default()
+    }));
+    let (a, _) = replica(&state).await;
+    let (b, _) = replica(&state).await;
+    let file = recording_file(RECORDING);
+    let stats = run_gateway(file.path(), &a, &["--service", &b]).await;
+    assert!(stats.retries >= 6, "{stats:?}");
+    assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
+    assert_eq!((stats.duplicates, stats.dropped), (0, 0));
+}

@@ -36,6 +36,12 @@ use tower_http::trace::TraceLayer;
 /// The content type of a body of concatenated protocol frames.
 pub const FRAMES_CONTENT_TYPE: &str = "application/x-beacon-frames";
 
+/// With a shared store (several replicas), how long a token check may use the token read
+/// from the database before: a device registered on another replica is accepted at once (a
+/// miss reads the database), and a token changed or deleted in the database stops working
+/// on every replica within this bound. TODO(7): shorten it, or add LISTEN/NOTIFY invalidation.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Seconds a client should wait after a 503.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -44,9 +50,11 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub struct AppState {
     /// The storage backend, chosen at run time (dynamic dispatch, see `store::DynStore`).
     pub store: Arc<dyn DynStore>,
-    /// Device id -> ingest token hash (`store::token_hash`), loaded at start-up and kept in
-    /// step with registrations, so authorising an ingest never touches the store.
-    tokens: RwLock<HashMap<u32, Arc<str>>>,
+    /// Device id -> ingest token hash (`store::token_hash`) and when it was read, loaded at
+    /// start-up and kept in step with registrations, so authorising an ingest never touches a
+    /// store this process owns alone. With a shared store (PostgreSQL, several replicas) an
+    /// entry is trusted for [`TOKEN_CACHE_TTL`], then read again.
+    tokens: RwLock<HashMap<u32, (Arc<str>, Instant)>>,
     /// The configuration.
     pub config: Config,
     /// Metrics.
@@ -69,12 +77,15 @@ impl AppState {
     /// Builds the state, loading the registered devices from the store.
     pub async fn new(config: Config, store: Arc<dyn DynStore>) -> Result<Arc<Self>, StoreError> {
         let devices = store.devices().await?;
+        let now = Instant::now();
         let tokens = devices
             .into_iter()
-            .map(|d| (d.device.id, Arc::from(d.token)))
+            .map(|d| (d.device.id, (Arc::from(d.token), now)))
             .collect();
         // Bounded: a slow SSE client holds at most this many batches, then gets `lagged`.
         let (events, _) = broadcast::channel(64);
+        // A shared store publishes here what the other replicas commit.
+        store.attach_stream(events.clone());
         Ok(Arc::new(Self {
             store,
             tokens: RwLock::new(tokens),
@@ -86,16 +97,42 @@ impl AppState {
         }))
     }
 
-    fn token_of(&self, id: u32) -> Option<Arc<str>> {
+    fn cached_token(&self, id: u32) -> Option<(Arc<str>, Instant)> {
         // Send across .await: this std RwLock guard lives only inside this non-async function,
         // so it can never be held across an .await (which would make the handler's future
         // !Send and fail to compile under axum; see ASYNC.md and tests/ui/).
         self.tokens.read().ok().and_then(|t| t.get(&id).cloned())
     }
 
+    /// The device's token hash: from the map, or (shared store, entry missing or older than
+    /// [`TOKEN_CACHE_TTL`]) from the store.
+    async fn token_of(&self, id: u32) -> Result<Option<Arc<str>>, StoreError> {
+        let cached = self.cached_token(id);
+        if !self.store.shared() {
+            return Ok(cached.map(|(t, _)| t));
+        }
+        if let Some((t, at)) = cached
+            && at.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(Some(t));
+        }
+        match self.store.device_token(id).await? {
+            Some(t) => {
+                self.remember(id, &t);
+                Ok(Some(Arc::from(t)))
+            }
+            None => {
+                if let Ok(mut t) = self.tokens.write() {
+                    t.remove(&id);
+                }
+                Ok(None)
+            }
+        }
+    }
+
     fn remember(&self, id: u32, token_hash: &str) {
         if let Ok(mut t) = self.tokens.write() {
-            t.insert(id, Arc::from(token_hash));
+            t.insert(id, (Arc::from(token_hash), Instant::now()));
         }
     }
 }
@@ -667,14 +704,14 @@ enum Authorized {
 /// Checks the bearer token of an ingest, from the headers alone (before any body is read).
 /// Under `--auto-register` an unknown device is not registered here: the caller registers it
 /// only after the whole request was found valid, so a rejected request claims nothing.
-fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorized, ApiError> {
+async fn authorize(state: &AppState, id: u32, headers: &HeaderMap) -> Result<Authorized, ApiError> {
     let Some(presented) = bearer(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send `Authorization: Bearer <device token>`",
         ));
     };
-    match state.token_of(id) {
+    match state.token_of(id).await? {
         Some(expected) if same_token(&token_hash(presented), &expected) => Ok(Authorized::Known),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -804,7 +841,7 @@ async fn ingest(
     let Path(id) = id?;
     // The token is checked from the headers before a byte of the body is read: a tokenless
     // 4 MiB request costs the service its headers only.
-    let authorized = authorize(&state, id, &headers)?;
+    let authorized = authorize(&state, id, &headers).await?;
     let content_type = media_type(&headers);
     if content_type != "application/json" && content_type != FRAMES_CONTENT_TYPE {
         return Err(unsupported_ingest_type(&content_type));
@@ -902,7 +939,7 @@ async fn query_readings(
     authorize_read(&state, &headers)?;
     let Path(id) = id?;
     let Query(p) = params?;
-    if state.token_of(id).is_none() {
+    if state.token_of(id).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown device {id}; list devices with GET /api/v1/devices"),

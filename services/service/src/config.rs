@@ -19,9 +19,26 @@ pub struct Config {
     #[arg(long, env = "BEACON_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// The SQLite database file (created when missing).
-    #[arg(long, env = "BEACON_DB", default_value = "beacon.db")]
+    /// The store: a SQLite database file (created when missing; the default), or a
+    /// PostgreSQL URL `postgres://user:password@host:port/database` (several replicas may
+    /// share one; docs/scale-out.md). The startup log names the backend it opened.
+    #[arg(
+        long,
+        env = "BEACON_DB",
+        default_value = "beacon.db",
+        hide_env_values = true
+    )]
     pub db: PathBuf,
+
+    /// PostgreSQL only: connections in the read pool (queries, latest, token checks); the
+    /// writers (`--db-writers`) have their own, the live stream's listener one more.
+    #[arg(long, env = "BEACON_DB_POOL", default_value_t = 8)]
+    pub db_pool: usize,
+
+    /// PostgreSQL only: writer connections, each group-committing queued ingests in turn (a
+    /// PostgreSQL backend runs one statement on one core; two keep a second core busy).
+    #[arg(long, env = "BEACON_DB_WRITERS", default_value_t = 2)]
+    pub db_writers: usize,
 
     /// Provisioning token: when set, `POST /api/v1/devices` requires
     /// `Authorization: Bearer <this>`. When unset, registration is open (fine on loopback).
@@ -159,6 +176,22 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The PostgreSQL URL when `--db` is one (`postgres://` or `postgresql://`), else `None`
+    /// (a SQLite file).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.db
+            .to_str()
+            .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    }
+
+    /// `--db` for logs: a URL's password replaced by `***`.
+    pub fn db_display(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => crate::store::postgres::redact(url),
+            None => self.db.display().to_string(),
+        }
     }
 
     /// The request timeout.

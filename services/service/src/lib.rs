@@ -49,6 +49,15 @@
 //! (schema version 1 to 2: old rows keep their data and get boot 0) when the service opens it.
 //! Readings may arrive in any order. The answer is `{"accepted": n, "duplicates": m}`.
 //!
+//! # Backends
+//! `--db` (`BEACON_DB`) is a SQLite file (the default, `beacon.db`) or a `postgres://` URL
+//! ([`store::postgres`]): the same contract (answered after commit, one row per `(device_id,
+//! boot, seq)`, group commit, bounded queue with 503, versioned migrations at start-up), and
+//! with PostgreSQL any number of replicas may share the database: token checks read it after
+//! at most [`api::TOKEN_CACHE_TTL`] (2 s), and each replica's live stream also carries what the
+//! others commit (LISTEN/NOTIFY). The startup log names the backend. docs/scale-out.md says
+//! when to move and what it costs.
+//!
 //! # HTTP API
 //! The full contract is `src/openapi.json`, served at `/openapi.json`.
 //!
@@ -227,7 +236,39 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
     SqliteStore::open(sqlite).await
 }
 
-/// Runs the service on `listener` with the SQLite store from `config` until `shutdown`
+/// Opens the store `--db` names: PostgreSQL for a `postgres://` URL, else the SQLite file.
+/// Logs which backend it opened.
+pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreError> {
+    if let Some(url) = config.postgres_url() {
+        let mut pg = store::postgres::PgConfig::new(url);
+        pg.write_queue = config.write_queue;
+        pg.pool_size = config.db_pool;
+        pg.writers = config.db_writers;
+        pg.synchronous_commit = config.sync == "full";
+        if config.max_db_mb.is_some() {
+            tracing::warn!(
+                "--max-db-mb applies to SQLite only; with PostgreSQL cap the size on the server (a full disk answers 503 either way)"
+            );
+        }
+        let store = store::postgres::PgStore::open(pg).await?;
+        tracing::info!(
+            "store: PostgreSQL at {} (schema version {}; shared: replicas may run against it)",
+            config.db_display(),
+            store::postgres::SCHEMA_VERSION
+        );
+        Ok(Arc::new(store))
+    } else {
+        let store = open_store(config).await?;
+        tracing::info!(
+            "store: SQLite at {} (schema version {})",
+            config.db.display(),
+            store::sqlite::SCHEMA_VERSION
+        );
+        Ok(Arc::new(store))
+    }
+}
+
+/// Runs the service on `listener` with the store from `config` until `shutdown`
 /// completes; then drains in-flight requests and flushes the store.
 ///
 /// The caller owns the listener and the shutdown signal (the mini-redis shape): the binary
@@ -238,8 +279,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     config.check().map_err(Error::Config)?;
-    let store = open_store(&config).await?;
-    serve(config, Arc::new(store), listener, shutdown).await
+    let store = open_any_store(&config).await?;
+    serve(config, store, listener, shutdown).await
 }
 
 /// [`run`] with any store (tests use failing stand-ins).

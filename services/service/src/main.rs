@@ -39,7 +39,7 @@ async fn start(config: beacon_service::Config) -> Result<(), String> {
     // (`beacon_api::parse_listening`).
     println!("{}", beacon_service::model::listening_line(addr));
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, db = %config.db.display(), "listening");
+    tracing::info!(%addr, db = %config.db_display(), "listening");
     beacon_service::run(config, listener, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

@@ -7,6 +7,12 @@
 //! ```text
 //! beacon-load --url http://127.0.0.1:8080 --concurrency 16 --batch 1000 --duration-secs 10
 //! ```
+//!
+//! `--limit-db <sqlite file | postgres:// URL>` measures the floor instead: the same rows
+//! written straight into the same schema by a bare client, no HTTP and no service. SQLite: one
+//! connection (its single writer), one transaction per batch, the service's pragmas and insert.
+//! PostgreSQL: `--concurrency` connections, one `COPY ... FROM STDIN` and one transaction per
+//! batch. The schema is created by opening the service's own store first.
 
 use beacon_protocol::{Frame, MAX_WIRE_LEN, Reading, encode};
 use clap::Parser;
@@ -43,6 +49,10 @@ struct Args {
     /// First device id; workers use `first_device .. first_device + concurrency`.
     #[arg(long, default_value_t = 100_000)]
     first_device: u32,
+    /// Measure the limit: write the rows straight into this database (a SQLite file or a
+    /// `postgres://` URL) with no HTTP and no service (see the module docs).
+    #[arg(long)]
+    limit_db: Option<String>,
 }
 
 struct WorkerResult {
@@ -215,6 +225,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(db) = args.limit_db.clone() {
+        return runtime.block_on(limit::run(args, db));
+    }
     let results = runtime.block_on(async {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(args.duration_secs);
@@ -240,6 +253,10 @@ fn main() -> ExitCode {
         (results, started.elapsed())
     });
     let (results, elapsed) = results;
+    summarize(&results, elapsed)
+}
+
+fn summarize(results: &[WorkerResult], elapsed: Duration) -> ExitCode {
     let mut latencies: Vec<u32> = results
         .iter()
         .flat_map(|r| r.latencies_us.iter().copied())
@@ -269,4 +286,226 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The floor: the same rows into the same schema, no HTTP, no service.
+mod limit {
+    use super::{Args, WorkerResult, summarize};
+    use beacon_service::model::{StoredReading, Value, now_millis};
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn rows(device: u32, first_seq: u32, n: u32) -> Vec<StoredReading> {
+        let now = now_millis();
+        (first_seq..first_seq + n)
+            .map(|seq| StoredReading {
+                device_id: device,
+                boot: 0,
+                seq,
+                uptime_ms: u64::from(seq) * 1000,
+                sampled_at_ms: now,
+                received_at_ms: now,
+                values: vec![
+                    Value::TemperatureC {
+                        value: 20.0 + f64::from(seq % 500) / 100.0,
+                    },
+                    Value::HumidityPct {
+                        value: 40.0 + f64::from(seq % 1000) / 100.0,
+                    },
+                ],
+            })
+            .collect()
+    }
+
+    fn vals(r: &StoredReading) -> String {
+        serde_json::to_string(&r.values).unwrap_or_default()
+    }
+
+    fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+        eprintln!("error: {what}: {e}");
+        ExitCode::FAILURE
+    }
+
+    pub async fn run(args: Arc<Args>, db: String) -> ExitCode {
+        let config = beacon_service::Config::for_db(&db);
+        // The service's own open: creates the schema (its migrations) exactly as it would.
+        match beacon_service::open_any_store(&config).await {
+            Ok(store) => {
+                if let Err(e) = store.close().await {
+                    return fail("closing the store", e);
+                }
+            }
+            Err(e) => return fail(&format!("opening {db}"), e),
+        }
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(args.duration_secs);
+        let results = if config.postgres_url().is_some() {
+            let mut handles = Vec::new();
+            for w in 0..args.concurrency {
+                handles.push(tokio::spawn(postgres(
+                    Arc::clone(&args),
+                    db.clone(),
+                    w,
+                    deadline,
+                )));
+            }
+            let mut results = Vec::new();
+            for h in handles {
+                match h.await {
+                    Ok(r) => results.push(r),
+                    Err(e) => return fail("a worker failed", e),
+                }
+            }
+            results
+        } else {
+            let args = Arc::clone(&args);
+            match tokio::task::spawn_blocking(move || sqlite(&args, &db, deadline)).await {
+                Ok(r) => vec![r],
+                Err(e) => return fail("the sqlite worker failed", e),
+            }
+        };
+        summarize(&results, started.elapsed())
+    }
+
+    fn empty() -> WorkerResult {
+        WorkerResult {
+            latencies_us: Vec::new(),
+            readings: 0,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    async fn postgres(args: Arc<Args>, url: String, w: u32, deadline: Instant) -> WorkerResult {
+        use futures_util::SinkExt as _;
+        let mut result = empty();
+        let (mut client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok(c) => c,
+            Err(e) => {
+                result.errors += 1;
+                result.first_error = Some(format!("connect: {e}"));
+                return result;
+            }
+        };
+        tokio::spawn(conn);
+        let device = args.first_device + w;
+        let mut seq = 1;
+        while Instant::now() < deadline {
+            let batch = rows(device, seq, args.batch);
+            let mut text = Vec::with_capacity(batch.len() * 120);
+            for r in &batch {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    text,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.device_id,
+                    r.boot,
+                    r.seq,
+                    i64::from_ne_bytes(r.uptime_ms.to_ne_bytes()),
+                    r.sampled_at_ms,
+                    r.received_at_ms,
+                    vals(r)
+                );
+            }
+            let t0 = Instant::now();
+            let outcome = async {
+                let tx = client.transaction().await?;
+                let sink = tx
+                    .copy_in(
+                        "COPY readings (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals) FROM STDIN",
+                    )
+                    .await?;
+                let mut sink = std::pin::pin!(sink);
+                sink.send(std::io::Cursor::new(text)).await?;
+                sink.as_mut().finish().await?;
+                tx.commit().await
+            }
+            .await;
+            match outcome {
+                Ok(()) => {
+                    result
+                        .latencies_us
+                        .push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    result.readings += u64::from(args.batch);
+                    seq += args.batch;
+                }
+                Err(e) => {
+                    result.errors += 1;
+                    result.first_error.get_or_insert_with(|| e.to_string());
+                    if result.errors > 100 {
+                        break;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn sqlite(args: &Args, path: &str, deadline: Instant) -> WorkerResult {
+        let mut result = empty();
+        let conn = rusqlite::Connection::open(path).and_then(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "cache_size", -16_384)?;
+            Ok(c)
+        });
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                result.errors += 1;
+                result.first_error = Some(format!("open: {e}"));
+                return result;
+            }
+        };
+        let mut seq = 1;
+        let mut w = 0;
+        while Instant::now() < deadline {
+            // Round robin over the devices, as the service's concurrent requests would be.
+            let device = args.first_device + w % args.concurrency.max(1);
+            w += 1;
+            let batch = rows(device, seq, args.batch);
+            let t0 = Instant::now();
+            let outcome = (|| {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO readings (device_id, boot, seq, uptime_ms, sampled_at_ms, received_at_ms, vals)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?;
+                    for r in &batch {
+                        insert.execute(rusqlite::params![
+                            r.device_id,
+                            r.boot,
+                            r.seq,
+                            i64::from_ne_bytes(r.uptime_ms.to_ne_bytes()),
+                            r.sampled_at_ms,
+                            r.received_at_ms,
+                            vals(r)
+                        ])?;
+                    }
+                }
+                tx.commit()
+            })();
+            match outcome {
+                Ok(()) => {
+                    result
+                        .latencies_us
+                        .push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    result.readings += u64::from(args.batch);
+                    if w % args.concurrency.max(1) == 0 {
+                        seq += args.batch;
+                    }
+                }
+                Err(e) => {
+                    result.errors += 1;
+                    result.first_error.get_or_insert_with(|| e.to_string());
+                    if result.errors > 100 {
+                        break;
+                    }
+                }
+            }
+        }
+        result
+    }
 }

@@ -1,14 +1,20 @@
 //! Storage: the [`Store`] trait, its object-safe twin [`DynStore`], and the backends.
 //!
-//! TODO(7): your storage backend. The trait is shaped for a networked database too (a
-//! PostgreSQL backend would hold a connection pool and implement the same methods with
-//! `tokio-postgres`/`sqlx`; nothing in the trait is SQLite-specific).
+//! TODO(7): your storage backend. Two implement the trait: [`sqlite`] (embedded, the default)
+//! and [`postgres`] (networked, shared by several service replicas; docs/scale-out.md).
+//! `--db` picks one: a file path or a `postgres://` URL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{Device, ReadingQuery, Registered, StoredReading};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the live stream carries: one message per commit (or per ingest), its new readings.
+pub type Events = broadcast::Sender<Arc<[StoredReading]>>;
 
 /// Why the store could not do something.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +143,33 @@ pub trait Store: Send + Sync + 'static {
     fn failed(&self) -> impl Future<Output = StoreError> + Send {
         std::future::pending()
     }
+    /// Whether other service processes may write this store too (PostgreSQL). Then the
+    /// service's in-memory token map is only a short cache: a check older than
+    /// `api::TOKEN_CACHE_TTL` reads [`Store::device_token`]. `false` (the default): this
+    /// process is the only writer, and the map it keeps in step with registrations is exact.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// One device's token hash, `None` for an unknown device (the default scans
+    /// [`Store::devices`]; a shared store reads the one row).
+    fn device_token(
+        &self,
+        id: u32,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        async move {
+            Ok(self
+                .devices()
+                .await?
+                .into_iter()
+                .find(|d| d.device.id == id)
+                .map(|d| d.token))
+        }
+    }
+    /// Hands the store the live stream's sender, so a shared store can publish the readings
+    /// *other* replicas commit (this process publishes its own). The default does nothing.
+    fn attach_stream(&self, events: Events) {
+        let _ = events;
+    }
 }
 
 /// A boxed, `Send` future: what [`DynStore`] methods return.
@@ -171,6 +204,12 @@ pub trait DynStore: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// See [`Store::failed`].
     fn failed(&self) -> BoxFuture<'_, StoreError>;
+    /// See [`Store::shared`].
+    fn shared(&self) -> bool;
+    /// See [`Store::device_token`].
+    fn device_token(&self, id: u32) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+    /// See [`Store::attach_stream`].
+    fn attach_stream(&self, events: Events);
 }
 
 impl<S: Store> DynStore for S {
@@ -197,5 +236,14 @@ impl<S: Store> DynStore for S {
     }
     fn failed(&self) -> BoxFuture<'_, StoreError> {
         Box::pin(Store::failed(self))
+    }
+    fn shared(&self) -> bool {
+        Store::shared(self)
+    }
+    fn device_token(&self, id: u32) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(Store::device_token(self, id))
+    }
+    fn attach_stream(&self, events: Events) {
+        Store::attach_stream(self, events);
     }
 }

@@ -15,7 +15,12 @@ mod browser;
 mod contract;
 mod e2e;
 mod hostile;
+mod pg;
+/// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).
+#[path = "common/pg.rs"]
+mod pg_cluster;
 #[path = "server.rs"]
 mod server;
 #[path = "common/spawn.rs"]
 mod spawn;
+mod store_contract;

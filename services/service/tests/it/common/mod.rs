@@ -34,4 +34,13 @@ impl<S: Store> Store for Slow<S> {
     async fn failed(&self) -> StoreError {
         self.0.failed().await
     }
+    fn shared(&self) -> bool {
+        self.0.shared()
+    }
+    async fn device_token(&self, id: u32) -> Result<Option<String>, StoreError> {
+        self.0.device_token(id).await
+    }
+    fn attach_stream(&self, events: beacon_service::store::Events) {
+        self.0.attach_stream(events);
+    }
 }

@@ -1,0 +1,377 @@
+//! Stateless replicas on one PostgreSQL: real `beacon-service` binaries on 127.0.0.1:0 against a
+//! throwaway cluster (`common/pg.rs`). Two replicas with one killed (SIGKILL) mid-run lose no
+//! acknowledged reading; a device registered on one replica ingests through the other; the live
+//! stream of one replica shows what the other stored; `/readyz` follows the database.
+
+use crate::pg_cluster::{self, Cluster};
+use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Service {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(db: &str) -> Service {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
+        .args(["--listen", "127.0.0.1:0", "--db", db])
+        .env("RUST_LOG", "info,tower_http=warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start beacon-service");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected first line: {line:?}; log: {:?}",
+        log.lock().unwrap()
+    );
+    Service { child, url, log }
+}
+
+fn batch(seqs: &[u32]) -> Value {
+    json!({"readings": seqs.iter().map(|&s| json!({"seq": s, "uptime_ms": s, "values": [{"kind": "counter", "value": s}]})).collect::<Vec<_>>()})
+}
+
+async fn register(client: &reqwest::Client, url: &str, id: u32, token: &str) {
+    let r = client
+        .post(format!("{url}/api/v1/devices"))
+        .json(&json!({"id": id, "token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "register {id} on {url}");
+}
+
+async fn stored_seqs(client: &reqwest::Client, url: &str, device: u32) -> Vec<u32> {
+    let mut seqs = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{url}/api/v1/devices/{device}/readings?limit=10000{after}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seqs.extend(
+            page["readings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_u64().unwrap() as u32),
+        );
+        match page["next_after_seq"].as_u64() {
+            Some(n) => after = format!("&after_seq={n}"),
+            None => return seqs,
+        }
+    }
+}
+
+const DEVICES: u32 = 4;
+const BATCHES: u32 = 60;
+const PER_BATCH: u32 = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_killed_mid_run_lose_no_acknowledged_reading() {
+    let db = pg_cluster::shared().fresh_db();
+    let a = start(&db);
+    let mut b = start(&db);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // Registered on A only: B must find the tokens in the database.
+    for d in 1..=DEVICES {
+        register(&client, &a.url, d, &format!("tok-{d}")).await;
+    }
+    let b_alive = Arc::new(AtomicBool::new(true));
+    let acked_batches = Arc::new(AtomicUsize::new(0));
+    let via_b = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (1..=DEVICES)
+        .map(|d| {
+            let client = client.clone();
+            let urls = [a.url.clone(), b.url.clone()];
+            let (acked_batches, via_b) = (Arc::clone(&acked_batches), Arc::clone(&via_b));
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut failovers = 0u32;
+                for n in 0..BATCHES {
+                    let seqs: Vec<u32> = (n * PER_BATCH..(n + 1) * PER_BATCH).collect();
+                    let body = batch(&seqs);
+                    // Alternate replicas; on a refusal or a cut connection, the other one.
+                    let mut pick = (d + n) as usize % 2;
+                    let mut tries = 0;
+                    loop {
+                        tries += 1;
+                        assert!(tries < 200, "device {d} batch {n}: no replica accepted it");
+                        let sent = client
+                            .post(format!("{}/api/v1/devices/{d}/readings", urls[pick]))
+                            .bearer_auth(format!("tok-{d}"))
+                            .json(&body)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status() == 200 => {
+                                let v: Value = r.json().await.unwrap();
+                                let got = v["accepted"].as_u64().unwrap()
+                                    + v["duplicates"].as_u64().unwrap();
+                                assert_eq!(got, u64::from(PER_BATCH));
+                                if pick == 1 {
+                                    via_b.fetch_add(1, Ordering::Relaxed);
+                                }
+                                break;
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                assert!(
+                                    status == 503,
+                                    "device {d}: unexpected {status}: {}",
+                                    r.text().await.unwrap_or_default()
+                                );
+                            }
+                            Err(_) => {}
+                        }
+                        failovers += 1;
+                        pick = 1 - pick;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    acked.extend(seqs);
+                    acked_batches.fetch_add(1, Ordering::Relaxed);
+                }
+                (acked, failovers)
+            })
+        })
+        .collect();
+    // Kill B (SIGKILL: no drain, no flush) a third of the way through.
+    let total = (DEVICES * BATCHES) as usize;
+    let mut waited = 0;
+    while acked_batches.load(Ordering::Relaxed) < total / 3 {
+        waited += 1;
+        assert!(waited < 6000, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    b_alive.store(false, Ordering::Relaxed);
+    let killed_at = acked_batches.load(Ordering::Relaxed);
+    let mut acked = Vec::new();
+    let mut failovers = 0;
+    for w in writers {
+        let (seqs, f) = w.await.unwrap();
+        acked.push(seqs);
+        failovers += f;
+    }
+    let mut lost = 0;
+    let mut stored_total = 0;
+    for (i, sent) in acked.iter().enumerate() {
+        let d = i as u32 + 1;
+        let stored = stored_seqs(&client, &a.url, d).await;
+        stored_total += stored.len();
+        let mut sorted = stored.clone();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            stored.len(),
+            "device {d}: a reading stored twice"
+        );
+        lost += sent
+            .iter()
+            .filter(|s| stored.binary_search(s).is_err())
+            .count();
+    }
+    let acked_total: usize = acked.iter().map(Vec::len).sum();
+    eprintln!(
+        "two replicas, B killed after {killed_at}/{total} batches: {acked_total} readings \
+         acknowledged ({} batches via B), {stored_total} stored, {lost} lost, {failovers} failovers",
+        via_b.load(Ordering::Relaxed)
+    );
+    assert_eq!(lost, 0, "acknowledged readings lost");
+    assert_eq!(acked_total, (DEVICES * BATCHES * PER_BATCH) as usize);
+    assert_eq!(stored_total, acked_total);
+    assert!(
+        via_b.load(Ordering::Relaxed) > 0,
+        "B took no batch: the test did not exercise two replicas"
+    );
+    assert!(!b_alive.load(Ordering::Relaxed));
+    let log = a.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("store: PostgreSQL at postgres://beacon@127.0.0.1"),
+        "the startup log does not name the backend:\n{log}"
+    );
+}
+
+/// Reads SSE chunks from `resp` until one carries a reading of `device`, or `attempts` chunks
+/// (or 500 ms waits) went by.
+async fn saw_device(resp: &mut reqwest::Response, device: u32) -> bool {
+    let needle = format!("\"device_id\":{device}");
+    match tokio::time::timeout(Duration::from_millis(500), resp.chunk()).await {
+        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).contains(&needle),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_the_live_stream_span_replicas() {
+    let db = pg_cluster::shared().fresh_db();
+    let a = start(&db);
+    let b = start(&db);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // Registered on B, used at once on A (A's token map has never seen it).
+    register(&client, &b.url, 9, "nine").await;
+    let r = client
+        .post(format!("{}/api/v1/devices/9/readings", a.url))
+        .bearer_auth("nine")
+        .json(&batch(&[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "A did not accept a device registered on B");
+    let wrong = client
+        .post(format!("{}/api/v1/devices/9/readings", a.url))
+        .bearer_auth("not-nine")
+        .json(&batch(&[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // A's live stream shows what B stores. A's listener connects in the background, so keep
+    // ingesting new readings on B until one shows up on A (bounded).
+    let mut stream = client
+        .get(format!("{}/api/v1/stream?device_id=9", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = false;
+    for seq in 1..60u32 {
+        let r = client
+            .post(format!("{}/api/v1/devices/9/readings", b.url))
+            .bearer_auth("nine")
+            .json(&batch(&[seq]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        if saw_device(&mut stream, 9).await {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "A's stream never showed a reading stored through B");
+    // Both replicas answer queries from the same data.
+    let on_a = stored_seqs(&client, &a.url, 9).await;
+    let on_b = stored_seqs(&client, &b.url, 9).await;
+    assert_eq!(on_a, on_b);
+    assert!(on_a.len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_ingest_follow_the_database() {
+    // Its own cluster: this test stops the server.
+    let cluster = Cluster::start();
+    let db = cluster.fresh_db();
+    let svc = start(&db);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    register(&client, &svc.url, 1, "one").await;
+    let ready = |c: reqwest::Client, url: String| async move {
+        c.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(ready(client.clone(), svc.url.clone()).await, 200);
+
+    cluster.pg_stop();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = ready(client.clone(), svc.url.clone()).await;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 503, "/readyz must fail while PostgreSQL is down");
+    let r = client
+        .post(format!("{}/api/v1/devices/1/readings", svc.url))
+        .bearer_auth("one")
+        .json(&batch(&[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    assert!(r.headers().contains_key("retry-after"));
+
+    cluster.pg_start();
+    for _ in 0..100 {
+        status = ready(client.clone(), svc.url.clone()).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "/readyz must recover with the database");
+    // The writer reconnects: the next ingest is stored (a first try may still meet the dead
+    // connection and answer 503; the client's retry is what the contract promises to take).
+    let mut stored = false;
+    for _ in 0..20 {
+        let r = client
+            .post(format!("{}/api/v1/devices/1/readings", svc.url))
+            .bearer_auth("one")
+            .json(&batch(&[0]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            stored = true;
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "ingest did not recover after PostgreSQL came back");
+    assert_eq!(
+        cluster.psql(Cluster::db_name(&db), "SELECT count(*) FROM readings"),
+        "1"
+    );
+}

@@ -1,0 +1,152 @@
+// template:service:file
+//! A throwaway local PostgreSQL cluster for `bench-service --db postgres` (the same recipe as the
+//! service's tests, services/service/tests/it/common/pg.rs): `initdb` into a directory under
+//! target/, `pg_ctl` on a free loopback port with the socket in that directory, as the
+//! `postgres` user when run as root; stopped (`-m immediate`) and removed on drop.
+
+use crate::cmd::{Result, cmd};
+use std::path::{Path, PathBuf};
+
+pub struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+    user: Option<&'static str>,
+}
+
+fn bindir() -> Result<PathBuf> {
+    let has = |d: &Path| d.join("initdb").exists() && d.join("pg_ctl").exists();
+    if let Ok(out) = cmd("pg_config").arg("--bindir").read() {
+        let d = PathBuf::from(out.trim());
+        if has(&d) {
+            return Ok(d);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| has(d))
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some(d) => Ok(d),
+        None => crate::bail!(
+            "PostgreSQL is not installed (no initdb/pg_ctl in `pg_config --bindir` or \
+             /usr/lib/postgresql/*/bin): install it with `apt-get install -y postgresql`"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    cmd("id").arg("-u").read().is_ok_and(|u| u.trim() == "0")
+}
+
+impl Cluster {
+    /// initdb + start in `dir` (emptied first).
+    pub fn start(dir: &Path) -> Result<Self> {
+        let bin = bindir()?;
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let user = if is_root() {
+            let user = if cmd("id").arg("postgres").read().is_ok() {
+                "postgres"
+            } else {
+                "nobody"
+            };
+            cmd("chown")
+                .arg("-R")
+                .arg(format!("{user}:"))
+                .arg(dir)
+                .run()?;
+            Some(user)
+        } else {
+            None
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let cluster = Self {
+            dir: dir.to_path_buf(),
+            bin,
+            port,
+            user,
+        };
+        let data = dir.join("data");
+        cluster
+            .tool("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "beacon", "-E", "UTF8", "--no-sync"])
+            .read()?;
+        let opts = format!(
+            "-k {} -c listen_addresses=127.0.0.1 -p {port} -c max_connections=200 -c max_wal_size=2GB",
+            dir.display()
+        );
+        cluster
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "120", "-o", &opts, "start"])
+            .read()?;
+        Ok(cluster)
+    }
+
+    fn tool(&self, name: &str) -> crate::cmd::Cmd {
+        let exe = self.bin.join(name);
+        match self.user {
+            Some(u) => cmd("runuser").args(["-u", u, "--"]).arg(exe),
+            None => cmd(exe),
+        }
+    }
+
+    /// A new database; its URL.
+    pub fn create_db(&self, name: &str) -> Result<String> {
+        cmd(self.bin.join("psql"))
+            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "beacon", "-d", "postgres", "-c"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .read()?;
+        Ok(format!("postgres://beacon@127.0.0.1:{}/{name}", self.port))
+    }
+
+    /// CPU seconds (user + system) used so far by the server: the postmaster and its children.
+    pub fn cpu_secs(&self, ticks: f64) -> f64 {
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .unwrap_or_default();
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let own = entry.file_name().to_string_lossy() == pid;
+            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After ')': state, ppid, ... utime (11), stime (12).
+            if own || fields.get(1) == Some(&pid.as_str()) {
+                let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+                total += t(11).unwrap_or(0.0) + t(12).unwrap_or(0.0);
+            }
+        }
+        total / ticks
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .read();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
