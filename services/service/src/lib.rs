@@ -61,6 +61,7 @@
 //! | `GET /api/v1/latest` | newest reading of each device |
 //! | `GET /api/v1/stream?device_id=` | SSE: `event: readings` (JSON array), `event: lagged` |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
+//! | `GET /debug/tasks` | with `--debug-endpoints` only, loopback clients only (403 otherwise): a dump of every task and the `file:line` where it waits ([`debug`], docs/async.md "When it hangs") |
 //!
 //! Errors are JSON `{"error": "...", "field"?: "readings[3].seq", "offset"?: 120}`: 400 names
 //! the JSON field (or query parameter) or the byte offset of the bad frame (and stores nothing
@@ -109,6 +110,8 @@
 //!   removed or replaced, that commit and every later write answer 503, `/readyz` answers
 //!   503, and the service shuts down and exits non-zero saying why: it cannot recover the data
 //!   written into a deleted file. `/readyz` is also 503 while the store is full.
+//! - Open files: at start-up the binary raises its soft open-file limit to the hard one
+//!   ([`fdlimit`]) and logs it; `--max-connections` is then fitted into what there is.
 //! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
 //!   its `x-request-id` (generated, and echoed in the response).
 //! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression
@@ -150,6 +153,8 @@ extern crate beacon_devdeps as _;
 
 pub mod api;
 pub mod config;
+pub mod debug;
+pub mod fdlimit;
 pub mod metrics;
 pub mod model;
 pub mod server;
@@ -230,6 +235,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     config.check().map_err(Error::Config)?;
+    if config.debug_endpoints {
+        tracing::info!(
+            "debug endpoints on: GET /debug/tasks (loopback clients only; task dumps {})",
+            if debug::TASK_DUMPS_SUPPORTED {
+                "supported in this build"
+            } else {
+                "not supported in this build: the endpoint answers 501"
+            }
+        );
+    }
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let fd_limit = server::open_file_limit();
     let limits = server::Limits {
@@ -275,7 +290,7 @@ pub async fn serve(
             token.cancel();
         }
     };
-    let signal = tokio::spawn(signal);
+    let signal = debug::spawn_named("shutdown-signal", signal);
     let server = server::accept_loop(listener, app, limits, token.clone());
     // Cancellation on shutdown: the drain is bounded by the grace period. If it runs out,
     // dropping `server` cancels the remaining connections; an ingest already handed to the

@@ -78,10 +78,10 @@ pub async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                stream
+                (stream, peer)
             }
             // The peer gave up before we accepted: nothing to do.
             Err(e) if is_connection_error(&e) => continue,
@@ -103,9 +103,10 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer address goes into each request (`ConnectInfo`): /debug/tasks is loopback-only.
+        let service = TowerToHyperService::new(crate::debug::WithPeer::new(app.clone(), peer));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        crate::debug::spawn_named("http-connection", async move {
             if let Err(e) = conn.await {
                 // Header timeouts, resets, malformed requests: the client's problem.
                 tracing::debug!("connection closed: {e}");

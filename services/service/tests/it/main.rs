@@ -12,6 +12,7 @@
 mod api;
 mod boot;
 mod browser;
+mod debug;
 mod e2e;
 mod hostile;
 #[path = "server.rs"]
