@@ -6,6 +6,7 @@
 
 mod bench_build;
 // template:service:begin
+mod bench_fleet;
 mod bench_service;
 // template:service:end
 mod cmd;
@@ -59,6 +60,10 @@ enum Command {
     /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
     /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
     BenchService(bench_service::Args),
+    /// A simulated fleet (beacon-sim) through one gateway into one service: readings/s,
+    /// sample-to-queryable p50/p99, CPU per reading, RSS per process and per device, lost,
+    /// for 100/1,000/10,000 devices at 1 Hz, then the ceiling; writes target/bench-fleet.json.
+    BenchFleet(bench_fleet::Args),
     // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
     Fast(fast::Args),
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::BenchBuild(args) => bench_build::run(args),
         // template:service:begin
         Command::BenchService(args) => bench_service::run(args),
+        Command::BenchFleet(args) => bench_fleet::run(args),
         // template:service:end
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),
