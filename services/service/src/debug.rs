@@ -14,12 +14,13 @@
 //!   Linux on x86_64, aarch64, x86 (i686) and s390x (the services' Cargo.toml turn it on there
 //!   only). Elsewhere the endpoint answers 501 saying so.
 //! - **Names**: tasks spawned with [`spawn_named`] carry their name into tokio-console
-//!   (`tokio::task::Builder::name`) and into the dump: a dump lists task ids only, so while
-//!   the endpoints are on, a small registry maps the id of each named task to its name.
+//!   (`tokio::task::Builder::name`) and into the dump: a dump lists task ids only, so a small
+//!   registry maps the id of each running named task to its name (a mutex-guarded map insert
+//!   when the task starts and a remove when it ends: well under a microsecond per task).
 //! - **Cost**: a dump stops every worker for the duration of one poll per task and then
 //!   resolves symbols (tens of ms to seconds for thousands of tasks, off the async workers on
-//!   the blocking pool); one dump at a time, with a timeout. Nothing is spent when the flag is
-//!   off, apart from the one atomic load per spawned task.
+//!   the blocking pool); one dump at a time, with a timeout. Nothing but the name registry is
+//!   spent when no dump is taken.
 
 use crate::api::ApiError;
 use axum::body::Body;
@@ -30,7 +31,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -51,17 +51,10 @@ pub const TASK_DUMPS_SUPPORTED: bool = cfg!(all(
 /// call never reaches the point where it can be traced).
 pub const DUMP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Set once `--debug-endpoints` is on: only then do named tasks register their names.
-static NAMES_ON: AtomicBool = AtomicBool::new(false);
 /// Task id to the name it was spawned with (while the task runs).
 static NAMES: Mutex<Option<HashMap<tokio::task::Id, &'static str>>> = Mutex::new(None);
 /// One dump at a time.
 static DUMPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Starts recording the names of tasks spawned with [`spawn_named`] from now on.
-pub fn record_task_names() {
-    NAMES_ON.store(true, Relaxed);
-}
 
 fn names() -> std::sync::MutexGuard<'static, Option<HashMap<tokio::task::Id, &'static str>>> {
     NAMES
@@ -88,11 +81,9 @@ where
     F::Output: Send + 'static,
 {
     let named = async move {
-        let _guard = NAMES_ON.load(Relaxed).then(|| {
-            let id = tokio::task::id();
-            names().get_or_insert_with(HashMap::new).insert(id, name);
-            NameGuard(id)
-        });
+        let id = tokio::task::id();
+        names().get_or_insert_with(HashMap::new).insert(id, name);
+        let _guard = NameGuard(id);
         future.await
     };
     #[cfg(tokio_unstable)]
@@ -155,7 +146,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
 pub fn routes(config: &crate::Config) -> axum::Router<std::sync::Arc<crate::AppState>> {
     let router = axum::Router::new();
     if config.debug_endpoints {
-        record_task_names();
         router.route("/debug/tasks", axum::routing::get(tasks))
     } else {
         router

@@ -58,7 +58,7 @@
 //! | `GET /api/v1/devices` | list devices (never their tokens) |
 //! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
 //! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_boot=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `(boot, seq)` order; page on with `after_boot=<next_after_boot>&after_seq=<next_after_seq>` |
-//! | `GET /api/v1/latest` | newest reading of each device |
+//! | `GET /api/v1/latest?limit=&after_device=` | newest reading of each device, in id order; with `limit`, one page and `next_after_device` |
 //! | `GET /api/v1/stream?device_id=` | SSE: `event: readings` (JSON array), `event: lagged` |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
 //! | `GET /debug/tasks` | with `--debug-endpoints` only, loopback clients only (403 otherwise): a dump of every task and the `file:line` where it waits ([`debug`], docs/async.md "When it hangs") |

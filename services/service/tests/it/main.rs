@@ -14,6 +14,7 @@ mod boot;
 mod browser;
 mod debug;
 mod e2e;
+mod fleet;
 mod hostile;
 #[path = "server.rs"]
 mod server;
