@@ -130,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "BEACON_LOG", default_value = "info")]
     pub log: String,
 
+    /// Most requests to the service at once, over all devices (each device posts one batch
+    /// at a time; with more devices than this, their readings wait and go out in bigger
+    /// batches). Keeps the gateway's connections to the service few and reused.
+    #[arg(long, env = "BEACON_GATEWAY_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+
     /// How many devices you expect to connect at once (0: unchecked). At start-up the gateway
     /// raises its open-file limit to the hard limit and warns when that still cannot hold
     /// one descriptor per device plus 512 for its connections to the service.
@@ -217,6 +223,7 @@ pub async fn run(
             retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
             retry_max: Duration::from_millis(config.retry_max_ms.max(1)),
             request_timeout: Duration::from_secs(10),
+            max_in_flight: config.max_in_flight,
         },
         Arc::clone(&metrics),
         give_up.clone(),

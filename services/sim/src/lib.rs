@@ -126,8 +126,12 @@ pub struct Report {
     pub stored: u64,
     /// Frames built, not stored, not explained by a device-side drop.
     pub lost: u64,
-    /// Readings stored per second of sampling (`stored / duration`).
+    /// Readings the service accepted per second while the whole fleet was sampling (its
+    /// `beacon_ingest_readings_total{result="accepted"}` counter, from the end of the connect
+    /// ramp to the end of sampling): the sustained rate, not what a drain caught up later.
     pub readings_per_sec: f64,
+    /// What the fleet offered: devices x rate.
+    pub offered_per_sec: f64,
     /// Sample-to-queryable latency samples (from the SSE stream).
     pub latency_samples: u64,
     /// Median latency, ms.
@@ -600,6 +604,18 @@ async fn watch_stream(
     Ok(())
 }
 
+/// The service's count of accepted readings (`/metrics`).
+async fn accepted_total(client: &reqwest::Client, config: &Config) -> Option<f64> {
+    let mut req = client.get(format!("{}/metrics", config.service));
+    if let Some(t) = &config.read_token {
+        req = req.bearer_auth(t);
+    }
+    let text = req.send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("beacon_ingest_readings_total{result=\"accepted\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// How many of `ledger`'s frames the service has stored; the ones it has not, minus
 /// device-side drops, are lost.
 async fn check_device(
@@ -714,6 +730,24 @@ pub async fn run(config: Config) -> Result<Report, String> {
             Arc::clone(&sent_at),
         ));
     }
+    let sustained = {
+        let client = client.clone();
+        let config = Arc::clone(&config);
+        let steady = begin + ramp;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(steady.into()).await;
+            let a = accepted_total(&client, &config).await?;
+            let t0 = Instant::now();
+            // An overloaded service answers /metrics late too: a window shorter than half the
+            // sampling time measures nothing worth printing.
+            if end_at.saturating_duration_since(t0) < (end_at - steady) / 2 {
+                return None;
+            }
+            tokio::time::sleep_until(end_at.into()).await;
+            let b = accepted_total(&client, &config).await?;
+            Some((b - a) / t0.elapsed().as_secs_f64().max(0.001))
+        })
+    };
     let mut ledgers: Vec<(u32, Ledger)> = Vec::with_capacity(config.devices as usize);
     while let Some(joined) = tasks.join_next().await {
         ledgers.push(joined.map_err(|e| format!("a device task failed: {e}"))?);
@@ -792,7 +826,8 @@ pub async fn run(config: Config) -> Result<Report, String> {
         unacked_at_end: counters.unacked_at_end.load(Relaxed),
         stored,
         lost,
-        readings_per_sec: stored as f64 / sampling.max(0.001),
+        readings_per_sec: sustained.await.ok().flatten().unwrap_or(f64::NAN),
+        offered_per_sec: f64::from(config.devices) * config.rate,
         latency_samples: lat.len() as u64,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -810,7 +845,7 @@ impl Report {
             "{} devices at {}/s for {:.0}s ({} boots): built {}, stored {}, lost {} (device-side: {} \
              overflow, {} at reboot; {} unacked at the end), {:.0} readings/s, latency p50 \
              {:.0} ms p99 {:.0} ms max {:.0} ms ({} samples, {} SSE batches lagged), {} \
-             connects, {} re-sent",
+             connects, {} re-sent (offered {:.0}/s)",
             self.devices,
             self.rate,
             self.duration_secs,
@@ -829,6 +864,7 @@ impl Report {
             self.sse_lagged,
             self.connects,
             self.resent,
+            self.offered_per_sec,
         )
     }
 }
