@@ -115,6 +115,7 @@ impl Drop {
             "docs/async.md",
             "xtask/src/demo.rs",
             "xtask/src/bench_service.rs",
+            "xtask/src/bench_fleet.rs",
         ];
         (self.firmware
             && firmware_paths
