@@ -15,6 +15,7 @@
 
 mod bench_build;
 // template:service:begin
+mod bench_fleet;
 mod bench_service;
 mod pg;
 // template:service:end
@@ -81,6 +82,10 @@ enum Command {
     /// The contract step of `test` alone: a bounded schemathesis run (installed into a venv
     /// under target/) against the real service's /openapi.json on 127.0.0.1, all checks.
     Contract,
+    /// A simulated fleet (beacon-sim) through one gateway into one service: readings/s,
+    /// sample-to-queryable p50/p99, CPU per reading, RSS per process and per device, lost,
+    /// for 100/1,000/10,000 devices at 1 Hz, then the ceiling; writes target/bench-fleet.json.
+    BenchFleet(bench_fleet::Args),
     // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
     Fast(fast::Args),
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
         // template:service:begin
         Command::BenchService(args) => bench_service::run(args),
         Command::Contract => contract::run(),
+        Command::BenchFleet(args) => bench_fleet::run(args),
         // template:service:end
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),

@@ -31,6 +31,7 @@
 #[cfg(all(beacon_dylib, debug_assertions))]
 extern crate beacon_devdeps as _;
 
+pub mod fdlimit;
 pub mod link;
 pub mod metrics;
 pub mod model;
@@ -134,6 +135,55 @@ pub struct Config {
     /// Log filter (tracing EnvFilter syntax). `RUST_LOG` wins when set.
     #[arg(long, env = "BEACON_LOG", default_value = "info")]
     pub log: String,
+
+    /// Most requests to the service at once, over all devices (each device posts one batch
+    /// at a time; with more devices than this, their readings wait and go out in bigger
+    /// batches). Keeps the gateway's connections to the service few and reused.
+    #[arg(long, env = "BEACON_GATEWAY_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+
+    /// How many devices you expect to connect at once (0: unchecked). At start-up the gateway
+    /// raises its open-file limit to the hard limit and warns when that still cannot hold
+    /// one descriptor per device plus 512 for its connections to the service.
+    #[arg(long, env = "BEACON_GATEWAY_EXPECTED_DEVICES", default_value_t = 0)]
+    pub expected_devices: u64,
+}
+
+/// Descriptors the gateway keeps for everything but device connections: its pooled HTTP
+/// connections to the service, listeners, the stats file, logs.
+pub const FD_RESERVE: u64 = 512;
+
+/// Raises the open-file limit (soft to hard) and logs what it is; warns when it cannot hold
+/// `expected_devices` connections plus [`FD_RESERVE`]. Call once at start-up.
+pub fn raise_open_file_limit(expected_devices: u64) {
+    let now = match fdlimit::raise() {
+        Ok(r) => {
+            if r.before != r.now {
+                tracing::info!(
+                    "open-file limit raised from {} to {} (the hard limit)",
+                    fdlimit::show(r.before),
+                    fdlimit::show(r.now)
+                );
+            }
+            r.now
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    };
+    let needed = expected_devices.saturating_add(FD_RESERVE);
+    if let Some(limit) = now
+        && expected_devices > 0
+        && limit < needed
+    {
+        tracing::warn!(
+            "the open-file limit {limit} is too low for --expected-devices {expected_devices}: \
+             each device connection is a descriptor, plus about {FD_RESERVE} for the service \
+             pool; raise the hard limit to at least {needed} (`ulimit -Hn`, LimitNOFILE= in a \
+             systemd unit, --ulimit nofile= for Docker); connections beyond it are refused"
+        );
+    }
 }
 
 fn parse_device_token(s: &str) -> Result<(u32, String), String> {
@@ -183,6 +233,7 @@ pub async fn run(
             retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
             retry_max: Duration::from_millis(config.retry_max_ms.max(1)),
             request_timeout: Duration::from_secs(10),
+            max_in_flight: config.max_in_flight,
         },
         Arc::clone(&metrics),
         give_up.clone(),

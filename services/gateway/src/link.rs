@@ -427,13 +427,28 @@ async fn listen(name: &str, addr: SocketAddr, ctx: Ctx) -> Result<(), String> {
         .map_err(|e| format!("link {name}: cannot listen on {addr}: {e}; pick a free port"))?;
     tracing::info!("link {name}: listening");
     let mut conns = tokio::task::JoinSet::new();
+    // Out of file descriptors (EMFILE) the accept fails at once, again and again: back off
+    // instead of spinning, and say what to do.
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         let (stream, peer) = tokio::select! {
             () = ctx.cancel.cancelled() => break,
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff.reset();
+                    c
+                }
                 Err(e) => {
-                    tracing::warn!("link {name}: accept failed: {e}");
+                    if backoff.attempts().is_multiple_of(20) {
+                        tracing::warn!(
+                            "link {name}: accept failed: {e} ({} connections open; out of file \
+                             descriptors? raise the hard open-file limit)",
+                            conns.len()
+                        );
+                    }
+                    if !sleep_or_cancel(backoff.next_delay(), &ctx.cancel).await {
+                        break;
+                    }
                     continue;
                 }
             },

@@ -38,6 +38,8 @@ pub struct PostConfig {
     pub retry_max: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Most requests to the service at once, over all devices.
+    pub max_in_flight: usize,
 }
 
 impl PostConfig {
@@ -70,6 +72,12 @@ enum Failure {
 pub struct Poster {
     config: PostConfig,
     client: reqwest::Client,
+    /// One permit per request in flight: with thousands of devices each posting on its own,
+    /// an unbounded pool opened a connection per device, far past the service's connection
+    /// cap, and thousands sat in SYN retransmits (seconds each). Bounded, the requests wait
+    /// here, their readings pile up into bigger batches, and a few keep-alive connections
+    /// carry them.
+    in_flight: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
     /// Cancelled when the drain period after shutdown is over: whatever is still not
     /// acknowledged then is counted as dropped.
@@ -89,6 +97,7 @@ impl Poster {
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(config.max_in_flight.max(1))
             .tcp_nodelay(true)
             .user_agent(concat!("beacon-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -97,6 +106,7 @@ impl Poster {
             return Err("no service URL: pass --service URL (repeat it for replicas)".into());
         }
         Ok(Arc::new(Self {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             config,
             client,
             metrics,
@@ -300,6 +310,7 @@ impl Poster {
     }
 
     async fn register(&self, service: &str, id: u32, token: &str) -> Result<(), Failure> {
+        let _permit = self.in_flight.acquire().await;
         let url = format!("{service}/api/v1/devices");
         let mut req = self.client.post(&url).json(&RegisterRequest {
             id: Some(id),
@@ -334,6 +345,7 @@ impl Poster {
         token: &str,
         batch: &[Pending],
     ) -> Result<IngestOutcome, Failure> {
+        let _permit = self.in_flight.acquire().await;
         let url = format!("{service}/api/v1/devices/{id}/readings");
         let body = IngestBatch {
             readings: batch.iter().map(|p| &p.reading).collect(),

@@ -398,9 +398,11 @@ fn carries_valid_token(state: &AppState, req: &Request) -> bool {
         .strip_prefix("/api/v1/devices/")
         .and_then(|rest| rest.strip_suffix("/readings"))
         .and_then(|id| id.parse::<u32>().ok());
+    // The in-memory map only (no store read per request): with a shared store a token not yet
+    // cached counts as unauthenticated work once, then the handler's check caches it.
     device
-        .and_then(|id| state.token_of(id))
-        .is_some_and(|expected| same_token(&token_hash(presented), &expected))
+        .and_then(|id| state.cached_token(id))
+        .is_some_and(|(expected, _)| same_token(&token_hash(presented), &expected))
 }
 
 async fn limit_unauthenticated(
@@ -482,6 +484,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/", get(dashboard))
+        .merge(crate::debug::routes(&state.config))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies beyond the limit get 413 from the `Bytes` extractor, or at once when their
@@ -974,15 +977,47 @@ async fn query_readings(
 }
 
 /// `GET /api/v1/latest`: the most recent reading of each device.
+/// Query parameters of `GET /api/v1/latest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatestParams {
+    limit: Option<u32>,
+    after_device: Option<u32>,
+}
+
+/// `GET /api/v1/latest?limit=&after_device=`: the newest reading of each device, in device id
+/// order. Without `limit`, every device (as before); with it, one page, and
+/// `next_after_device` names the cursor of the next one (absent on the last page). A fleet
+/// of 10,000 devices is 10,000 readings: a dashboard should page.
 async fn latest(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    params: Result<Query<LatestParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize_read(&state, &headers)?;
+    let Query(p) = params?;
+    if p.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
+        return Err(ApiError::bad_request(format!("limit must be 1..={MAX_PAGE}")).field("limit"));
+    }
     let started = Instant::now();
-    let readings = state.store.latest().await?;
+    let mut readings = state.store.latest().await?;
     state.metrics.store_read_latency(started.elapsed());
-    Ok(Json(serde_json::json!({ "readings": readings })).into_response())
+    readings.sort_unstable_by_key(|r| r.device_id);
+    if let Some(after) = p.after_device {
+        readings.retain(|r| r.device_id > after);
+    }
+    let next = match p.limit {
+        Some(limit) if readings.len() > limit as usize => {
+            readings.truncate(limit as usize);
+            readings.last().map(|r| r.device_id)
+        }
+        _ => None,
+    };
+    let mut body = serde_json::json!({ "readings": readings });
+    if let Some(next) = next {
+        body["next_after_device"] = next.into();
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -144,6 +144,12 @@ pub struct Config {
     /// milliseconds.
     #[arg(long, env = "BEACON_CONSOLE_PUBLISH_MS", default_value_t = 500)]
     pub console_publish_ms: u64,
+
+    /// Serve the diagnostics endpoints (`GET /debug/tasks`: a dump of every task and where it
+    /// waits). Answered to loopback clients only (403 otherwise): they show the runtime's
+    /// internals. Off by default.
+    #[arg(long, env = "BEACON_DEBUG_ENDPOINTS")]
+    pub debug_endpoints: bool,
 }
 
 impl Config {

@@ -67,9 +67,10 @@
 //! | `GET /api/v1/devices` | list devices (never their tokens) |
 //! | `POST /api/v1/devices/{id}/readings` | ingest, `Authorization: Bearer <token>`; `application/json` `{"readings": [...]}` or `application/x-beacon-frames` (concatenated wire frames) |
 //! | `GET /api/v1/devices/{id}/readings?from=&to=&limit=&after_boot=&after_seq=` | readings with `from <= sampled_at_ms < to`, in `(boot, seq)` order; page on with `after_boot=<next_after_boot>&after_seq=<next_after_seq>` |
-//! | `GET /api/v1/latest` | newest reading of each device |
+//! | `GET /api/v1/latest?limit=&after_device=` | newest reading of each device, in id order; with `limit`, one page and `next_after_device` |
 //! | `GET /api/v1/stream?device_id=` | SSE: `event: readings` (JSON array), `event: lagged` |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/` | liveness, readiness, Prometheus, the API document, the dashboard |
+//! | `GET /debug/tasks` | with `--debug-endpoints` only, loopback clients only (403 otherwise): a dump of every task and the `file:line` where it waits ([`debug`], docs/async.md "When it hangs") |
 //!
 //! Errors are JSON `{"error": "...", "field"?: "readings[3].seq", "offset"?: 120}`: 400 names
 //! the JSON field (or query parameter) or the byte offset of the bad frame (and stores nothing
@@ -136,6 +137,8 @@
 //! - SIGTERM on a full disk is a clean shutdown (exit 0): the final WAL checkpoint may fail
 //!   for lack of space, but every commit answered "accepted" is in the synced WAL, which
 //!   SQLite folds in at the next start; the log says so.
+//! - Open files: at start-up the binary raises its soft open-file limit to the hard one
+//!   ([`fdlimit`]) and logs it; `--max-connections` is then fitted into what there is.
 //! - Logs: tracing with an EnvFilter (`RUST_LOG`, or `--log`); every request has a span with
 //!   its `x-request-id` (generated, and echoed in the response).
 //! - Layers: request id, trace, timeout (`--request-timeout-secs`, 408), gzip compression
@@ -177,6 +180,8 @@ extern crate beacon_devdeps as _;
 
 pub mod api;
 pub mod config;
+pub mod debug;
+pub mod fdlimit;
 pub mod metrics;
 /// The HTTP contract's types live in their own crate (`beacon-api`), shared with the gateway
 /// and the demo; `model` keeps the service's paths short.
@@ -291,6 +296,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     config.check().map_err(Error::Config)?;
+    if config.debug_endpoints {
+        tracing::info!(
+            "debug endpoints on: GET /debug/tasks (loopback clients only; task dumps {})",
+            if debug::TASK_DUMPS_SUPPORTED {
+                "supported in this build"
+            } else {
+                "not supported in this build: the endpoint answers 501"
+            }
+        );
+    }
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let fd_limit = server::open_file_limit();
     let limits = server::Limits {
@@ -336,7 +351,7 @@ pub async fn serve(
             token.cancel();
         }
     };
-    let signal = tokio::spawn(signal);
+    let signal = debug::spawn_named("shutdown-signal", signal);
     let server = server::accept_loop(listener, app, limits, token.clone());
     // Cancellation on shutdown: the drain is bounded by the grace period. If it runs out,
     // dropping `server` cancels the remaining connections; an ingest already handed to the

@@ -28,6 +28,17 @@ fn main() -> ExitCode {
 
 async fn start(config: beacon_service::Config) -> Result<(), String> {
     beacon_service::telemetry::init(&config)?;
+    // Every client connection is a file descriptor: take the hard limit before listening.
+    // `serve` then fits --max-connections into what there is, and warns when it had to.
+    match beacon_service::fdlimit::raise() {
+        Ok(r) if r.before != r.now => tracing::info!(
+            "open-file limit raised from {} to {} (the hard limit)",
+            beacon_service::fdlimit::show(r.before),
+            beacon_service::fdlimit::show(r.now)
+        ),
+        Ok(r) => tracing::debug!("open-file limit {}", beacon_service::fdlimit::show(r.now)),
+        Err(e) => tracing::warn!("{e}; --max-connections will be lowered to fit"),
+    }
     config
         .check()
         .map_err(|e| format!("refusing to start: {e}"))?;

@@ -112,17 +112,10 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        // The peer address, for the per-address limit on unauthenticated work (`api`).
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            },
-        ));
+        // The peer address goes into each request (`ConnectInfo`): the per-address limit on unauthenticated work (`api`) and /debug/tasks (loopback-only) read it.
+        let service = TowerToHyperService::new(crate::debug::WithPeer::new(app.clone(), peer));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        crate::debug::spawn_named("http-connection", async move {
             if let Err(e) = conn.await {
                 // Header timeouts, resets, malformed requests: the client's problem.
                 tracing::debug!("connection closed: {e}");

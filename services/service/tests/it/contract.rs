@@ -75,7 +75,9 @@ const METHODS: [Method; 5] = [
 #[tokio::test]
 async fn every_documented_method_answers_and_every_other_method_is_405() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_db(dir.path().join("t.db"));
+    let mut config = Config::for_db(dir.path().join("t.db"));
+    // Every documented path mounted, the opt-in diagnostics too.
+    config.debug_endpoints = true;
     let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
     let state = AppState::new(config, store).await.unwrap();
     let app = router(Arc::clone(&state));

@@ -13,7 +13,9 @@ mod api;
 mod boot;
 mod browser;
 mod contract;
+mod debug;
 mod e2e;
+mod fleet;
 mod hostile;
 mod pg;
 /// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).

@@ -1,0 +1,454 @@
+// template:service:file
+//! `cargo xtask bench-fleet`: a simulated fleet through one gateway into one service, on
+//! loopback.
+//!
+//! Builds the service, the gateway and the fleet simulator (`beacon-sim`) in release, then for
+//! each rung of the ladder (default 100, 1,000 and 10,000 devices at 1 Hz) starts a fresh
+//! service (new SQLite file, fsync per commit) and gateway (`listen:` link), runs the simulator
+//! and reads back from `/proc/<pid>/stat` and `/proc/<pid>/status`:
+//! sustained readings/s (stored / sampling time), sample-to-queryable p50/p99 (first write of
+//! a frame by the device to its arrival on the service's SSE stream), gateway and service CPU
+//! per reading, peak RSS of each and the gateway's memory per device, and lost frames (built,
+//! not stored: checked per device through the query API).
+//!
+//! Then the ceiling: `--ceiling-devices` devices at doubling rates until a rung misses (a
+//! frame lost, p99 over the target, or less than 90 % of the offered readings/s stored), and
+//! the CPU use of each process at that rung, which says what limits it.
+//!
+//! Everything runs on one machine: the simulator competes with the gateway and the service for
+//! the same cores, and so does anything else running (the load average is printed).
+
+use crate::cmd::{Result, cmd};
+use crate::json::Json;
+use crate::project::root as project_root;
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Fleet sizes of the ladder, comma-separated.
+    #[arg(long, default_value = "100,1000,10000", value_delimiter = ',')]
+    pub devices: Vec<u32>,
+    /// Samples per second per device on the ladder.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Seconds of sampling per rung.
+    #[arg(long, default_value_t = 25)]
+    pub secs: u64,
+    /// Fleet size for the ceiling search (0: skip it).
+    #[arg(long, default_value_t = 1000)]
+    pub ceiling_devices: u32,
+    /// First rate of the ceiling search (doubles each step).
+    #[arg(long, default_value_t = 2.0)]
+    pub ceiling_start_rate: f64,
+    /// Most steps of the ceiling search.
+    #[arg(long, default_value_t = 5)]
+    pub ceiling_steps: u32,
+    /// Seconds of sampling per ceiling step.
+    #[arg(long, default_value_t = 15)]
+    pub ceiling_secs: u64,
+}
+
+const TARGET_P99_MS: f64 = 250.0;
+
+struct Proc {
+    child: Child,
+    name: &'static str,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn cpu_secs(&self, ticks: f64) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
+            return f64::NAN;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return f64::NAN;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| {
+            f.get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        // utime and stime: fields 14 and 15 of the line, 11 and 12 after the ')'.
+        (get(11) + get(12)) / ticks
+    }
+
+    fn status_mb(&self, key: &str) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// SIGTERM and wait (the gateway delivers what it holds, the service flushes).
+    fn stop(mut self) {
+        let _ = crate::signal::send(self.child.id(), crate::signal::SIGTERM);
+        let _ = self.child.wait();
+        eprintln!("  {} stopped", self.name);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A number from the simulator's one-line JSON report.
+fn field(summary: &str, key: &str) -> f64 {
+    let needle = format!("\"{key}\":");
+    summary
+        .split(&needle)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+struct Bins {
+    service: PathBuf,
+    gateway: PathBuf,
+    sim: PathBuf,
+    ticks: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rung {
+    devices: u32,
+    rate: f64,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    built: f64,
+    stored: f64,
+    lost: f64,
+    gateway_cpu_us: f64,
+    service_cpu_us: f64,
+    sim_wall: f64,
+    gateway_cpu_pct: f64,
+    service_cpu_pct: f64,
+    gateway_rss: f64,
+    service_rss: f64,
+    gateway_kb_per_device: f64,
+    lagged: f64,
+    samples: f64,
+    connect_errors: f64,
+}
+
+impl Rung {
+    fn passed(&self) -> bool {
+        self.lost == 0.0
+            && self.p99 < TARGET_P99_MS
+            && self.rps >= 0.9 * f64::from(self.devices) * self.rate
+    }
+}
+
+fn start_service(bins: &Bins, db: &Path) -> Result<(Proc, String)> {
+    let mut child = Command::new(&bins.service)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "4096",
+            "--db",
+        ])
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bins.service.display())))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let url = line.trim().rsplit(' ').next().unwrap_or("").to_owned();
+    let proc = Proc {
+        child,
+        name: "service",
+    };
+    if !url.starts_with("http://") {
+        crate::bail!("the service did not start (first line {line:?}); its log is above");
+    }
+    Ok((proc, url))
+}
+
+fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<Rung> {
+    eprintln!("rung: {devices} devices at {rate}/s for {secs} s");
+    let db = dir.join(format!("fleet-{devices}-{rate}.db"));
+    let _ = std::fs::remove_file(&db);
+    let (service, url) = start_service(bins, &db)?;
+    let link = format!("127.0.0.1:{}", free_port()?);
+    let gateway = Proc {
+        child: Command::new(&bins.gateway)
+            .args(["--link", &format!("listen:{link}"), "--service", &url])
+            .args(["--log-interval-secs", "0"])
+            .args(["--expected-devices", &devices.to_string()])
+            // Every device connection that ends logs a warning at shutdown: 10,000 lines.
+            .env("RUST_LOG", "warn,beacon_gateway::link=error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                crate::cmd::Error(format!("cannot start {}: {e}", bins.gateway.display()))
+            })?,
+        name: "gateway",
+    };
+    // The gateway binds its link at start-up; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&link).is_err() {
+        if Instant::now() > deadline {
+            crate::bail!("the gateway did not listen on {link} within 10 s; its log is above");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let g0 = gateway.cpu_secs(bins.ticks);
+    let s0 = service.cpu_secs(bins.ticks);
+    let g_rss0 = gateway.status_mb("VmRSS:");
+    let started = Instant::now();
+    let mut sim = Command::new(&bins.sim)
+        .args(["--gateway", &link, "--service", &url, "--json"])
+        .args(["--devices", &devices.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .args(["--duration-secs", &secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bins.sim.display())))?;
+    let mut report = String::new();
+    if let Some(mut out) = sim.stdout.take() {
+        out.read_to_string(&mut report)?;
+    }
+    let _ = sim.wait()?;
+    let wall = started.elapsed().as_secs_f64();
+    let g1 = gateway.cpu_secs(bins.ticks);
+    let s1 = service.cpu_secs(bins.ticks);
+    let g_hwm = gateway.status_mb("VmHWM:");
+    let s_hwm = service.status_mb("VmHWM:");
+    gateway.stop();
+    service.stop();
+    if !report.contains("\"stored\"") {
+        crate::bail!("beacon-sim printed no report ({report:?}); its log is above");
+    }
+    let stored = field(&report, "stored");
+    let per = |cpu: f64| cpu / stored.max(1.0) * 1e6;
+    Ok(Rung {
+        devices,
+        rate,
+        rps: field(&report, "readings_per_sec"),
+        p50: field(&report, "p50_ms"),
+        p99: field(&report, "p99_ms"),
+        built: field(&report, "built"),
+        stored,
+        lost: field(&report, "lost"),
+        gateway_cpu_us: per(g1 - g0),
+        service_cpu_us: per(s1 - s0),
+        sim_wall: wall,
+        gateway_cpu_pct: (g1 - g0) / wall * 100.0,
+        service_cpu_pct: (s1 - s0) / wall * 100.0,
+        gateway_rss: g_hwm,
+        service_rss: s_hwm,
+        gateway_kb_per_device: (g_hwm - g_rss0) * 1024.0 / f64::from(devices.max(1)),
+        lagged: field(&report, "sse_lagged"),
+        samples: field(&report, "latency_samples"),
+        connect_errors: field(&report, "connect_errors"),
+    })
+}
+
+fn print_header() {
+    println!(
+        "{:>7} {:>6} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>6}",
+        "devices",
+        "rate",
+        "readings/s",
+        "p50 ms",
+        "p99 ms",
+        "gw us/rd",
+        "svc us/rd",
+        "gw MB",
+        "svc MB",
+        "KB/device",
+        "lost",
+        "ok"
+    );
+}
+
+fn print_row(r: &Rung) {
+    println!(
+        "{:>7} {:>6} {:>10.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>9.1} {:>6} {:>6}",
+        r.devices,
+        r.rate,
+        r.rps,
+        r.p50,
+        r.p99,
+        r.gateway_cpu_us,
+        r.service_cpu_us,
+        r.gateway_rss,
+        r.service_rss,
+        r.gateway_kb_per_device,
+        r.lost,
+        if r.passed() { "ok" } else { "MISSED" }
+    );
+}
+
+fn to_json(r: &Rung) -> Json {
+    Json::obj([
+        ("devices", Json::Num(f64::from(r.devices))),
+        ("rate", Json::Num(r.rate)),
+        ("readings_per_sec", Json::Num(r.rps)),
+        ("p50_ms", Json::Num(r.p50)),
+        ("p99_ms", Json::Num(r.p99)),
+        ("built", Json::Num(r.built)),
+        ("stored", Json::Num(r.stored)),
+        ("lost", Json::Num(r.lost)),
+        ("gateway_cpu_us_per_reading", Json::Num(r.gateway_cpu_us)),
+        ("service_cpu_us_per_reading", Json::Num(r.service_cpu_us)),
+        ("gateway_cpu_pct", Json::Num(r.gateway_cpu_pct)),
+        ("service_cpu_pct", Json::Num(r.service_cpu_pct)),
+        ("gateway_peak_rss_mb", Json::Num(r.gateway_rss)),
+        ("service_peak_rss_mb", Json::Num(r.service_rss)),
+        ("gateway_kb_per_device", Json::Num(r.gateway_kb_per_device)),
+        ("latency_samples", Json::Num(r.samples)),
+        ("sse_lagged_batches", Json::Num(r.lagged)),
+        ("connect_errors", Json::Num(r.connect_errors)),
+        ("wall_secs", Json::Num(r.sim_wall)),
+        ("passed", Json::Bool(r.passed())),
+    ])
+}
+
+pub fn run(args: Args) -> Result {
+    let root = project_root();
+    eprintln!("building the service, the gateway and beacon-sim (release)");
+    cmd("cargo")
+        .args(["build", "--release", "--bins"])
+        .args([
+            "-p",
+            "beacon-service",
+            "-p",
+            "beacon-gateway",
+            "-p",
+            "beacon-sim",
+        ])
+        .dir(&root)
+        .run()?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bins = Bins {
+        service: target.join("release/beacon-service"),
+        gateway: target.join("release/beacon-gateway"),
+        sim: target.join("release/beacon-sim"),
+        ticks: cmd("getconf")
+            .arg("CLK_TCK")
+            .read()
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0),
+    };
+    let dir = target.join("bench-fleet");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let load_before = load_average();
+
+    let mut ladder = Vec::new();
+    for &n in &args.devices {
+        ladder.push(rung(&bins, &dir, n, args.rate, args.secs)?);
+    }
+    let mut ceiling = Vec::new();
+    if args.ceiling_devices > 0 {
+        let mut rate = args.ceiling_start_rate;
+        for _ in 0..args.ceiling_steps.max(1) {
+            let r = rung(&bins, &dir, args.ceiling_devices, rate, args.ceiling_secs)?;
+            let passed = r.passed();
+            ceiling.push(r);
+            if !passed {
+                break;
+            }
+            rate *= 2.0;
+        }
+    }
+    let load_after = load_average();
+
+    println!();
+    println!(
+        "beacon fleet benchmark: beacon-sim -> gateway (listen link) -> service (SQLite, fsync \
+         per commit), all on this machine ({} cores)",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    println!("load average before/after: {load_before} / {load_after}");
+    println!(
+        "p50/p99: a frame's first write by the device to its arrival on the SSE stream (after \
+         the commit); us/rd: CPU microseconds per stored reading; MB: peak RSS; KB/device: \
+         gateway RSS growth per connected device; ok: 0 lost, p99 < {TARGET_P99_MS} ms, >= 90 % \
+         of the offered rate stored"
+    );
+    println!("ladder:");
+    print_header();
+    for r in &ladder {
+        print_row(r);
+    }
+    if !ceiling.is_empty() {
+        println!(
+            "ceiling ({} devices, doubling the rate):",
+            args.ceiling_devices
+        );
+        print_header();
+        for r in &ceiling {
+            print_row(r);
+        }
+        let best = ceiling.iter().rfind(|r| r.passed());
+        let first_miss = ceiling.iter().find(|r| !r.passed());
+        match (best, first_miss) {
+            (Some(b), Some(m)) => println!(
+                "ceiling: {:.0} readings/s sustained ({} devices at {}/s); at {}/s: {:.0} \
+                 readings/s, p99 {:.0} ms, {} lost; CPU there: gateway {:.0} %, service {:.0} % \
+                 of one core (the simulator takes the rest of the {} cores)",
+                b.rps,
+                b.devices,
+                b.rate,
+                m.rate,
+                m.rps,
+                m.p99,
+                m.lost,
+                m.gateway_cpu_pct,
+                m.service_cpu_pct,
+                std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+            ),
+            (Some(b), None) => println!(
+                "ceiling not reached: {:.0} readings/s at {}/s passed; raise --ceiling-steps",
+                b.rps, b.rate
+            ),
+            (None, _) => println!("even the first ceiling step missed: see the ladder"),
+        }
+    }
+    let report = Json::obj([
+        ("load_average_before", Json::str(load_before)),
+        ("load_average_after", Json::str(load_after)),
+        ("ladder", Json::Arr(ladder.iter().map(to_json).collect())),
+        ("ceiling", Json::Arr(ceiling.iter().map(to_json).collect())),
+    ]);
+    let out = target.join("bench-fleet.json");
+    std::fs::write(&out, report.pretty())?;
+    println!("written: {}", out.display());
+    Ok(())
+}
