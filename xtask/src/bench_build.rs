@@ -10,7 +10,7 @@
 //!   pinned nightly, measured but not what setup configures (docs/compile-times.md says why).
 //!
 //! The loops, each after a one-line edit that forces codegen, interleaved A B C A B C, medians:
-//! L1 `cargo build -p beacon-service --bin beacon-service` (edit services/service/src/api.rs),
+//! L1 `cargo build -p beacon-service --bin beacon-service` (edit services/service/src/api/mod.rs),
 //! L2 `cargo test -p beacon-service --no-run` (same edit), L3 `cargo test --workspace --no-run`
 //! (edit protocol/src/lib.rs), L4 a clean `cargo build --workspace` (`--no-clean` skips it).
 //! Then a breakdown for the configured tree: cargo's own overhead (a no-op build) and the units
@@ -294,7 +294,7 @@ const LOOPS: [Loop; 3] = [
     Loop {
         id: "L1",
         what: "run: edit a service handler, build its binary",
-        edit: "services/service/src/api.rs",
+        edit: "services/service/src/api/mod.rs",
         args: &[
             "build",
             "-p",
@@ -307,7 +307,7 @@ const LOOPS: [Loop; 3] = [
     Loop {
         id: "L2",
         what: "test: edit the service, build its tests",
-        edit: "services/service/src/api.rs",
+        edit: "services/service/src/api/mod.rs",
         args: &["test", "-p", "beacon-service", "--no-run", "--offline"],
     },
     Loop {

@@ -1,5 +1,5 @@
 // The fix for guard_across_await.rs: end the guard's scope before the `.await` (a block, or
-// a small non-async helper as `AppState::token_of` does in src/api.rs). If a lock must be
+// a small non-async helper as `AppState::token_of` does in src/api/mod.rs). If a lock must be
 // held across an await, use `tokio::sync::Mutex`, whose guard is `Send`.
 use std::sync::{Arc, Mutex};
 
