@@ -114,6 +114,8 @@ fn start_service(root: &Path) -> Result<Service> {
             "127.0.0.1:0",
             "--provisioning-token",
             TOKEN,
+            // Every documented path mounted: /debug/tasks is opt-in (loopback only).
+            "--debug-endpoints",
             "--db",
         ])
         .arg(dir.0.join("contract.db"))

@@ -71,7 +71,9 @@ pub(super) async fn query_readings(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LatestParams {
+    #[serde(default, deserialize_with = "query_int")]
     pub(super) limit: Option<u32>,
+    #[serde(default, deserialize_with = "query_int")]
     pub(super) after_device: Option<u32>,
 }
 
