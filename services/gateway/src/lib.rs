@@ -31,7 +31,8 @@
 #[cfg(all(beacon_dylib, debug_assertions))]
 extern crate beacon_devdeps as _;
 
-pub mod fdlimit;
+/// The open-file limit (shared with the other binaries: `beacon-os`).
+pub use beacon_os::fdlimit;
 pub mod link;
 pub mod metrics;
 pub mod model;

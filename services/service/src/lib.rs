@@ -181,7 +181,8 @@ extern crate beacon_devdeps as _;
 pub mod api;
 pub mod config;
 pub mod debug;
-pub mod fdlimit;
+/// The open-file limit (shared with the other binaries: `beacon-os`).
+pub use beacon_os::fdlimit;
 pub mod metrics;
 /// The HTTP contract's types live in their own crate (`beacon-api`), shared with the gateway
 /// and the demo; `model` keeps the service's paths short.

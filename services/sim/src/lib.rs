@@ -26,7 +26,8 @@
 //! (`GET /api/v1/devices/{id}/readings`, paged); `lost` counts frames neither stored nor
 //! explained by a device-side drop.
 
-pub mod fdlimit;
+/// The open-file limit (shared with the other binaries: `beacon-os`).
+pub use beacon_os::fdlimit;
 
 use beacon_protocol::{Downlink, DownlinkDecoder, Frame, MAX_WIRE_LEN, Reading, encode, status};
 use serde::Serialize;
