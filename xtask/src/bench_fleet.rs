@@ -20,6 +20,7 @@
 
 use crate::cmd::{Result, cmd};
 use crate::json::Json;
+use crate::procfs::{self, free_port, load_average};
 use crate::project::root as project_root;
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -67,34 +68,12 @@ impl Drop for Proc {
 
 impl Proc {
     fn cpu_secs(&self, ticks: f64) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
-            return f64::NAN;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return f64::NAN;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let get = |i: usize| {
-            f.get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        // utime and stime: fields 14 and 15 of the line, 11 and 12 after the ')'.
-        (get(11) + get(12)) / ticks
+        procfs::cpu_secs(self.child.id(), ticks).unwrap_or(f64::NAN)
     }
 
     fn status_mb(&self, key: &str) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        procfs::status_kb(self.child.id(), key).map_or(f64::NAN, |kb| kb / 1024.0)
     }
-
     /// SIGTERM and wait (the gateway delivers what it holds, the service flushes).
     fn stop(mut self) {
         let _ = crate::signal::send(self.child.id(), crate::signal::SIGTERM);
@@ -103,26 +82,11 @@ impl Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// A number from the simulator's one-line JSON report.
+/// A number from a tool's one-line JSON report (NaN when absent or not JSON).
 fn field(summary: &str, key: &str) -> f64 {
-    let needle = format!("\"{key}\":");
-    summary
-        .split(&needle)
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|v| v.trim().parse().ok())
+    Json::parse(summary.trim())
+        .ok()
+        .and_then(|j| j.get(key).and_then(Json::as_f64))
         .unwrap_or(f64::NAN)
 }
 
@@ -358,12 +322,7 @@ pub fn run(args: Args) -> Result {
         service: target.join("release/beacon-service"),
         gateway: target.join("release/beacon-gateway"),
         sim: target.join("release/beacon-sim"),
-        ticks: cmd("getconf")
-            .arg("CLK_TCK")
-            .read()
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(100.0),
+        ticks: procfs::clock_ticks(),
     };
     let dir = target.join("bench-fleet");
     let _ = std::fs::remove_dir_all(&dir);

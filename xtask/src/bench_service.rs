@@ -23,6 +23,7 @@
 
 use crate::cmd::{Result, cmd};
 use crate::json::Json;
+use crate::procfs::{self, free_port, load_average};
 use crate::project::root as project_root;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,24 +109,6 @@ impl Service {
         Ok(Self { child, url })
     }
 
-    /// CPU seconds (user + system) the service has used so far, from /proc/<pid>/stat.
-    fn cpu_secs(&self, ticks_per_sec: f64) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / ticks_per_sec)
-    }
-
-    fn status_kb(&self, key: &str) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    }
-
     /// SIGTERM, then wait: the service drains and flushes; it must exit 0.
     fn stop(mut self) -> Result {
         crate::signal::send(self.child.id(), crate::signal::SIGTERM)
@@ -138,27 +121,12 @@ impl Service {
     }
 }
 
-/// A number from beacon-load's one-line JSON summary.
+/// A number from a tool's one-line JSON report (NaN when absent or not JSON).
 fn field(summary: &str, key: &str) -> f64 {
-    let needle = format!("\"{key}\":");
-    summary
-        .split(&needle)
-        .nth(1)
-        .and_then(|rest| rest.split([',', '}']).next())
-        .and_then(|v| v.trim().parse().ok())
+    Json::parse(summary.trim())
+        .ok()
+        .and_then(|j| j.get(key).and_then(Json::as_f64))
         .unwrap_or(f64::NAN)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +152,7 @@ fn throughput(args: &Args, bins: &Bins, dir: &Path, console: bool, round: u32) -
         .args(["--concurrency", &args.concurrency.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .read()?;
-    let cpu = service.cpu_secs(bins.ticks).unwrap_or(f64::NAN);
+    let cpu = procfs::cpu_secs(service.child.id(), bins.ticks).unwrap_or(f64::NAN);
     service.stop()?;
     let run = Run {
         rps: field(&summary, "readings_per_sec"),
@@ -231,12 +199,7 @@ pub fn run(args: Args) -> Result {
     let bins = Bins {
         service: target.join("release/beacon-service"),
         load: target.join("release/beacon-load"),
-        ticks: cmd("getconf")
-            .arg("CLK_TCK")
-            .read()
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(100.0),
+        ticks: procfs::clock_ticks(),
     };
     let dir = target.join("bench-service");
     let _ = std::fs::remove_dir_all(&dir);
@@ -284,7 +247,7 @@ pub fn run(args: Args) -> Result {
     let mut samples = Vec::new();
     while load.try_wait()?.is_none() {
         std::thread::sleep(Duration::from_secs(5));
-        if let Some(rss) = service.status_kb("VmRSS:") {
+        if let Some(rss) = procfs::status_kb(service.child.id(), "VmRSS:") {
             samples.push((started.elapsed().as_secs(), rss / 1024.0));
             eprintln!(
                 "  t={:>3}s rss {:>6.1} MB",
@@ -297,7 +260,7 @@ pub fn run(args: Args) -> Result {
     if let Some(mut out) = load.stdout.take() {
         std::io::Read::read_to_string(&mut out, &mut summary)?;
     }
-    let hwm_mb = service.status_kb("VmHWM:").unwrap_or(f64::NAN) / 1024.0;
+    let hwm_mb = procfs::status_kb(service.child.id(), "VmHWM:").unwrap_or(f64::NAN) / 1024.0;
     service.stop()?;
     let conn_per_sec = field(&summary, "requests_per_sec");
     let churn_errors = field(&summary, "errors");
@@ -398,7 +361,7 @@ fn measure(
     let svc_cpu = || {
         services
             .iter()
-            .map(|s| s.cpu_secs(bins.ticks).unwrap_or(0.0))
+            .map(|s| procfs::cpu_secs(s.child.id(), bins.ticks).unwrap_or(0.0))
             .sum::<f64>()
     };
     let (db0, svc0) = (db_cpu(), svc_cpu());

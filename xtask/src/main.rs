@@ -37,6 +37,9 @@ mod firmware;
 // template:firmware:end
 mod json;
 mod new;
+// template:service:begin
+mod procfs;
+// template:service:end
 mod project;
 mod safety;
 mod setup;

@@ -119,23 +119,7 @@ impl Cluster {
             .ok()
             .and_then(|s| s.lines().next().map(str::to_owned))
             .unwrap_or_default();
-        let mut total = 0.0;
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            let own = entry.file_name().to_string_lossy() == pid;
-            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
-                continue;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After ')': state, ppid, ... utime (11), stime (12).
-            if own || fields.get(1) == Some(&pid.as_str()) {
-                let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-                total += t(11).unwrap_or(0.0) + t(12).unwrap_or(0.0);
-            }
-        }
-        total / ticks
+        crate::procfs::cpu_secs_with_children(&pid, ticks)
     }
 }
 

@@ -204,6 +204,7 @@ const XTASK_LEAVES: &[&str] = &[
     "project",
     "sha256",
     // template:service:begin
+    "procfs",
     "signal",
     // template:service:end
     "tools",
