@@ -51,31 +51,7 @@ async fn start(config: beacon_service::Config) -> Result<(), String> {
     println!("{}", beacon_service::model::listening_line(addr));
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, db = %config.db_display(), "listening");
-    beacon_service::run(config, listener, shutdown_signal())
+    beacon_service::run(config, listener, beacon_os::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM (what systemd, Docker and Kubernetes send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received ctrl-c"),
-        () = term => tracing::info!("received sigterm"),
-    }
 }
