@@ -316,8 +316,7 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = crate::project::target_dir(&root);
     let bins = Bins {
         service: target.join("release/beacon-service"),
         gateway: target.join("release/beacon-gateway"),

@@ -194,8 +194,7 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = crate::project::target_dir(&root);
     let bins = Bins {
         service: target.join("release/beacon-service"),
         load: target.join("release/beacon-load"),

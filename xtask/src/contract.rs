@@ -31,10 +31,7 @@ const RUN_CAP: Duration = Duration::from_secs(600);
 const TOKEN: &str = "tok-seven";
 
 fn venv_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("schemathesis-venv")
+    crate::project::target_dir(root).join("schemathesis-venv")
 }
 
 fn install_hint(venv: &Path) -> String {

@@ -40,9 +40,7 @@ pub struct Args {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"))
+    crate::project::target_dir(&project_root())
 }
 
 /// The firmware the demo and the end-to-end tests boot (or flash, for a real board).
