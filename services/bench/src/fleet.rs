@@ -1,4 +1,3 @@
-// template:service:file
 //! `cargo xtask bench-fleet` (`beacon-bench fleet`): a simulated fleet through one gateway into
 //! one service, on loopback.
 //!

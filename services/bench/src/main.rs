@@ -1,4 +1,3 @@
-// template:service:file
 //! The services' benchmarks, on loopback. Run through `cargo xtask bench-service` and
 //! `cargo xtask bench-fleet`, which build the binaries in release and pass `--bin-dir`.
 //!

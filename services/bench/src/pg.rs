@@ -1,4 +1,3 @@
-// template:service:file
 //! A throwaway local PostgreSQL cluster for `bench-service --db postgres` (the same recipe as the
 //! service's tests): `initdb` into a directory under
 //! target/, `pg_ctl` on a free loopback port with the socket in that directory, as the

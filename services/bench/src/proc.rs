@@ -1,4 +1,3 @@
-// template:service:file
 //! The processes under test: starting the service (its listening line read with
 //! `beacon_api::parse_listening`), stopping by SIGTERM (a syscall, not the `kill` program), and
 //! what the benchmarks read about processes and the machine (Linux /proc): CPU seconds of a

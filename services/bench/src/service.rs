@@ -1,4 +1,3 @@
-// template:service:file
 //! `cargo xtask bench-service` (`beacon-bench service`): the telemetry service under load, on
 //! loopback. xtask builds the service (with the `console` feature) and the load generator
 //! (`beacon-load`, src/bin/) in release; this runs them:
