@@ -598,6 +598,25 @@ pub fn listening_line(addr: SocketAddr) -> String {
     format!("beacon-service listening on http://{addr}")
 }
 
+/// The `q` quantile (0.0..=1.0) of `values` by the nearest-rank rule (the smallest value with at
+/// least `q` of them at or below it), sorting `values` in place; `None` when empty. The one
+/// definition every latency report here uses (the demo's summary, the fleet simulator, the
+/// load generator), so that their p50/p99 mean the same thing.
+pub fn quantile<T: Copy + Ord>(values: &mut [T], q: f64) -> Option<T> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within the slice's length"
+    )]
+    let rank = ((q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values.get(rank - 1).copied()
+}
+
 /// The address in a [`listening_line`] (`None`: not such a line).
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     line.trim()
@@ -610,6 +629,18 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use beacon_protocol::Reading;
+
+    #[test]
+    fn quantile_is_nearest_rank() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.5), Some(50));
+        assert_eq!(quantile(&mut v, 0.99), Some(99));
+        assert_eq!(quantile(&mut v, 1.0), Some(100));
+        assert_eq!(quantile(&mut v, 0.0), Some(1));
+        let mut one = [7u32];
+        assert_eq!(quantile(&mut one, 0.99), Some(7));
+        assert_eq!(quantile::<u32>(&mut [], 0.5), None);
+    }
 
     #[test]
     fn reading_json_is_the_contract() {

@@ -496,15 +496,7 @@ impl Tally {
     }
 }
 
-/// The `q` quantile of `values` (sorted in place), `None` when empty.
-pub fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable();
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values.get(rank - 1).copied()
-}
+pub use beacon_api::quantile;
 
 /// One device as the live stream shows it.
 #[derive(Debug, Clone, Default)]
@@ -781,13 +773,5 @@ mod tests {
                 },
             ]
         );
-    }
-
-    #[test]
-    fn quantiles() {
-        let mut v: Vec<i64> = (1..=100).rev().collect();
-        assert_eq!(quantile(&mut v, 0.5), Some(50));
-        assert_eq!(quantile(&mut v, 0.99), Some(99));
-        assert_eq!(quantile(&mut [], 0.5), None);
     }
 }

@@ -796,20 +796,8 @@ pub async fn run(config: Config) -> Result<Report, String> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "an index into a sorted vector"
-        )]
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(lat.get(i).copied().unwrap_or(0))
-    };
+    let p50 = beacon_api::quantile(&mut lat, 0.50).map_or(0.0, f64::from);
+    let p99 = beacon_api::quantile(&mut lat, 0.99).map_or(0.0, f64::from);
     #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     let report = Report {
         devices: config.devices,
@@ -830,8 +818,8 @@ pub async fn run(config: Config) -> Result<Report, String> {
         readings_per_sec: sustained.await.ok().flatten().unwrap_or(f64::NAN),
         offered_per_sec: f64::from(config.devices) * config.rate,
         latency_samples: lat.len() as u64,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: p50,
+        p99_ms: p99,
         max_ms: lat.last().copied().map_or(0.0, f64::from),
         sse_lagged: lagged.load(Relaxed),
         check_secs: check_started.elapsed().as_secs_f64(),

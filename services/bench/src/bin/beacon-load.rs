@@ -205,14 +205,6 @@ async fn worker(
     result
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
-}
-
 fn main() -> ExitCode {
     let args = std::sync::Arc::new(Args::parse());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -261,7 +253,7 @@ fn summarize(results: &[WorkerResult], elapsed: Duration) -> ExitCode {
         .iter()
         .flat_map(|r| r.latencies_us.iter().copied())
         .collect();
-    latencies.sort_unstable();
+    let ms = |us: Option<u32>| us.map_or(0.0, |us| f64::from(us) / 1000.0);
     let readings: u64 = results.iter().map(|r| r.readings).sum();
     let errors: u64 = results.iter().map(|r| r.errors).sum();
     let first_error = results.iter().find_map(|r| r.first_error.clone());
@@ -273,8 +265,8 @@ fn summarize(results: &[WorkerResult], elapsed: Duration) -> ExitCode {
         "secs": (secs * 1000.0).round() / 1000.0,
         "readings_per_sec": (readings as f64 / secs).round(),
         "requests_per_sec": (latencies.len() as f64 / secs).round(),
-        "p50_ms": percentile(&latencies, 0.50),
-        "p99_ms": percentile(&latencies, 0.99),
+        "p50_ms": ms(beacon_api::quantile(&mut latencies, 0.50)),
+        "p99_ms": ms(beacon_api::quantile(&mut latencies, 0.99)),
         "first_error": first_error,
     });
     println!("{summary}");
