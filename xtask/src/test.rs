@@ -42,6 +42,11 @@ pub fn run(args: Args) -> Result {
         .args(["--target", "thumbv7em-none-eabihf"])
         .dir(&root)
         .run()?;
+    // 1b. The protocol crate with the qualified compiler's Rust version (its `rust-version`,
+    //     held to the Ferrocene release in toolchains/criticalup.toml), when that toolchain
+    //     is installed: a feature newer than the qualified compiler fails here, not at
+    //     certification time.
+    protocol_msrv(&root)?;
     // 2. The host workspace: unit, property, integration and end-to-end tests.
     cmd("cargo")
         .args(["test", "--workspace", "--all-targets"])
@@ -146,5 +151,39 @@ pub fn run(args: Args) -> Result {
         ])
         .dir(&root)
         .run()?;
+    Ok(())
+}
+
+/// `cargo +<rust-version>.0 check -p beacon-protocol` (lib, host and firmware-shaped
+/// features), skipped with the command to run when that toolchain is not installed.
+fn protocol_msrv(root: &std::path::Path) -> Result {
+    let manifest = crate::toml_lite::Doc::read(&root.join("protocol/Cargo.toml"))?;
+    let Some(version) = manifest.str("package.rust-version").map(String::from) else {
+        crate::bail!(
+            "protocol/Cargo.toml has no package.rust-version: give it the qualified compiler's"
+        );
+    };
+    let toolchain = if version.matches('.').count() == 1 {
+        format!("{version}.0")
+    } else {
+        version
+    };
+    if !crate::tools::toolchain_installed(&crate::tools::rustup_toolchains(), &toolchain) {
+        eprintln!(
+            "skipping the protocol crate's rust-version check: toolchain {toolchain} is not installed (`rustup toolchain install {toolchain} --profile minimal`)"
+        );
+        return Ok(());
+    }
+    let target = crate::project::target_dir(root).join("msrv");
+    for features in [&["--features", "std"][..], &["--no-default-features"][..]] {
+        cmd("cargo")
+            .arg(format!("+{toolchain}"))
+            .args(["check", "-p", "beacon-protocol", "--lib"])
+            .args(features)
+            .arg("--target-dir")
+            .arg(&target)
+            .dir(root)
+            .run()?;
+    }
     Ok(())
 }
