@@ -57,60 +57,7 @@ pub fn run(args: Args) -> Result {
         .dir(&root)
         .run()?;
     // template:service:begin
-    // The service's tokio-console support is behind a cargo feature (the default build does
-    // not pull console-subscriber): its gRPC client test runs in its own step.
-    cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "beacon-service",
-            "--features",
-            "console",
-            "--test",
-            "console",
-        ])
-        .dir(&root)
-        .run()?;
-    // The dashboard in headless Chromium (services/service/tests/it/browser.rs); `#[ignore]`d for a
-    // plain `cargo test`. Needs `apt-get install -y chromium chromium-driver`: it fails saying so.
-    cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "beacon-service",
-            "--test",
-            "it",
-            "browser::",
-            "--",
-            "--ignored",
-        ])
-        .dir(&root)
-        .run()?;
-    // A full disk under the service (a 1 MiB tmpfs: needs root to mount, as in CI);
-    // `#[ignore]`d for a plain `cargo test`. Skipped, saying so, when not root.
-    let is_root = cmd("id")
-        .arg("-u")
-        .read()
-        .is_ok_and(|uid| uid.trim() == "0");
-    if is_root {
-        cmd("cargo")
-            .args([
-                "test",
-                "-p",
-                "beacon-service",
-                "--test",
-                "it",
-                "hostile::needs_root_",
-                "--",
-                "--ignored",
-            ])
-            .dir(&root)
-            .run()?;
-    } else {
-        eprintln!(
-            "skipping hostile::needs_root_* (SIGTERM on a full disk): mounting its 1 MiB tmpfs needs root; run `sudo cargo test -p beacon-service --test it hostile::needs_root_ -- --ignored`"
-        );
-    }
+    service_steps(&root)?;
     // template:service:end
     if args.host_only {
         return Ok(());
@@ -187,3 +134,65 @@ fn protocol_msrv(root: &std::path::Path) -> Result {
     }
     Ok(())
 }
+
+// template:service:begin
+/// The service's steps outside `cargo test --workspace`: the console feature's test, the
+/// dashboard in Chromium, the full-disk test (root only).
+fn service_steps(root: &std::path::Path) -> Result {
+    // The service's tokio-console support is behind a cargo feature (the default build does
+    // not pull console-subscriber): its gRPC client test runs in its own step.
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-service",
+            "--features",
+            "console",
+            "--test",
+            "console",
+        ])
+        .dir(root)
+        .run()?;
+    // The dashboard in headless Chromium (services/service/tests/it/browser.rs); `#[ignore]`d for a
+    // plain `cargo test`. Needs `apt-get install -y chromium chromium-driver`: it fails saying so.
+    cmd("cargo")
+        .args([
+            "test",
+            "-p",
+            "beacon-service",
+            "--test",
+            "it",
+            "browser::",
+            "--",
+            "--ignored",
+        ])
+        .dir(root)
+        .run()?;
+    // A full disk under the service (a 1 MiB tmpfs: needs root to mount, as in CI);
+    // `#[ignore]`d for a plain `cargo test`. Skipped, saying so, when not root.
+    let is_root = cmd("id")
+        .arg("-u")
+        .read()
+        .is_ok_and(|uid| uid.trim() == "0");
+    if is_root {
+        cmd("cargo")
+            .args([
+                "test",
+                "-p",
+                "beacon-service",
+                "--test",
+                "it",
+                "hostile::needs_root_",
+                "--",
+                "--ignored",
+            ])
+            .dir(root)
+            .run()?;
+    } else {
+        eprintln!(
+            "skipping hostile::needs_root_* (SIGTERM on a full disk): mounting its 1 MiB tmpfs needs root; run `sudo cargo test -p beacon-service --test it hostile::needs_root_ -- --ignored`"
+        );
+    }
+    Ok(())
+}
+// template:service:end
