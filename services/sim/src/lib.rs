@@ -368,10 +368,48 @@ enum Ended {
     Done,
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "one device's connection loop reads best in one place"
-)]
+/// What the device does with bytes from the gateway: an ack drops frames from its outbox, a
+/// replay request re-sends what it holds.
+fn on_downlink(bytes: &[u8], decoder: &mut DownlinkDecoder, dev: &mut Device, counters: &Counters) {
+    for &b in bytes {
+        match decoder.push(b) {
+            Some(Ok(Downlink::Replay)) => dev.rewind(counters),
+            Some(Ok(Downlink::Ack(a))) => {
+                counters.acks.fetch_add(1, Relaxed);
+                dev.ack(a.boot, a.first, a.last);
+            }
+            Some(Err(_)) | None => {}
+        }
+    }
+}
+
+/// A graceful reboot: up to 2 s for the outbox to empty (sending, reading acks); the rest is
+/// lost with the RAM.
+async fn drain_before_reboot(
+    dev: &mut Device,
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    decoder: &mut DownlinkDecoder,
+    sent_at: &SentAt,
+    counters: &Counters,
+) {
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !dev.outbox.is_empty() && Instant::now() < deadline {
+        let bytes = dev.unsent(sent_at, counters);
+        if !bytes.is_empty() && writer.write_all(&bytes).await.is_err() {
+            break;
+        }
+        let read = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => {
+                on_downlink(buf.get(..n).unwrap_or_default(), decoder, dev, counters)
+            }
+            _ => break,
+        }
+    }
+}
+
 async fn run_device(
     id: u32,
     start_at: Instant,
@@ -437,18 +475,7 @@ async fn run_device(
                 }
                 read = reader.read(&mut buf) => match read {
                     Ok(0) | Err(_) => break Ended::Disconnect,
-                    Ok(n) => {
-                        for &b in buf.get(..n).unwrap_or_default() {
-                            match decoder.push(b) {
-                                Some(Ok(Downlink::Replay)) => dev.rewind(&counters),
-                                Some(Ok(Downlink::Ack(a))) => {
-                                    counters.acks.fetch_add(1, Relaxed);
-                                    dev.ack(a.boot, a.first, a.last);
-                                }
-                                Some(Err(_)) | None => {}
-                            }
-                        }
-                    }
+                    Ok(n) => on_downlink(buf.get(..n).unwrap_or_default(), &mut decoder, &mut dev, &counters),
                 },
                 () = tokio::time::sleep_until(fault_at.into()) => {
                     let now = Instant::now();
@@ -480,30 +507,15 @@ async fn run_device(
                 }
             }
             Ended::Reboot => {
-                // Give the outbox up to 2 s to empty (a graceful reboot), then lose the rest.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while !dev.outbox.is_empty() && Instant::now() < deadline {
-                    let bytes = dev.unsent(&sent_at, &counters);
-                    if !bytes.is_empty() && writer.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                    let read = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf));
-                    match read.await {
-                        Ok(Ok(n)) if n > 0 => {
-                            for &b in buf.get(..n).unwrap_or_default() {
-                                match decoder.push(b) {
-                                    Some(Ok(Downlink::Replay)) => dev.rewind(&counters),
-                                    Some(Ok(Downlink::Ack(a))) => {
-                                        counters.acks.fetch_add(1, Relaxed);
-                                        dev.ack(a.boot, a.first, a.last);
-                                    }
-                                    Some(Err(_)) | None => {}
-                                }
-                            }
-                        }
-                        _ => break,
-                    }
-                }
+                drain_before_reboot(
+                    &mut dev,
+                    &mut writer,
+                    &mut reader,
+                    &mut decoder,
+                    &sent_at,
+                    &counters,
+                )
+                .await;
                 drop(writer);
                 drop(reader);
                 dev.reboot(Some(&counters));
