@@ -693,6 +693,46 @@ async fn check_device(
     Ok((found, lost))
 }
 
+/// Reads back, 16 devices at a time, what the service stored of each device's ledger:
+/// (stored, lost) over the fleet.
+async fn check_all(
+    client: &reqwest::Client,
+    config: &Arc<Config>,
+    ledgers: Vec<(u32, Ledger)>,
+) -> Result<(u64, u64), String> {
+    let mut stored = 0u64;
+    let mut lost = 0u64;
+    let mut checks = tokio::task::JoinSet::new();
+    let ledgers = Arc::new(ledgers);
+    let next = Arc::new(AtomicU64::new(0));
+    for _ in 0..16 {
+        let client = client.clone();
+        let config = Arc::clone(config);
+        let ledgers = Arc::clone(&ledgers);
+        let next = Arc::clone(&next);
+        checks.spawn(async move {
+            let mut found = 0u64;
+            let mut lost = 0u64;
+            loop {
+                let i = usize::try_from(next.fetch_add(1, Relaxed)).unwrap_or(usize::MAX);
+                let Some((id, ledger)) = ledgers.get(i) else {
+                    break;
+                };
+                let (f, l) = check_device(&client, &config, *id, ledger).await?;
+                found += f;
+                lost += l;
+            }
+            Ok::<_, String>((found, lost))
+        });
+    }
+    while let Some(joined) = checks.join_next().await {
+        let (f, l) = joined.map_err(|e| format!("a check task failed: {e}"))??;
+        stored += f;
+        lost += l;
+    }
+    Ok((stored, lost))
+}
+
 /// Runs the fleet, waits for it to drain, checks what was stored.
 pub async fn run(config: Config) -> Result<Report, String> {
     if config.devices == 0 || config.rate <= 0.0 {
@@ -772,36 +812,7 @@ pub async fn run(config: Config) -> Result<Report, String> {
     watcher.abort();
 
     let check_started = Instant::now();
-    let mut stored = 0u64;
-    let mut lost = 0u64;
-    let mut checks = tokio::task::JoinSet::new();
-    let ledgers = Arc::new(ledgers);
-    let next = Arc::new(AtomicU64::new(0));
-    for _ in 0..16 {
-        let client = client.clone();
-        let config = Arc::clone(&config);
-        let ledgers = Arc::clone(&ledgers);
-        let next = Arc::clone(&next);
-        checks.spawn(async move {
-            let mut found = 0u64;
-            let mut lost = 0u64;
-            loop {
-                let i = usize::try_from(next.fetch_add(1, Relaxed)).unwrap_or(usize::MAX);
-                let Some((id, ledger)) = ledgers.get(i) else {
-                    break;
-                };
-                let (f, l) = check_device(&client, &config, *id, ledger).await?;
-                found += f;
-                lost += l;
-            }
-            Ok::<_, String>((found, lost))
-        });
-    }
-    while let Some(joined) = checks.join_next().await {
-        let (f, l) = joined.map_err(|e| format!("a check task failed: {e}"))??;
-        stored += f;
-        lost += l;
-    }
+    let (stored, lost) = check_all(&client, &config, ledgers).await?;
 
     let mut lat = std::mem::take(
         &mut *latencies
