@@ -149,6 +149,54 @@ struct Bins {
     ticks: f64,
 }
 
+/// What the connection-churn run measured.
+struct Churn {
+    conn_per_sec: f64,
+    errors: f64,
+    /// Peak RSS (`VmHWM`) of the service, MB.
+    hwm_mb: f64,
+    /// RSS every 5 s, MB.
+    samples: Vec<f64>,
+}
+
+/// A new TCP connection per request, console on, RSS sampled every 5 s: the case where
+/// console-subscriber's per-task retention would grow without bound.
+fn churn(args: &Args, bins: &Bins, dir: &Path) -> Result<Churn> {
+    eprintln!(
+        "churn: {} s, {} clients, a new connection per request (batches of 10), console on",
+        args.churn_secs, args.churn_concurrency
+    );
+    let (service, url) = start(bins, &dir.join("churn.db"), true, &[])?;
+    let mut load = Command::new(&bins.load)
+        .args(["--url", &url, "--churn", "--batch", "10"])
+        .args(["--duration-secs", &args.churn_secs.to_string()])
+        .args(["--concurrency", &args.churn_concurrency.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while load.try_wait()?.is_none() {
+        std::thread::sleep(Duration::from_secs(5));
+        let rss = service.status_mb("VmRSS:");
+        if rss.is_finite() {
+            samples.push(rss);
+            eprintln!("  t={:>3}s rss {rss:>6.1} MB", started.elapsed().as_secs());
+        }
+    }
+    let mut summary = String::new();
+    if let Some(mut out) = load.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut summary)?;
+    }
+    let hwm_mb = service.status_mb("VmHWM:");
+    service.stop()?;
+    Ok(Churn {
+        conn_per_sec: field(&summary, "requests_per_sec"),
+        errors: field(&summary, "errors"),
+        hwm_mb,
+        samples,
+    })
+}
+
 /// `beacon-bench service`: the binaries in `bin_dir`, reports and scratch files in `out`.
 pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let bins = Bins {
@@ -187,35 +235,12 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     };
     let ratio = on.rps / off.rps;
 
-    eprintln!(
-        "churn: {} s, {} clients, a new connection per request (batches of 10), console on",
-        args.churn_secs, args.churn_concurrency
-    );
-    let (service, url) = start(&bins, &dir.join("churn.db"), true, &[])?;
-    let mut load = Command::new(&bins.load)
-        .args(["--url", &url, "--churn", "--batch", "10"])
-        .args(["--duration-secs", &args.churn_secs.to_string()])
-        .args(["--concurrency", &args.churn_concurrency.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    while load.try_wait()?.is_none() {
-        std::thread::sleep(Duration::from_secs(5));
-        let rss = service.status_mb("VmRSS:");
-        if rss.is_finite() {
-            samples.push(rss);
-            eprintln!("  t={:>3}s rss {rss:>6.1} MB", started.elapsed().as_secs());
-        }
-    }
-    let mut summary = String::new();
-    if let Some(mut out) = load.stdout.take() {
-        std::io::Read::read_to_string(&mut out, &mut summary)?;
-    }
-    let hwm_mb = service.status_mb("VmHWM:");
-    service.stop()?;
-    let conn_per_sec = field(&summary, "requests_per_sec");
-    let churn_errors = field(&summary, "errors");
+    let Churn {
+        conn_per_sec,
+        errors: churn_errors,
+        hwm_mb,
+        samples,
+    } = churn(args, &bins, &dir)?;
     let load_after = load_average();
 
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
