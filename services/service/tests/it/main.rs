@@ -18,9 +18,6 @@ mod e2e;
 mod fleet;
 mod hostile;
 mod pg;
-/// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).
-#[path = "common/pg.rs"]
-mod pg_cluster;
 #[path = "server.rs"]
 mod server;
 #[path = "common/spawn.rs"]

@@ -1,15 +1,22 @@
 //! Stateless replicas on one PostgreSQL: real `beacon-service` binaries on 127.0.0.1:0 against a
-//! throwaway cluster (`common/pg.rs`). Two replicas with one killed (SIGKILL) mid-run lose no
+//! throwaway cluster (beacon-pgtemp). Two replicas with one killed (SIGKILL) mid-run lose no
 //! acknowledged reading; a device registered on one replica ingests through the other; the live
 //! stream of one replica shows what the other stored; `/readyz` follows the database.
 
-use crate::pg_cluster::{self, Cluster};
+use beacon_pgtemp::Cluster;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A fresh database in this test process's one shared cluster (removed after the process).
+pub(crate) fn fresh_db() -> String {
+    beacon_pgtemp::shared()
+        .and_then(Cluster::fresh_db)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
 
 struct Service {
     child: Child,
@@ -107,7 +114,7 @@ const PER_BATCH: u32 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_killed_mid_run_lose_no_acknowledged_reading() {
-    let db = pg_cluster::shared().fresh_db();
+    let db = fresh_db();
     let a = start(&db);
     let mut b = start(&db);
     let client = reqwest::Client::builder()
@@ -246,7 +253,7 @@ async fn saw_device(resp: &mut reqwest::Response, device: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_the_live_stream_span_replicas() {
-    let db = pg_cluster::shared().fresh_db();
+    let db = fresh_db();
     let a = start(&db);
     let b = start(&db);
     let client = reqwest::Client::builder()
@@ -305,8 +312,8 @@ async fn tokens_and_the_live_stream_span_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_ingest_follow_the_database() {
     // Its own cluster: this test stops the server.
-    let cluster = Cluster::start();
-    let db = cluster.fresh_db();
+    let cluster = Cluster::start().unwrap();
+    let db = cluster.fresh_db().unwrap();
     let svc = start(&db);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -322,7 +329,7 @@ async fn readyz_and_ingest_follow_the_database() {
     };
     assert_eq!(ready(client.clone(), svc.url.clone()).await, 200);
 
-    cluster.pg_stop();
+    cluster.pg_stop().unwrap();
     let mut status = 0;
     for _ in 0..50 {
         status = ready(client.clone(), svc.url.clone()).await;
@@ -342,7 +349,7 @@ async fn readyz_and_ingest_follow_the_database() {
     assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
     assert!(r.headers().contains_key("retry-after"));
 
-    cluster.pg_start();
+    cluster.pg_start().unwrap();
     for _ in 0..100 {
         status = ready(client.clone(), svc.url.clone()).await;
         if status == 200 {
@@ -371,7 +378,9 @@ async fn readyz_and_ingest_follow_the_database() {
     }
     assert!(stored, "ingest did not recover after PostgreSQL came back");
     assert_eq!(
-        cluster.psql(Cluster::db_name(&db), "SELECT count(*) FROM readings"),
+        cluster
+            .psql(Cluster::db_name(&db), "SELECT count(*) FROM readings")
+            .unwrap(),
         "1"
     );
 }
