@@ -37,6 +37,7 @@ pub struct Builder {
     dir: Option<PathBuf>,
     settings: Vec<(String, String)>,
     files: Vec<(String, PathBuf)>,
+    tls_only: bool,
 }
 
 impl Builder {
@@ -54,10 +55,13 @@ impl Builder {
     }
 
     /// TLS on (`ssl = on`) with this certificate chain and private key (PEM files), copied into
-    /// the data directory as `server.crt` / `server.key`, owned by the server user, mode 0600.
+    /// the data directory as `server.crt` / `server.key`, owned by the server user, mode 0600;
+    /// and TCP connections without TLS refused (`hostssl` only in `pg_hba.conf`), so a client
+    /// that connects is known to use TLS.
     pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.files.push(("server.crt".into(), cert.into()));
         self.files.push(("server.key".into(), key.into()));
+        self.tls_only = true;
         self.setting("ssl", "on")
     }
 
@@ -271,6 +275,14 @@ impl Cluster {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         text.push_str(&conf);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if b.tls_only {
+            let hba = self.data_dir().join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+        }
         for (name, src) in &b.files {
             let dst = self.data_dir().join(name);
             std::fs::copy(src, &dst)

@@ -18,6 +18,7 @@ mod e2e;
 mod fleet;
 mod hostile;
 mod pg;
+mod pg_tls;
 #[path = "server.rs"]
 mod server;
 #[path = "common/spawn.rs"]
