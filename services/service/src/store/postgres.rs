@@ -319,10 +319,13 @@ impl std::fmt::Debug for PgStore {
 
 async fn connect(to: &Target, what: &'static str) -> Result<Client, StoreError> {
     let (client, conn) = to.pg.connect(to.tls.clone()).await.map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot connect to PostgreSQL ({}); check --db / BEACON_DB and that the server runs",
-            describe(&e)
-        ))
+        let why = describe(&e);
+        let hint = if why.contains("TLS") || why.contains("certificate") {
+            "check sslmode and sslrootcert in --db (docs/scale-out.md, \"What a managed PostgreSQL needs\")"
+        } else {
+            "check --db / BEACON_DB and that the server runs"
+        };
+        StoreError::Unavailable(format!("cannot connect to PostgreSQL ({why}); {hint}"))
     })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
