@@ -123,7 +123,9 @@ pub fn run(args: Args) -> Result {
     if args.db == Db::Postgres {
         c.args(["--db", "postgres"]);
     }
-    c.arg("--replicas").arg(args.replicas.to_string());
+    if args.replicas > 1 {
+        c.arg("--replicas").arg(args.replicas.to_string());
+    }
     if let Some(d) = args.duration {
         c.arg("--duration").arg(d.to_string());
     }
