@@ -30,11 +30,16 @@
 //! - **Migrations**: [`MIGRATIONS`] (ordered, append-only) recorded in `beacon_schema`,
 //!   applied at open in one transaction under an advisory lock: replicas starting together
 //!   migrate once.
-//! - **Live stream across replicas**: each commit also runs `pg_notify('beacon_readings',
-//!   '<replica>:<first pos>:<last pos>:<xmin>')` in the same transaction (delivered on commit
-//!   only). Every replica listens; for a commit by another replica, and only while someone
-//!   watches the stream, it reads those rows (`pos` range and the committing transaction's
-//!   `xmin`, through a BRIN index that costs next to nothing on insert) and publishes them.
+//! - **Live stream across replicas**: after each commit (and after its ingests are answered)
+//!   the writer sends `pg_notify('beacon_readings', '<replica>:<first pos>:<last pos>:<xmin>')`
+//!   in a small transaction of its own, with `synchronous_commit = off`. Not inside the data
+//!   transaction: PostgreSQL serializes the commits of every transaction that notified (a
+//!   database-wide lock held through the commit, WAL flush included), so there it made the
+//!   writers of every replica commit one at a time. A crash between the two commits loses that
+//!   group's live-stream event only (the readings are stored and queryable). Every replica
+//!   listens; for a commit by another replica, and only while someone watches the stream, it
+//!   reads those rows (`pos` range and the committing transaction's `xmin`, through a BRIN
+//!   index that costs next to nothing on insert) and publishes them.
 
 use super::sqlite::Migration;
 use super::{DeviceWithToken, Events, Ingested, NewDevice, Store, StoreError};
@@ -161,10 +166,6 @@ const INSERT_ALL_NEW: &str = "WITH ins AS (
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[])
          RETURNING pos, xmin)
      SELECT count(*), min(pos), max(pos), min(xmin::text) FROM ins";
-
-/// The payload names the rows' `xmin`, the (sub)transaction that wrote them: the inserts run
-/// in a savepoint, so that is not `pg_current_xact_id()`.
-const NOTIFY: &str = "SELECT pg_notify('beacon_readings', $1)";
 
 /// The channel the writers notify on.
 const CHANNEL: &str = "beacon_readings";
@@ -339,7 +340,6 @@ struct Writer {
     client: Client,
     insert: Statement,
     insert_all_new: Statement,
-    notify: Statement,
 }
 
 async fn open_writer(to: &Target, sync: bool) -> Result<Writer, StoreError> {
@@ -352,12 +352,10 @@ async fn open_writer(to: &Target, sync: bool) -> Result<Writer, StoreError> {
     }
     let insert = client.prepare(INSERT).await.map_err(map_err)?;
     let insert_all_new = client.prepare(INSERT_ALL_NEW).await.map_err(map_err)?;
-    let notify = client.prepare(NOTIFY).await.map_err(map_err)?;
     Ok(Writer {
         client,
         insert,
         insert_all_new,
-        notify,
     })
 }
 
@@ -483,7 +481,11 @@ async fn writer_loop(
                     "PostgreSQL is unreachable; nothing was written; retry shortly".into(),
                 )),
             };
-            answer(&mut group, result);
+            let event = result.as_ref().ok().and_then(|(_, e)| e.clone());
+            answer(&mut group, result.map(|(new, _)| new));
+            if let (Some(w), Some(payload)) = (&conn, event) {
+                notify(w, &payload).await;
+            }
         }
         if close_reply.is_some() {
             break;
@@ -510,8 +512,34 @@ enum New {
     These(HashSet<(u32, u32, u32)>),
 }
 
-/// Inserts the whole group in one transaction; `Ok` says which readings were new.
-async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, StoreError> {
+/// Tells the other replicas' listeners about a committed group: its own transaction, which
+/// need not wait for the WAL flush (see the module docs for why not the data transaction).
+async fn notify(w: &Writer, payload: &str) {
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('{CHANNEL}', '{}'); COMMIT",
+        payload.replace('\'', "''")
+    );
+    if let Err(e) = w.client.batch_execute(&sql).await {
+        tracing::warn!(
+            "live stream: the other replicas were not told of a commit: {}",
+            describe(&e)
+        );
+        if !w.client.is_closed() {
+            let _ = w.client.batch_execute("ROLLBACK").await;
+        }
+    }
+}
+
+/// Inserts the whole group in one transaction; `Ok` says which readings were new, and the
+/// notification payload for the other replicas (`None`: nothing new).
+///
+/// The payload names the rows' `xmin`, the (sub)transaction that wrote them: the inserts run
+/// in a savepoint, so that is not `pg_current_xact_id()`.
+async fn commit_group(
+    w: &Writer,
+    group: &Group,
+    replica: &str,
+) -> Result<(New, Option<String>), StoreError> {
     let n: usize = group.iter().map(|g| g.0.len()).sum();
     let mut device = Vec::with_capacity(n);
     let mut boot = Vec::with_capacity(n);
@@ -586,12 +614,9 @@ async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, S
             }
             Err(e) => return Err(e),
         };
-        if lo <= hi {
-            let payload = format!("{replica}:{lo}:{hi}:{xid}");
-            w.client.execute(&w.notify, &[&payload]).await?;
-        }
         w.client.batch_execute("COMMIT").await?;
-        Ok::<_, tokio_postgres::Error>(new)
+        let event = (lo <= hi).then(|| format!("{replica}:{lo}:{hi}:{xid}"));
+        Ok::<_, tokio_postgres::Error>((new, event))
     }
     .await;
     match outcome {
