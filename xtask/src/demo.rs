@@ -31,12 +31,28 @@ pub struct Args {
     /// fault's heal time (`cargo xtask demo -- --help`: `--cut-secs`, `--down-secs`).
     #[arg(long)]
     pub faults: bool,
+    /// The database the service replicas share: `sqlite` (a file) or `postgres` (a throwaway
+    /// local cluster under target/demo, removed at exit; `cargo xtask setup --only postgres`
+    /// installs the server).
+    #[arg(long, value_enum, default_value_t = Db::Sqlite)]
+    pub db: Db,
+    /// Service replicas on that database (more than 1 needs `--db postgres`); the gateway
+    /// spreads batches across them and fails over.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub replicas: u32,
     /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// More flags for beacon-demo (`cargo xtask demo -- --help` lists them).
     #[arg(last = true)]
     pub rest: Vec<String>,
+}
+
+/// `--db`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Db {
+    Sqlite,
+    Postgres,
 }
 
 fn target_dir() -> PathBuf {
@@ -59,12 +75,23 @@ pub fn run(args: Args) -> Result {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    if args.replicas > 1 && args.db != Db::Postgres {
+        // beacon-demo refuses it too; here before a build.
+        crate::bail!(
+            "--replicas {} needs --db postgres: SQLite is one file owned by one service \
+             process, so replicas need a shared database (add --db postgres, or drop --replicas)",
+            args.replicas
+        );
+    }
     let root = project_root();
     // A fresh machine: the pinned toolchain may lack the thumb target, QEMU may be missing.
     let mut needs = vec![ensure::RUST, ensure::C_COMPILER];
     let board = args.board.board();
     if board.chip.is_none() {
         needs.push(ensure::qemu("the demo boots its devices' firmware in it"));
+    }
+    if args.db == Db::Postgres {
+        needs.push(ensure::POSTGRES);
     }
     ensure::ensure("demo", &needs, args.yes)?;
     build_firmware(board)?;
@@ -93,6 +120,12 @@ pub fn run(args: Args) -> Result {
             .arg(crate::firmware::release_dir().join(board.bin));
     }
     c.arg("--devices").arg(args.devices.to_string());
+    if args.db == Db::Postgres {
+        c.args(["--db", "postgres"]);
+    }
+    if args.replicas > 1 {
+        c.arg("--replicas").arg(args.replicas.to_string());
+    }
     if let Some(d) = args.duration {
         c.arg("--duration").arg(d.to_string());
     }

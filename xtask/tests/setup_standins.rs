@@ -94,6 +94,8 @@ for a in "$@"; do case "$a" in
   qemu-system-arm|qemu-arm|qemu) mk qemu-system-arm "QEMU emulator version 8.2.2";;
   clang) mk clang "clang version 16.0.6";;
   gcc) mk cc "cc (fake gcc) 12.2.0";;
+  postgresql|postgresql-server|postgresql@16)
+    mk initdb "initdb (PostgreSQL) 15.14"; mk pg_ctl "pg_ctl (PostgreSQL) 15.14";;
 esac; done
 exit 0
 "#;
@@ -190,6 +192,11 @@ impl Sandbox {
             ("FAKE_STATE".into(), state.display().to_string()),
             ("FAKE_BIN".into(), bin.display().to_string()),
             ("FAKE_CARGO_FAIL".into(), String::new()),
+            // Not this machine's PostgreSQL: only what the fakes install.
+            (
+                "XTASK_PG_LIB".into(),
+                dir.join("usr-lib-postgresql").display().to_string(),
+            ),
         ];
         Sandbox {
             dir,
@@ -562,6 +569,83 @@ fn standin_ci_true_implies_yes() {
         ]
     );
 }
+
+// template:service:begin
+#[test]
+fn standin_postgres_is_opt_in_shown_by_dry_run_installed_once_then_present() {
+    let sb = Sandbox::new("postgres", "linux", "debian", 1000);
+    sb.with_rustup_and_stable()
+        .fake("apt-get", PKG)
+        .fake("sudo", SUDO);
+    // Not in the default set.
+    let all = sb.run(&["--dry-run"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert!(!stderr(&all).contains("postgres"), "{}", stderr(&all));
+
+    let dry = sb.run(&["--dry-run", "--only", "postgres"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(sb.changes(), Vec::<String>::new());
+    assert!(
+        stderr(&dry).contains(
+            "postgres      sudo --preserve-env=DEBIAN_FRONTEND apt-get install -y --no-install-recommends postgresql"
+        ),
+        "the plan shows the command: {}",
+        stderr(&dry)
+    );
+    assert!(row(&dry, "postgres").ends_with("planned (dry run)"));
+
+    let out = sb.run(&["--yes", "--only", "postgres"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apt = |args: &str| {
+        [
+            format!("sudo -n --preserve-env=DEBIAN_FRONTEND apt-get {args}"),
+            format!("apt-get {args}"),
+        ]
+    };
+    let mut want = apt("update").to_vec();
+    want.extend(apt("install -y --no-install-recommends postgresql"));
+    assert_eq!(sb.changes(), want, "{}", stderr(&out));
+    assert!(
+        row(&out, "postgres").contains("installed postgresql"),
+        "{}",
+        row(&out, "postgres")
+    );
+
+    // Present now (initdb and pg_ctl on PATH): nothing runs.
+    let again = sb.run(&["--yes", "--only", "postgres"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(sb.changes(), Vec::<String>::new(), "{}", stderr(&again));
+    let row = row(&again, "postgres");
+    assert!(
+        row.contains("PostgreSQL 15.14") && row.ends_with("present"),
+        "{row}"
+    );
+}
+
+#[test]
+fn standin_postgres_found_where_debian_keeps_it_off_path_is_not_reinstalled() {
+    let sb = Sandbox::new("postgres-lib", "linux", "fedora", 0);
+    sb.with_rustup_and_stable().fake("dnf", PKG);
+    let lib = sb.dir.join("usr-lib-postgresql/16/bin");
+    std::fs::create_dir_all(&lib).unwrap();
+    for tool in ["initdb", "pg_ctl"] {
+        let p = lib.join(tool);
+        std::fs::write(&p, "#!/bin/sh\necho \"initdb (PostgreSQL) 16.4\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = sb.run(&["--yes", "--only", "postgres"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.changes(), Vec::<String>::new(), "{}", stderr(&out));
+    assert!(row(&out, "postgres").contains("PostgreSQL 16.4"));
+
+    // Gone: dnf installs the server package, as root without sudo.
+    std::fs::remove_dir_all(sb.dir.join("usr-lib-postgresql")).unwrap();
+    let out = sb.run(&["--yes", "--only", "postgres"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sb.changes(), vec!["dnf install -y postgresql-server"]);
+}
+// template:service:end
 
 #[test]
 fn standin_no_root_no_sudo_says_what_to_run() {
@@ -1075,6 +1159,38 @@ fn standin_demo_on_fedora_as_root_installs_qemu_with_dnf_without_sudo() {
         log.first().map(String::as_str),
         Some("dnf install -y qemu-system-arm"),
         "CI=true implies --yes; root needs no sudo: {log:#?}"
+    );
+}
+
+#[test]
+fn standin_demo_on_postgres_installs_the_server_and_replicas_alone_are_refused_before_a_build() {
+    let mut sb = Sandbox::new("ensure-pg", "linux", "fedora", 0);
+    sb.with_rustup_and_stable()
+        .installed("cc", "cc 13.2.1")
+        .installed("qemu-system-arm", "QEMU emulator version 8.2.2")
+        .fake("dnf", PKG);
+    sb.set("CI", "true");
+    std::fs::create_dir_all(sb.root.join("firmware")).unwrap();
+    let refused = sb.xtask("demo", &["--replicas", "2"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--replicas 2 needs --db postgres"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        sb.changes(),
+        Vec::<String>::new(),
+        "nothing built or installed"
+    );
+
+    let out = sb.xtask("demo", &["--db", "postgres", "--replicas", "2"]);
+    assert!(stderr(&out).contains("cannot start"), "{}", stderr(&out));
+    let log = sb.changes();
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("dnf install -y postgresql-server"),
+        "{log:#?}"
     );
 }
 // template:firmware:end

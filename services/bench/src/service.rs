@@ -322,7 +322,7 @@ fn measure(
     limit_db: Option<&str>,
     cluster: Option<&Cluster>,
 ) -> Result<Measured> {
-    let db_cpu = || cluster.map_or(0.0, |c| c.cpu_secs(bins.ticks));
+    let db_cpu = || cluster.map_or(0.0, |c| crate::pg::cpu_secs(c, bins.ticks));
     let svc_cpu = || {
         services
             .iter()
@@ -385,7 +385,7 @@ fn measure(
 }
 
 fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
-    let cluster = Cluster::start(&dir.join("pg"))?;
+    let cluster = crate::pg::start(&dir.join("pg"))?;
     let load_before = load_average();
     let replicas = args.replicas.max(1);
     let mut labels = vec![

@@ -238,6 +238,18 @@ pub struct Rig {
     pub gateway_extra: Vec<String>,
     /// The QEMU devices.
     pub devices: Vec<Device>,
+    /// More service replicas on the same database (`--replicas`; the first is `service`):
+    /// the gateway spreads batches across all of them.
+    pub replicas: Vec<Replica>,
+}
+
+/// A service replica beyond the first (same database, its own address).
+#[derive(Debug)]
+pub struct Replica {
+    /// Its process.
+    pub proc: Proc,
+    /// `http://` + its address.
+    pub base: String,
 }
 
 impl Rig {
@@ -262,7 +274,32 @@ impl Rig {
             other_links: Vec::new(),
             gateway_extra: Vec::new(),
             devices: Vec::new(),
+            replicas: Vec::new(),
         }
+    }
+
+    /// Starts one more replica like the first (same database) on any free port, its log
+    /// `service-N.log`; it is ready when this returns.
+    pub async fn add_replica(&mut self, client: &reqwest::Client) -> Result<(), String> {
+        let n = self.replicas.len() + 2;
+        let opts = ServiceOpts {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            console: None,
+            log: self.workdir.join(format!("service-{n}.log")),
+            ..self.service_opts.clone()
+        };
+        let (proc, addr) = crate::start_service(&self.paths, &opts)?;
+        let base = format!("http://{addr}");
+        crate::wait_ready(client, &base, Duration::from_secs(10)).await?;
+        self.replicas.push(Replica { proc, base });
+        Ok(())
+    }
+
+    /// Every replica's base URL, the first one first.
+    pub fn bases(&self) -> Vec<String> {
+        std::iter::once(self.base.clone())
+            .chain(self.replicas.iter().map(|r| r.base.clone()))
+            .collect()
     }
 
     /// The stats file of gateway run `run` (from 1).
@@ -321,7 +358,7 @@ impl Rig {
         let extra: Vec<&str> = self.gateway_extra.iter().map(String::as_str).collect();
         self.gateway = Some(start_gateway(
             &self.paths,
-            &self.base,
+            &self.bases(),
             &links,
             &self.stats_file(),
             &self.workdir.join("gateway.log"),
@@ -413,6 +450,15 @@ impl Rig {
                 "the service stopped ({status}); see {}",
                 s.log.display()
             ));
+        }
+        for r in &mut self.replicas {
+            if let Some(status) = r.proc.try_wait() {
+                return Err(format!(
+                    "the service replica at {} stopped ({status}); see {}",
+                    r.base,
+                    r.proc.log.display()
+                ));
+            }
         }
         for d in &mut self.devices {
             if let Some(status) = d.proc.try_wait() {
@@ -823,7 +869,7 @@ pub async fn run(
     let restored = Instant::now();
     timeline.note(format!(
         "service started again on the same database ({})",
-        rig.service_opts.db.display()
+        rig.service_opts.db.to_string_lossy()
     ));
     let healed = heal(
         rig, client, timeline, tick, &mut clock, plan, t, restored, before,

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod faults;
+pub mod replicas;
 
 use rustix::process::{Pid, Signal, kill_process_group};
 use std::collections::{BTreeMap, VecDeque};
@@ -227,8 +228,8 @@ pub fn free_port() -> Result<u16, String> {
 /// How to start the service.
 #[derive(Debug, Clone)]
 pub struct ServiceOpts {
-    /// Its database.
-    pub db: PathBuf,
+    /// Its `--db`: a SQLite file or a `postgres://` URL.
+    pub db: std::ffi::OsString,
     /// Where it listens (port 0: any).
     pub listen: SocketAddr,
     /// Serve tokio-console here (needs the service's `console` feature).
@@ -284,17 +285,20 @@ pub fn start_service(paths: &Paths, opts: &ServiceOpts) -> Result<(Proc, SocketA
     Ok((proc, addr))
 }
 
-/// Starts the gateway on `links`, posting to `service`.
+/// Starts the gateway on `links`, posting to `services` (one `--service` each: replicas it
+/// spreads batches across).
 pub fn start_gateway(
     paths: &Paths,
-    service: &str,
+    services: &[String],
     links: &[String],
     stats_file: &Path,
     log: &Path,
     extra: &[&str],
 ) -> Result<Proc, String> {
     let mut cmd = Command::new(&paths.gateway_bin);
-    cmd.arg("--service").arg(service);
+    for s in services {
+        cmd.arg("--service").arg(s);
+    }
     for l in links {
         cmd.arg("--link").arg(l);
     }

@@ -14,6 +14,7 @@
 //! Exit codes: 0 ok; 1 a process failed, or `--check` found a loss or no data; 2 bad usage.
 
 use beacon_demo::faults::{FaultReport, Plan, Rig, Timeline, secs};
+use beacon_demo::replicas::{Db, Took};
 use beacon_demo::{
     Live, Paths, ServiceOpts, Tally, all_readings, free_port, quantile, read_stats, start_service,
     wait_ready, watch_stream,
@@ -78,6 +79,15 @@ struct Args {
     /// The nRF52840 firmware ELF to flash with `--board nrf52840`.
     #[arg(long)]
     nrf_elf: Option<PathBuf>,
+    /// The database the service replicas share: `sqlite` (a file in the workdir) or
+    /// `postgres` (a throwaway local cluster in the workdir, removed at exit; PostgreSQL from
+    /// `cargo xtask setup --only postgres`).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    db: String,
+    /// Service replicas on that database (more than 1 needs `--db postgres`); the gateway
+    /// spreads batches across them and fails over.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: u32,
     /// The real board's probe-rs chip name (`cargo xtask demo` passes it from its board
     /// table, xtask/src/firmware.rs, the one place board settings live).
     #[arg(long, required_if_eq("board", "nrf52840"))]
@@ -158,6 +168,8 @@ struct Stack {
     console: Option<SocketAddr>,
     workdir: PathBuf,
     qemu: bool,
+    /// Last: dropped after every process that uses it.
+    db: Db,
 }
 
 /// Starts the service (on a fresh database), the devices and the gateway.
@@ -172,6 +184,10 @@ async fn start(args: &Args) -> Result<Stack, String> {
             .and_then(|p| p.parent())
             .map_or_else(|| PathBuf::from("target/demo"), |t| t.join("demo"))
     });
+    if args.replicas > 1 && args.db != "postgres" {
+        // Db::open says the same; here before anything is deleted or started.
+        Db::open(&args.db, args.replicas, &workdir)?;
+    }
     let _ = std::fs::remove_dir_all(&workdir);
     std::fs::create_dir_all(&workdir)
         .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
@@ -187,6 +203,7 @@ async fn start(args: &Args) -> Result<Stack, String> {
     }
 
     // 1. The service, on a fresh database (device sequence numbers restart at 0 on every boot).
+    let db = Db::open(&args.db, args.replicas, &workdir)?;
     let listen = usable(args.listen, "the service")?;
     let console = if args.no_console {
         None
@@ -194,7 +211,7 @@ async fn start(args: &Args) -> Result<Stack, String> {
         Some(usable(args.console_addr, "tokio-console")?)
     };
     let service_opts = ServiceOpts {
-        db: workdir.join("demo.db"),
+        db: db.arg(),
         listen,
         console,
         log: workdir.join("service.log"),
@@ -232,6 +249,9 @@ async fn start(args: &Args) -> Result<Stack, String> {
         service,
         service_opts,
     );
+    for _ in 1..args.replicas {
+        rig.add_replica(&client).await?;
+    }
     let plan = Plan {
         cut_for: Duration::from_secs(args.cut_secs),
         down: Duration::from_secs(args.down_secs),
@@ -258,6 +278,7 @@ async fn start(args: &Args) -> Result<Stack, String> {
         console,
         workdir,
         qemu,
+        db,
     })
 }
 
@@ -276,17 +297,25 @@ async fn live_view(
         base,
         console,
         workdir,
+        db,
         ..
     } = stack;
     let (plan, console) = (&*plan, *console);
-    let header = format!(
-        "dashboard:     {base}/\ntokio-console: {}\nlogs:          {}",
+    let mut header = format!(
+        "dashboard:     {base}/\ntokio-console: {}\nlogs:          {}\ndatabase:      {}",
         console.map_or_else(
             || "off (run the service with --features console)".to_owned(),
             |c| format!("tokio-console http://{c}")
         ),
-        workdir.display()
+        workdir.display(),
+        db.describe()
     );
+    if !rig.replicas.is_empty() {
+        header.push_str(&format!(
+            "\nreplicas:      {} (the gateway spreads batches across them)",
+            rig.bases().join(", ")
+        ));
+    }
     println!("{header}");
     let redraw = !args.plain && std::io::stdout().is_terminal();
     let deadline = args
@@ -422,6 +451,8 @@ struct Counts {
     tallies: Vec<Tally>,
     stats: Stats,
     gateway_status: Option<std::process::ExitStatus>,
+    /// Per service replica: its URL and what it took (since its last start).
+    replicas: Vec<(String, Result<Took, String>)>,
 }
 
 /// The orderly stop, then the count from the service's store.
@@ -465,14 +496,23 @@ async fn stop_and_count(
         let readings = all_readings(client, base, id).await?;
         tallies.push(Tally::count(id, &readings, seen.get(&id)));
     }
+    let mut replicas = Vec::new();
+    for b in rig.bases() {
+        let took = Took::of(client, &b).await;
+        replicas.push((b, took));
+    }
     if let Some(s) = rig.service.as_mut() {
         s.terminate(Duration::from_secs(10));
+    }
+    for r in &mut rig.replicas {
+        r.proc.terminate(Duration::from_secs(10));
     }
 
     Ok(Counts {
         tallies,
         stats,
         gateway_status,
+        replicas,
     })
 }
 
@@ -494,6 +534,7 @@ fn print_summary(
         tallies,
         stats,
         gateway_status,
+        replicas,
     } = counts;
     let (mut lat, first) = {
         let l = live.lock().unwrap_or_else(|e| e.into_inner());
@@ -551,6 +592,18 @@ fn print_summary(
             )
         )
     );
+    for (i, (base, took)) in replicas.iter().enumerate() {
+        let took = took.as_ref().map_or_else(
+            |e| format!("unknown ({e})"),
+            |t| {
+                format!(
+                    "batches {:>5}  readings stored {:>6}",
+                    t.batches, t.readings
+                )
+            },
+        );
+        println!("  service replica {}: {base}  {took}", i + 1);
+    }
     println!(
         "  gateway: frames in {}  posted {}  retries {}  corrupt {}  dropped {}  ({})",
         stats.frames_in,
@@ -575,7 +628,12 @@ fn check(
     faults: Option<&[FaultReport]>,
     workdir: &std::path::Path,
 ) -> bool {
-    let Counts { tallies, stats, .. } = counts;
+    let Counts {
+        tallies,
+        stats,
+        replicas,
+        ..
+    } = counts;
     let &Totals {
         sent,
         lost,
@@ -599,6 +657,17 @@ fn check(
         }
         if stats.dropped > 0 {
             problems.push(format!("the gateway dropped {}", stats.dropped));
+        }
+        if replicas.len() > 1 {
+            for (base, took) in replicas {
+                match took {
+                    Ok(t) if t.batches == 0 => {
+                        problems.push(format!("the replica at {base} took no batch"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("cannot ask the replica at {base}: {e}")),
+                }
+            }
         }
         if !problems.is_empty() {
             eprintln!(

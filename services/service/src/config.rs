@@ -40,6 +40,13 @@ pub struct Config {
     #[arg(long, env = "BEACON_DB_WRITERS", default_value_t = 2)]
     pub db_writers: usize,
 
+    /// PostgreSQL only: seconds a replica may trust a device token it read from the database.
+    /// A token changed or deleted in the database stops working on every replica when its
+    /// notification arrives (a trigger's NOTIFY, milliseconds); this bound covers a replica
+    /// whose listener connection is down (docs/scale-out.md, "Device tokens").
+    #[arg(long, env = "BEACON_TOKEN_CACHE_SECS", default_value_t = 2)]
+    pub token_cache_secs: u64,
+
     /// Provisioning token: when set, `POST /api/v1/devices` requires
     /// `Authorization: Bearer <this>`. When unset, registration is open (fine on loopback).
     #[arg(long, env = "BEACON_PROVISIONING_TOKEN", hide_env_values = true)]

@@ -53,8 +53,9 @@
 //! `--db` (`BEACON_DB`) is a SQLite file (the default, `beacon.db`) or a `postgres://` URL
 //! ([`store::postgres`]): the same contract (answered after commit, one row per `(device_id,
 //! boot, seq)`, group commit, bounded queue with 503, versioned migrations at start-up), and
-//! with PostgreSQL any number of replicas may share the database: token checks read it after
-//! at most [`api::TOKEN_CACHE_TTL`] (2 s), and each replica's live stream also carries what the
+//! with PostgreSQL any number of replicas may share the database: a token changed or deleted
+//! there stops working on every replica when its NOTIFY arrives (at most `--token-cache-secs`,
+//! 2 s, if a replica's listener is down), and each replica's live stream also carries what the
 //! others commit (LISTEN/NOTIFY). The startup log names the backend. docs/scale-out.md says
 //! when to move and what it costs.
 //!
@@ -258,9 +259,10 @@ pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreE
         }
         let store = store::postgres::PgStore::open(pg).await?;
         tracing::info!(
-            "store: PostgreSQL at {} (schema version {}; shared: replicas may run against it)",
+            "store: PostgreSQL at {} (schema version {}; sslmode {}; shared: replicas may run against it)",
             config.db_display(),
-            store::postgres::SCHEMA_VERSION
+            store::postgres::SCHEMA_VERSION,
+            store.tls_mode.name()
         );
         Ok(Arc::new(store))
     } else {

@@ -4,9 +4,10 @@
 //! - the targets and components `rust-toolchain.toml` lists (rustup adds them only when it
 //!   installs a toolchain, never to one that is already there): `rustup target add` /
 //!   `rustup component add` into the user's own toolchain, without asking;
-//! - QEMU and a C compiler, through the system package manager: without asking under `--yes`
-//!   or `CI=true`; on a terminal after one question that shows the exact command; with no
-//!   terminal and no `--yes`, a one-line error with that command (exit code 1).
+//! - QEMU, a C compiler and (for `--db postgres`) the PostgreSQL server, through the system
+//!   package manager: without asking under `--yes` or `CI=true`; on a terminal after one
+//!   question that shows the exact command; with no terminal and no `--yes`, a one-line error
+//!   with that command (exit code 1).
 //!
 //! Each step says what it does before doing it, and how long it took.
 
@@ -35,6 +36,14 @@ pub const C_COMPILER: Need = Need {
     why: "the service's bundled SQLite is C, and cargo links host binaries through cc",
 };
 
+// template:service:begin
+/// The PostgreSQL server (`cargo xtask demo --db postgres` starts a throwaway cluster with it).
+pub const POSTGRES: Need = Need {
+    tool: "postgres",
+    why: "--db postgres starts a throwaway local cluster with its initdb and pg_ctl",
+};
+// template:service:end
+
 /// `what` says who needs QEMU (`the demo`, `the firmware and end-to-end tests`).
 pub fn qemu(what: &'static str) -> Need {
     Need {
@@ -59,6 +68,9 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
             "rust" => plan_rust(&ctx)?,
             "qemu" => plan_qemu(&ctx)?,
             "c-compiler" => plan_c_compiler(&ctx)?,
+            // template:service:begin
+            "postgres" => super::plan_postgres(&ctx)?,
+            // template:service:end
             other => unreachable!("no planner for {other}"),
         };
         match step.action {

@@ -26,6 +26,9 @@ use ferrocene::plan_ferrocene;
 pub use mold::find_mold;
 use mold::plan_mold;
 use rust::{plan_nightly, plan_rust};
+// template:service:begin
+use system::plan_postgres;
+// template:service:end
 use system::{plan_c_compiler, plan_cc, plan_qemu};
 use udev::plan_udev;
 
@@ -50,6 +53,9 @@ pub const TOOLS: &[&str] = &[
     "cc",
     "mold",
     "qemu",
+    // template:service:begin
+    "postgres",
+    // template:service:end
     "probe-rs",
     "tokio-console",
     "just",
@@ -63,8 +69,9 @@ pub struct Args {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Only these tools (comma-separated or repeated): rust, nightly, cc, mold, qemu, probe-rs,
-    /// tokio-console, just, udev, ferrocene, local-config.
+    /// Only these tools (comma-separated or repeated): rust, nightly, cc, mold, qemu, postgres
+    /// (opt-in: only when named here), probe-rs, tokio-console, just, udev, ferrocene,
+    /// local-config.
     #[arg(long, value_delimiter = ',', value_name = "TOOL")]
     pub only: Vec<String>,
     /// Leave these tools alone (same names as --only).
@@ -263,6 +270,11 @@ fn plan_all(ctx: &Ctx, args: &Args) -> Vec<Step> {
             "cc" => plan_cc(ctx_ref),
             "mold" => plan_mold(ctx_ref),
             "qemu" => plan_qemu(ctx_ref),
+            // template:service:begin
+            // Opt-in: a server most template users never need.
+            "postgres" if args.only.iter().any(|o| o == "postgres") => plan_postgres(ctx_ref),
+            "postgres" => return None,
+            // template:service:end
             "probe-rs" | "tokio-console" | "just" => plan_cargo_tool(ctx_ref, tool),
             "udev" if args.udev => plan_udev(ctx_ref),
             "ferrocene" if args.ferrocene => plan_ferrocene(ctx_ref),

@@ -1,7 +1,8 @@
 //! What machine are we on: OS, distribution, package manager, architecture, root or sudo.
 //!
 //! Test hooks (used by the stand-in tests, harmless otherwise): `XTASK_OS`, `XTASK_ARCH`,
-//! `XTASK_OS_RELEASE` (path of an os-release file), `XTASK_UID`.
+//! `XTASK_OS_RELEASE` (path of an os-release file), `XTASK_UID`; `XTASK_PG_LIB` (instead of
+//! /usr/lib/postgresql, where the `postgres` step looks for the server).
 
 use std::env;
 use std::fmt;

@@ -1,5 +1,5 @@
-//! Steps that go through the system package manager: `cc` (a C compiler and libc headers)
-//! and `qemu`.
+//! Steps that go through the system package manager: `cc` (a C compiler and libc headers),
+//! `qemu` and (opt-in) `postgres`.
 
 use super::*;
 
@@ -113,3 +113,50 @@ pub(super) fn plan_qemu(ctx: &Ctx) -> Result<Step> {
         action,
     })
 }
+
+// template:service:begin
+/// The PostgreSQL server's tools the throwaway clusters run (initdb, pg_ctl), where
+/// beacon-pgtemp looks for them: `pg_config --bindir`, the newest /usr/lib/postgresql/*/bin
+/// (Debian keeps them off PATH), PATH. Its `initdb --version`, if found.
+fn postgres_found() -> Option<String> {
+    let version = |dir: Option<&std::path::Path>| {
+        let initdb = dir.map_or_else(|| "initdb".into(), |d| d.join("initdb"));
+        let has = dir.map_or_else(
+            || on_path("initdb") && on_path("pg_ctl"),
+            |d| initdb.is_file() && d.join("pg_ctl").is_file(),
+        );
+        has.then(|| tool_version(&initdb.to_string_lossy()))
+            .flatten()
+    };
+    let from_pg_config = read(&["pg_config", "--bindir"]).map(|d| PathBuf::from(d.trim()));
+    // XTASK_PG_LIB: a test hook (the stand-in tests' machine has none).
+    let lib = std::env::var("XTASK_PG_LIB").unwrap_or_else(|_| "/usr/lib/postgresql".into());
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir(lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    debian.sort();
+    from_pg_config
+        .into_iter()
+        .chain(debian.into_iter().rev().map(|(_, d)| d))
+        .find_map(|d| version(Some(&d)))
+        .or_else(|| version(None))
+}
+
+/// `postgres` (opt-in: `--only postgres`): the server from the system package manager.
+pub(super) fn plan_postgres(ctx: &Ctx) -> Result<Step> {
+    let wanted = "PostgreSQL server (initdb, pg_ctl)".to_string();
+    let (found, action) = match postgres_found() {
+        Some(v) => (format!("PostgreSQL {v}"), Action::Keep("present".into())),
+        None => ("missing".to_string(), pkg_action(ctx, "postgres")),
+    };
+    Ok(Step {
+        tool: "postgres",
+        wanted,
+        found,
+        action,
+    })
+}
+// template:service:end

@@ -136,7 +136,7 @@ pub(super) fn carries_valid_token(state: &AppState, req: &Request) -> bool {
     // The in-memory map only (no store read per request): with a shared store a token not yet
     // cached counts as unauthenticated work once, then the handler's check caches it.
     device
-        .and_then(|id| state.cached_token(id))
+        .and_then(|id| state.cached_token(id).0)
         .is_some_and(|(expected, _)| same_token(&token_hash(presented), &expected))
 }
 

@@ -52,12 +52,6 @@ use tower_http::trace::TraceLayer;
 /// The content type of a body of concatenated protocol frames.
 pub const FRAMES_CONTENT_TYPE: &str = "application/x-beacon-frames";
 
-/// With a shared store (several replicas), how long a token check may use the token read
-/// from the database before: a device registered on another replica is accepted at once (a
-/// miss reads the database), and a token changed or deleted in the database stops working
-/// on every replica within this bound. TODO(7): shorten it, or add LISTEN/NOTIFY invalidation.
-pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Seconds a client should wait after a 503.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -68,9 +62,12 @@ pub struct AppState {
     pub store: Arc<dyn DynStore>,
     /// Device id -> ingest token hash (`store::token_hash`) and when it was read, loaded at
     /// start-up and kept in step with registrations, so authorising an ingest never touches a
-    /// store this process owns alone. With a shared store (PostgreSQL, several replicas) an
-    /// entry is trusted for [`TOKEN_CACHE_TTL`], then read again.
-    tokens: RwLock<HashMap<u32, (Arc<str>, Instant)>>,
+    /// store this process owns alone. With a shared store (PostgreSQL, several replicas) it is
+    /// a cache: a device it does not know is read from the database at once; an entry is
+    /// dropped when the store says that device's token changed anywhere
+    /// ([`crate::store::Store::attach_tokens`]: NOTIFY, milliseconds), and trusted for at
+    /// most `--token-cache-secs` in any case.
+    tokens: Arc<RwLock<TokenCache>>,
     /// The configuration.
     pub config: Config,
     /// Metrics.
@@ -89,22 +86,45 @@ impl std::fmt::Debug for dyn DynStore {
     }
 }
 
+/// The token map and its generation, bumped by every invalidation: a token read from the
+/// database while an invalidation came in is used once, not cached (it may be the old one).
+#[derive(Debug, Default)]
+struct TokenCache {
+    map: HashMap<u32, (Arc<str>, Instant)>,
+    generation: u64,
+}
+
 impl AppState {
     /// Builds the state, loading the registered devices from the store.
     pub async fn new(config: Config, store: Arc<dyn DynStore>) -> Result<Arc<Self>, StoreError> {
         let devices = store.devices().await?;
         let now = Instant::now();
-        let tokens = devices
+        let map = devices
             .into_iter()
             .map(|d| (d.device.id, (Arc::from(d.token), now)))
             .collect();
+        let tokens = Arc::new(RwLock::new(TokenCache { map, generation: 0 }));
+        // A shared store says which device's token changed on any replica (or `None`: it
+        // may have missed some, e.g. its listener reconnected).
+        let cache = Arc::clone(&tokens);
+        store.attach_tokens(Arc::new(move |id: Option<u32>| {
+            if let Ok(mut c) = cache.write() {
+                c.generation += 1;
+                match id {
+                    Some(id) => {
+                        c.map.remove(&id);
+                    }
+                    None => c.map.clear(),
+                }
+            }
+        }));
         // Bounded: a slow SSE client holds at most this many batches, then gets `lagged`.
         let (events, _) = broadcast::channel(64);
         // A shared store publishes here what the other replicas commit.
         store.attach_stream(events.clone());
         Ok(Arc::new(Self {
             store,
-            tokens: RwLock::new(tokens),
+            tokens,
             config,
             metrics: Metrics::default(),
             events,
@@ -113,42 +133,50 @@ impl AppState {
         }))
     }
 
-    fn cached_token(&self, id: u32) -> Option<(Arc<str>, Instant)> {
+    /// The cached entry and the cache's generation.
+    fn cached_token(&self, id: u32) -> (Option<(Arc<str>, Instant)>, u64) {
         // Send across .await: this std RwLock guard lives only inside this non-async function,
         // so it can never be held across an .await (which would make the handler's future
         // !Send and fail to compile under axum; see ASYNC.md and tests/ui/).
-        self.tokens.read().ok().and_then(|t| t.get(&id).cloned())
+        self.tokens
+            .read()
+            .map(|t| (t.map.get(&id).cloned(), t.generation))
+            .unwrap_or_default()
     }
 
-    /// The device's token hash: from the map, or (shared store, entry missing or older than
-    /// [`TOKEN_CACHE_TTL`]) from the store.
+    /// The device's token hash: from the map, or (shared store, entry missing, invalidated or
+    /// older than `--token-cache-secs`) from the store.
     async fn token_of(&self, id: u32) -> Result<Option<Arc<str>>, StoreError> {
-        let cached = self.cached_token(id);
+        let (cached, generation) = self.cached_token(id);
         if !self.store.shared() {
             return Ok(cached.map(|(t, _)| t));
         }
         if let Some((t, at)) = cached
-            && at.elapsed() < TOKEN_CACHE_TTL
+            && at.elapsed().as_secs() < self.config.token_cache_secs
         {
             return Ok(Some(t));
         }
-        match self.store.device_token(id).await? {
-            Some(t) => {
-                self.remember(id, &t);
-                Ok(Some(Arc::from(t)))
-            }
-            None => {
-                if let Ok(mut t) = self.tokens.write() {
-                    t.remove(&id);
+        let read = self.store.device_token(id).await?;
+        if let Ok(mut c) = self.tokens.write() {
+            // An invalidation since the read began: the answer may predate it; use it for
+            // this request only.
+            if c.generation == generation {
+                match &read {
+                    Some(t) => {
+                        c.map.insert(id, (Arc::from(t.as_str()), Instant::now()));
+                    }
+                    None => {
+                        c.map.remove(&id);
+                    }
                 }
-                Ok(None)
             }
         }
+        Ok(read.map(Arc::from))
     }
 
     fn remember(&self, id: u32, token_hash: &str) {
         if let Ok(mut t) = self.tokens.write() {
-            t.insert(id, (Arc::from(token_hash), Instant::now()));
+            t.map.insert(id, (Arc::from(token_hash), Instant::now()));
         }
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! TODO(7): your storage backend. Two implement the trait: [`sqlite`] (embedded, the default)
 //! and [`postgres`] (networked, shared by several service replicas; docs/scale-out.md).
-//! `--db` picks one: a file path or a `postgres://` URL.
+//! `--db` picks one: a file path or a `postgres://` URL; for a managed PostgreSQL put TLS in
+//! the URL (`?sslmode=verify-full&sslrootcert=/path/to/provider-ca.pem`, or `sslmode=require`
+//! to encrypt without checking the certificate: [`pg_tls`]).
 
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
@@ -144,9 +147,10 @@ pub trait Store: Send + Sync + 'static {
         std::future::pending()
     }
     /// Whether other service processes may write this store too (PostgreSQL). Then the
-    /// service's in-memory token map is only a short cache: a check older than
-    /// `api::TOKEN_CACHE_TTL` reads [`Store::device_token`]. `false` (the default): this
-    /// process is the only writer, and the map it keeps in step with registrations is exact.
+    /// service's in-memory token map is only a cache: entries [`Store::attach_tokens`]
+    /// invalidates, or older than `--token-cache-secs`, are read again with
+    /// [`Store::device_token`]. `false` (the default): this process is the only writer, and
+    /// the map it keeps in step with registrations is exact.
     fn shared(&self) -> bool {
         false
     }
@@ -170,7 +174,17 @@ pub trait Store: Send + Sync + 'static {
     fn attach_stream(&self, events: Events) {
         let _ = events;
     }
+    /// Hands a shared store the token cache's invalidation: it calls it with a device id
+    /// whose token changed or was deleted by anyone, or `None` when it may have missed such
+    /// changes (its listener reconnected). Called before [`Store::attach_stream`]. The default
+    /// does nothing (a store this process owns alone changes only through it).
+    fn attach_tokens(&self, invalidate: TokenInvalidate) {
+        let _ = invalidate;
+    }
 }
+
+/// See [`Store::attach_tokens`].
+pub type TokenInvalidate = Arc<dyn Fn(Option<u32>) + Send + Sync>;
 
 /// A boxed, `Send` future: what [`DynStore`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -210,6 +224,8 @@ pub trait DynStore: Send + Sync + 'static {
     fn device_token(&self, id: u32) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
     /// See [`Store::attach_stream`].
     fn attach_stream(&self, events: Events);
+    /// See [`Store::attach_tokens`].
+    fn attach_tokens(&self, invalidate: TokenInvalidate);
 }
 
 impl<S: Store> DynStore for S {
@@ -245,5 +261,8 @@ impl<S: Store> DynStore for S {
     }
     fn attach_stream(&self, events: Events) {
         Store::attach_stream(self, events);
+    }
+    fn attach_tokens(&self, invalidate: TokenInvalidate) {
+        Store::attach_tokens(self, invalidate);
     }
 }

@@ -30,11 +30,16 @@
 //! - **Migrations**: [`MIGRATIONS`] (ordered, append-only) recorded in `beacon_schema`,
 //!   applied at open in one transaction under an advisory lock: replicas starting together
 //!   migrate once.
-//! - **Live stream across replicas**: each commit also runs `pg_notify('beacon_readings',
-//!   '<replica>:<first pos>:<last pos>:<xmin>')` in the same transaction (delivered on commit
-//!   only). Every replica listens; for a commit by another replica, and only while someone
-//!   watches the stream, it reads those rows (`pos` range and the committing transaction's
-//!   `xmin`, through a BRIN index that costs next to nothing on insert) and publishes them.
+//! - **Live stream across replicas**: after each commit (and after its ingests are answered)
+//!   the writer sends `pg_notify('beacon_readings', '<replica>:<first pos>:<last pos>:<xmin>')`
+//!   in a small transaction of its own, with `synchronous_commit = off`. Not inside the data
+//!   transaction: PostgreSQL serializes the commits of every transaction that notified (a
+//!   database-wide lock held through the commit, WAL flush included), so there it made the
+//!   writers of every replica commit one at a time. A crash between the two commits loses that
+//!   group's live-stream event only (the readings are stored and queryable). Every replica
+//!   listens; for a commit by another replica, and only while someone watches the stream, it
+//!   reads those rows (`pos` range and the committing transaction's `xmin`, through a BRIN
+//!   index that costs next to nothing on insert) and publishes them.
 
 use super::sqlite::Migration;
 use super::{DeviceWithToken, Events, Ingested, NewDevice, Store, StoreError};
@@ -45,7 +50,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Client, Statement};
+
+/// Where and how to connect: the driver's configuration and the TLS connector
+/// ([`super::pg_tls`]: `sslmode` / `sslrootcert` from the URL).
+#[derive(Clone)]
+struct Target {
+    pg: tokio_postgres::Config,
+    tls: super::pg_tls::Tls,
+}
 
 /// How the PostgreSQL store is set up.
 #[derive(Debug, Clone)]
@@ -84,10 +97,11 @@ impl PgConfig {
 
 /// Every schema migration, in order (`MIGRATIONS[i].version == i + 1`), recorded in
 /// `beacon_schema`. Append steps; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "devices and readings, deduplicated on (device_id, boot, seq)",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "devices and readings, deduplicated on (device_id, boot, seq)",
+        sql: "
 CREATE TABLE devices (
     id               bigint PRIMARY KEY,   -- u32
     token            text   NOT NULL,      -- sha256:<hex> of the device token
@@ -112,7 +126,24 @@ CREATE TABLE readings (
 CREATE INDEX readings_by_time ON readings (device_id, sampled_at_ms);
 CREATE INDEX readings_by_pos ON readings USING brin (pos);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        what: "notify beacon_devices when a device row changes or goes (token cache invalidation)",
+        // A trigger, not the service: a token changed by hand (UPDATE devices SET token = ...)
+        // or a device deleted reaches every replica the same way. Delivered on commit only.
+        sql: "
+CREATE FUNCTION beacon_device_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('beacon_devices', OLD.id::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER devices_changed AFTER UPDATE OR DELETE ON devices
+    FOR EACH ROW EXECUTE FUNCTION beacon_device_changed();
+",
+    },
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -136,12 +167,12 @@ const INSERT_ALL_NEW: &str = "WITH ins AS (
          RETURNING pos, xmin)
      SELECT count(*), min(pos), max(pos), min(xmin::text) FROM ins";
 
-/// The payload names the rows' `xmin`, the (sub)transaction that wrote them: the inserts run
-/// in a savepoint, so that is not `pg_current_xact_id()`.
-const NOTIFY: &str = "SELECT pg_notify('beacon_readings', $1)";
-
 /// The channel the writers notify on.
 const CHANNEL: &str = "beacon_readings";
+
+/// The channel migration 2's trigger notifies on, with the device id, when a device row is
+/// updated or deleted.
+const DEVICES_CHANNEL: &str = "beacon_devices";
 
 /// Brings the database to [`SCHEMA_VERSION`] in one transaction (PostgreSQL DDL is
 /// transactional: a failure leaves it unchanged). Refuses a database from a newer build.
@@ -268,11 +299,15 @@ enum Cmd {
 pub struct PgStore {
     tx: mpsc::Sender<Cmd>,
     pool: Pool,
-    pg: tokio_postgres::Config,
+    target: Target,
+    /// The `sslmode` the URL asked for.
+    pub tls_mode: super::pg_tls::Mode,
     /// Identifies this process's commits in notifications (its own it publishes directly).
     replica: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The token cache's invalidation ([`Store::attach_tokens`]), for the listener.
+    invalidate: Arc<Mutex<Option<super::TokenInvalidate>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -283,12 +318,15 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-async fn connect(pg: &tokio_postgres::Config, what: &'static str) -> Result<Client, StoreError> {
-    let (client, conn) = pg.connect(NoTls).await.map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot connect to PostgreSQL ({}); check --db / BEACON_DB and that the server runs",
-            describe(&e)
-        ))
+async fn connect(to: &Target, what: &'static str) -> Result<Client, StoreError> {
+    let (client, conn) = to.pg.connect(to.tls.clone()).await.map_err(|e| {
+        let why = describe(&e);
+        let hint = if why.contains("TLS") || why.contains("certificate") {
+            "check sslmode and sslrootcert in --db (docs/scale-out.md, \"What a managed PostgreSQL needs\")"
+        } else {
+            "check --db / BEACON_DB and that the server runs"
+        };
+        StoreError::Unavailable(format!("cannot connect to PostgreSQL ({why}); {hint}"))
     })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -302,11 +340,10 @@ struct Writer {
     client: Client,
     insert: Statement,
     insert_all_new: Statement,
-    notify: Statement,
 }
 
-async fn open_writer(pg: &tokio_postgres::Config, sync: bool) -> Result<Writer, StoreError> {
-    let client = connect(pg, "writer").await?;
+async fn open_writer(to: &Target, sync: bool) -> Result<Writer, StoreError> {
+    let client = connect(to, "writer").await?;
     if !sync {
         client
             .batch_execute("SET synchronous_commit = off")
@@ -315,38 +352,36 @@ async fn open_writer(pg: &tokio_postgres::Config, sync: bool) -> Result<Writer, 
     }
     let insert = client.prepare(INSERT).await.map_err(map_err)?;
     let insert_all_new = client.prepare(INSERT_ALL_NEW).await.map_err(map_err)?;
-    let notify = client.prepare(NOTIFY).await.map_err(map_err)?;
     Ok(Writer {
         client,
         insert,
         insert_all_new,
-        notify,
     })
 }
 
 impl PgStore {
     /// Connects, migrates the schema and starts the writer.
     pub async fn open(config: PgConfig) -> Result<Self, StoreError> {
-        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            StoreError::Internal(format!(
-                "--db {} is not a PostgreSQL URL ({e}); use postgres://user:password@host:port/database",
-                redact(&config.url)
-            ))
-        })?;
+        let super::pg_tls::Parsed {
+            config: mut pg,
+            tls,
+            mode: tls_mode,
+        } = super::pg_tls::parse(&config.url, &redact(&config.url))?;
         pg.application_name("beacon-service")
             .connect_timeout(Duration::from_secs(5))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10));
-        let mut client = connect(&pg, "migration").await?;
+        let target = Target { pg, tls };
+        let mut client = connect(&target, "migration").await?;
         migrate(&mut client).await?;
         drop(client);
         let mut conns = Vec::new();
         for _ in 0..config.writers.max(1) {
-            conns.push(open_writer(&pg, config.synchronous_commit).await?);
+            conns.push(open_writer(&target, config.synchronous_commit).await?);
         }
         let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
+            target.pg.clone(),
+            target.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -366,7 +401,7 @@ impl PgStore {
             .map(|conn| {
                 tokio::spawn(writer_loop(
                     Some(conn),
-                    pg.clone(),
+                    target.clone(),
                     config.synchronous_commit,
                     Arc::clone(&rx),
                     config.max_group_rows.max(1),
@@ -377,10 +412,12 @@ impl PgStore {
         Ok(Self {
             tx,
             pool,
-            pg,
+            target,
+            tls_mode,
             replica,
             listener: Mutex::new(None),
             writers: Mutex::new(writers),
+            invalidate: Arc::new(Mutex::new(None)),
         })
     }
 }
@@ -391,7 +428,7 @@ impl PgStore {
 /// others finish the group they hold and stop; [`PgStore::close`] waits for all of them.
 async fn writer_loop(
     mut conn: Option<Writer>,
-    pg: tokio_postgres::Config,
+    to: Target,
     sync: bool,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Cmd>>>,
     max_group_rows: usize,
@@ -430,7 +467,7 @@ async fn writer_loop(
         }
         if !group.is_empty() {
             if conn.as_ref().is_none_or(|w| w.client.is_closed()) {
-                conn = match open_writer(&pg, sync).await {
+                conn = match open_writer(&to, sync).await {
                     Ok(w) => Some(w),
                     Err(e) => {
                         tracing::warn!("PostgreSQL writer cannot reconnect: {e}");
@@ -444,7 +481,11 @@ async fn writer_loop(
                     "PostgreSQL is unreachable; nothing was written; retry shortly".into(),
                 )),
             };
-            answer(&mut group, result);
+            let event = result.as_ref().ok().and_then(|(_, e)| e.clone());
+            answer(&mut group, result.map(|(new, _)| new));
+            if let (Some(w), Some(payload)) = (&conn, event) {
+                notify(w, &payload).await;
+            }
         }
         if close_reply.is_some() {
             break;
@@ -471,8 +512,34 @@ enum New {
     These(HashSet<(u32, u32, u32)>),
 }
 
-/// Inserts the whole group in one transaction; `Ok` says which readings were new.
-async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, StoreError> {
+/// Tells the other replicas' listeners about a committed group: its own transaction, which
+/// need not wait for the WAL flush (see the module docs for why not the data transaction).
+async fn notify(w: &Writer, payload: &str) {
+    let sql = format!(
+        "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('{CHANNEL}', '{}'); COMMIT",
+        payload.replace('\'', "''")
+    );
+    if let Err(e) = w.client.batch_execute(&sql).await {
+        tracing::warn!(
+            "live stream: the other replicas were not told of a commit: {}",
+            describe(&e)
+        );
+        if !w.client.is_closed() {
+            let _ = w.client.batch_execute("ROLLBACK").await;
+        }
+    }
+}
+
+/// Inserts the whole group in one transaction; `Ok` says which readings were new, and the
+/// notification payload for the other replicas (`None`: nothing new).
+///
+/// The payload names the rows' `xmin`, the (sub)transaction that wrote them: the inserts run
+/// in a savepoint, so that is not `pg_current_xact_id()`.
+async fn commit_group(
+    w: &Writer,
+    group: &Group,
+    replica: &str,
+) -> Result<(New, Option<String>), StoreError> {
     let n: usize = group.iter().map(|g| g.0.len()).sum();
     let mut device = Vec::with_capacity(n);
     let mut boot = Vec::with_capacity(n);
@@ -547,12 +614,9 @@ async fn commit_group(w: &Writer, group: &Group, replica: &str) -> Result<New, S
             }
             Err(e) => return Err(e),
         };
-        if lo <= hi {
-            let payload = format!("{replica}:{lo}:{hi}:{xid}");
-            w.client.execute(&w.notify, &[&payload]).await?;
-        }
         w.client.batch_execute("COMMIT").await?;
-        Ok::<_, tokio_postgres::Error>(new)
+        let event = (lo <= hi).then(|| format!("{replica}:{lo}:{hi}:{xid}"));
+        Ok::<_, tokio_postgres::Error>((new, event))
     }
     .await;
     match outcome {
@@ -627,17 +691,35 @@ fn values_json(values: &[Value]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
 
+/// What the listener serves: the live stream and the token cache.
+struct Listeners {
+    me: String,
+    events: Events,
+    invalidate: Arc<Mutex<Option<super::TokenInvalidate>>>,
+}
+
+impl Listeners {
+    fn invalidate(&self, id: Option<u32>) {
+        let f = self.invalidate.lock().ok().and_then(|f| f.clone());
+        if let Some(f) = f {
+            f(id);
+        }
+    }
+}
+
 /// Follows the other replicas' commits (see the module docs) and publishes their readings on
-/// `events` while anyone is subscribed. Reconnects after a second when the connection drops
-/// (commits notified in the gap are not streamed; the stream is live, not a log).
-async fn listen_loop(pg: tokio_postgres::Config, pool: Pool, me: String, events: Events) {
+/// `events` while anyone is subscribed, and the device changes (migration 2's trigger) into
+/// the token cache. Reconnects after a second when the connection drops (commits notified in
+/// the gap are not streamed: the stream is live, not a log; the token cache is emptied at
+/// every (re)connect, since changes in the gap were missed).
+async fn listen_loop(target: Target, pool: Pool, to: Listeners) {
     let select = format!(
         "SELECT {COLUMNS} FROM readings WHERE pos BETWEEN $1 AND $2 AND xmin = $3::text::xid ORDER BY pos"
     );
     loop {
-        match pg.connect(NoTls).await {
+        match target.pg.connect(target.tls.clone()).await {
             Ok((client, mut conn)) => {
-                let (ntx, mut nrx) = mpsc::channel::<String>(1024);
+                let (ntx, mut nrx) = mpsc::channel::<(bool, String)>(1024);
                 let driver = tokio::spawn(async move {
                     let mut messages = futures_util::stream::poll_fn(|cx| conn.poll_message(cx));
                     while let Some(m) = messages.next().await {
@@ -645,7 +727,8 @@ async fn listen_loop(pg: tokio_postgres::Config, pool: Pool, me: String, events:
                             Ok(AsyncMessage::Notification(n)) => {
                                 // Full: the readers fell behind; drop (the stream says lagged
                                 // to nobody, but it never blocks the connection).
-                                let _ = ntx.try_send(n.payload().to_owned());
+                                let device = n.channel() == DEVICES_CHANNEL;
+                                let _ = ntx.try_send((device, n.payload().to_owned()));
                             }
                             Ok(_) => {}
                             Err(e) => {
@@ -655,16 +738,23 @@ async fn listen_loop(pg: tokio_postgres::Config, pool: Pool, me: String, events:
                         }
                     }
                 });
-                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                let listen = format!("LISTEN {CHANNEL}; LISTEN {DEVICES_CHANNEL}");
+                match client.batch_execute(&listen).await {
                     Ok(()) => {
-                        while let Some(payload) = nrx.recv().await {
+                        to.invalidate(None);
+                        while let Some((device, payload)) = nrx.recv().await {
+                            if device {
+                                // An unreadable id: drop everything rather than guess.
+                                to.invalidate(payload.parse().ok());
+                                continue;
+                            }
                             let mut parts = payload.split(':');
                             let (Some(who), Some(lo), Some(hi), Some(xid)) =
                                 (parts.next(), parts.next(), parts.next(), parts.next())
                             else {
                                 continue;
                             };
-                            if who == me || events.receiver_count() == 0 {
+                            if who == to.me || to.events.receiver_count() == 0 {
                                 continue;
                             }
                             let (Ok(lo), Ok(hi)) = (lo.parse::<i64>(), hi.parse::<i64>()) else {
@@ -680,7 +770,7 @@ async fn listen_loop(pg: tokio_postgres::Config, pool: Pool, me: String, events:
                                     .collect::<Result<Vec<_>, _>>()
                             }) {
                                 Ok(batch) if !batch.is_empty() => {
-                                    let _ = events.send(Arc::from(batch));
+                                    let _ = to.events.send(Arc::from(batch));
                                 }
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!(
@@ -933,15 +1023,24 @@ impl Store for PgStore {
 
     fn attach_stream(&self, events: Events) {
         let task = tokio::spawn(listen_loop(
-            self.pg.clone(),
+            self.target.clone(),
             self.pool.clone(),
-            self.replica.clone(),
-            events,
+            Listeners {
+                me: self.replica.clone(),
+                events,
+                invalidate: Arc::clone(&self.invalidate),
+            },
         ));
         if let Ok(mut l) = self.listener.lock()
             && let Some(old) = l.replace(task)
         {
             old.abort();
+        }
+    }
+
+    fn attach_tokens(&self, invalidate: super::TokenInvalidate) {
+        if let Ok(mut f) = self.invalidate.lock() {
+            *f = Some(invalidate);
         }
     }
 }

@@ -21,9 +21,7 @@ mod e2e;
 mod fleet;
 mod hostile;
 mod pg;
-/// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).
-#[path = "common/pg.rs"]
-mod pg_cluster;
+mod pg_tls;
 #[path = "server.rs"]
 mod server;
 #[path = "common/spawn.rs"]

@@ -1,15 +1,22 @@
 //! Stateless replicas on one PostgreSQL: real `beacon-service` binaries on 127.0.0.1:0 against a
-//! throwaway cluster (`common/pg.rs`). Two replicas with one killed (SIGKILL) mid-run lose no
+//! throwaway cluster (beacon-pgtemp). Two replicas with one killed (SIGKILL) mid-run lose no
 //! acknowledged reading; a device registered on one replica ingests through the other; the live
 //! stream of one replica shows what the other stored; `/readyz` follows the database.
 
-use crate::pg_cluster::{self, Cluster};
+use beacon_pgtemp::Cluster;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A fresh database in this test process's one shared cluster (removed after the process).
+pub(crate) fn fresh_db() -> String {
+    beacon_pgtemp::shared()
+        .and_then(Cluster::fresh_db)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
 
 struct Service {
     child: Child,
@@ -25,8 +32,13 @@ impl Drop for Service {
 }
 
 fn start(db: &str) -> Service {
+    start_with(db, &[])
+}
+
+fn start_with(db: &str, extra: &[&str]) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
         .args(["--listen", "127.0.0.1:0", "--db", db])
+        .args(extra)
         .env("RUST_LOG", "info,tower_http=warn")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -107,7 +119,7 @@ const PER_BATCH: u32 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_killed_mid_run_lose_no_acknowledged_reading() {
-    let db = pg_cluster::shared().fresh_db();
+    let db = fresh_db();
     let a = start(&db);
     let mut b = start(&db);
     let client = reqwest::Client::builder()
@@ -246,7 +258,7 @@ async fn saw_device(resp: &mut reqwest::Response, device: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_the_live_stream_span_replicas() {
-    let db = pg_cluster::shared().fresh_db();
+    let db = fresh_db();
     let a = start(&db);
     let b = start(&db);
     let client = reqwest::Client::builder()
@@ -305,8 +317,8 @@ async fn tokens_and_the_live_stream_span_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_ingest_follow_the_database() {
     // Its own cluster: this test stops the server.
-    let cluster = Cluster::start();
-    let db = cluster.fresh_db();
+    let cluster = Cluster::start().unwrap();
+    let db = cluster.fresh_db().unwrap();
     let svc = start(&db);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -322,7 +334,7 @@ async fn readyz_and_ingest_follow_the_database() {
     };
     assert_eq!(ready(client.clone(), svc.url.clone()).await, 200);
 
-    cluster.pg_stop();
+    cluster.pg_stop().unwrap();
     let mut status = 0;
     for _ in 0..50 {
         status = ready(client.clone(), svc.url.clone()).await;
@@ -342,7 +354,7 @@ async fn readyz_and_ingest_follow_the_database() {
     assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
     assert!(r.headers().contains_key("retry-after"));
 
-    cluster.pg_start();
+    cluster.pg_start().unwrap();
     for _ in 0..100 {
         status = ready(client.clone(), svc.url.clone()).await;
         if status == 200 {
@@ -371,7 +383,89 @@ async fn readyz_and_ingest_follow_the_database() {
     }
     assert!(stored, "ingest did not recover after PostgreSQL came back");
     assert_eq!(
-        cluster.psql(Cluster::db_name(&db), "SELECT count(*) FROM readings"),
+        cluster
+            .psql(Cluster::db_name(&db), "SELECT count(*) FROM readings")
+            .unwrap(),
         "1"
     );
+}
+
+/// The status of one ingest with `token` on `url`.
+async fn ingest_status(client: &reqwest::Client, url: &str, id: u32, token: &str, seq: u32) -> u16 {
+    client
+        .post(format!("{url}/api/v1/devices/{id}/readings"))
+        .bearer_auth(token)
+        .json(&batch(&[seq]))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Ingests with `token` on both replicas (new seqs from `seq`) until both answer `want`; how
+/// many rounds that took and how long. Bounded: panics after 200 rounds (about 20 s).
+async fn until_both(
+    client: &reqwest::Client,
+    urls: [&str; 2],
+    id: u32,
+    token: &str,
+    want: u16,
+    seq: &mut u32,
+) -> (u32, Duration) {
+    let t0 = std::time::Instant::now();
+    for round in 1..=200 {
+        let mut got = [0; 2];
+        for (g, url) in got.iter_mut().zip(urls) {
+            *seq += 1;
+            *g = ingest_status(client, url, id, token, *seq).await;
+        }
+        if got == [want, want] {
+            return (round, t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("device {id}: the replicas never both answered {want} for {token:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_changed_or_deleted_in_the_database_stops_working_on_both_replicas_by_notify() {
+    let db = fresh_db();
+    // A token cache trusted for an hour: only the NOTIFY invalidation can make the change
+    // visible within this test's bounds.
+    let a = start_with(&db, &["--token-cache-secs", "3600"]);
+    let b = start_with(&db, &["--token-cache-secs", "3600"]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    register(&client, &a.url, 5, "old-token").await;
+    let urls = [a.url.as_str(), b.url.as_str()];
+    let mut seq = 0;
+    // Both replicas have the old token cached (B read it from the database at its first use).
+    // A listener that connects later empties its cache then: the change below is seen either
+    // way, by its NOTIFY or by that reconnect; never by the hour-long cache expiring.
+    until_both(&client, urls, 5, "old-token", 200, &mut seq).await;
+
+    // An operator rotates the token by hand, straight in the database.
+    let hash = beacon_service::store::token_hash("new-token");
+    let cluster = beacon_pgtemp::shared().unwrap();
+    let name = Cluster::db_name(&db);
+    cluster
+        .psql(
+            name,
+            &format!("UPDATE devices SET token = '{hash}' WHERE id = 5"),
+        )
+        .unwrap();
+    let (rounds, took) = until_both(&client, urls, 5, "old-token", 401, &mut seq).await;
+    eprintln!(
+        "token changed: the old one refused on both replicas after {rounds} round(s), {took:?}"
+    );
+    until_both(&client, urls, 5, "new-token", 200, &mut seq).await;
+
+    // Revoked: the device row deleted.
+    cluster
+        .psql(name, "DELETE FROM devices WHERE id = 5")
+        .unwrap();
+    let (rounds, took) = until_both(&client, urls, 5, "new-token", 404, &mut seq).await;
+    eprintln!("device deleted: refused on both replicas after {rounds} round(s), {took:?}");
 }

@@ -1,9 +1,8 @@
 //! The `Store` contract, one suite, two backends: every case below runs against SQLite (a temp
 //! file) and against PostgreSQL (a fresh database in the throwaway cluster of
-//! `common/pg.rs`), opened the way the binary opens them (`open_any_store` on a `--db` path or
+//! beacon-pgtemp), opened the way the binary opens them (`open_any_store` on a `--db` path or
 //! URL). `cargo test -p beacon-service --test it store_contract::postgres::` runs one side.
 
-use crate::pg_cluster;
 use beacon_service::Config;
 use beacon_service::model::{ReadingQuery, StoredReading, Value};
 use beacon_service::store::{DynStore, NewDevice, StoreError, token_hash};
@@ -33,7 +32,7 @@ impl Backend {
                 }
             }
             Backend::Postgres => Place {
-                db: pg_cluster::shared().fresh_db(),
+                db: crate::pg::fresh_db(),
                 _dir: None,
             },
         }

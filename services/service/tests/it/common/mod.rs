@@ -43,4 +43,7 @@ impl<S: Store> Store for Slow<S> {
     fn attach_stream(&self, events: beacon_service::store::Events) {
         self.0.attach_stream(events);
     }
+    fn attach_tokens(&self, invalidate: beacon_service::store::TokenInvalidate) {
+        self.0.attach_tokens(invalidate);
+    }
 }
