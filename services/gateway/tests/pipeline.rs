@@ -1,6 +1,6 @@
 //! The gateway's pipeline (link -> decoder -> buffer -> poster) against a local stand-in for
-//! the service that speaks the same HTTP contract (registration, bearer tokens, ingest with
-//! `(device, boot, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
+//! the service that speaks the same HTTP contract (registration, the multi-device ingest with
+//! per-entry device tokens and `(device, boot, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
 //! services/demo/tests/e2e.rs.
 //!
 //! The byte stream is a recording of the QEMU firmware's UART0 (device 7, 31 frames, seq
@@ -11,8 +11,8 @@
 //! version 1 frames still go through (with `boot` 0).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use beacon_gateway::link::{Ctx, LinkEvent, consume, pump_blocking};
 use beacon_gateway::metrics::{Metrics, Stats};
@@ -63,12 +63,9 @@ async fn register(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCo
     }
 }
 
-async fn ingest(
-    State(s): State<Shared>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+/// The multi-device ingest: one answer per entry, each checked as the per-device endpoint
+/// checks its request; `fail_next` answers whole requests with 503.
+async fn ingest(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let mut s = s.lock().unwrap();
     s.requests += 1;
     if s.fail_next > 0 {
@@ -79,26 +76,25 @@ async fn ingest(
             Json(json!({"error": "busy"})),
         );
     }
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let results: Vec<Value> = body["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| ingest_entry(&mut s, entry))
+        .collect();
+    s.events.push("200".to_owned());
+    (StatusCode::OK, Json(json!({ "results": results })))
+}
+
+fn ingest_entry(s: &mut StandIn, entry: &Value) -> Value {
+    let id = entry["device_id"].as_u64().unwrap() as u32;
+    let refused = |status: u16, error: &str| json!({"device_id": id, "status": status, "accepted": 0, "duplicates": 0, "error": error});
     match s.tokens.get(&id) {
-        None => {
-            return (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": "unknown device"})),
-            );
-        }
-        Some(t) if auth != format!("Bearer {t}") => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "wrong token"})),
-            );
-        }
+        None => return refused(404, "unknown device"),
+        Some(t) if entry["token"] != *t => return refused(401, "wrong token"),
         Some(_) => {}
     }
-    let readings = body["readings"].as_array().unwrap();
+    let readings = entry["readings"].as_array().unwrap();
     s.largest_batch = s.largest_batch.max(readings.len());
     let (mut accepted, mut duplicates) = (0, 0);
     for r in readings {
@@ -115,11 +111,7 @@ async fn ingest(
             accepted += 1;
         }
     }
-    s.events.push("200".to_owned());
-    (
-        StatusCode::OK,
-        Json(json!({"accepted": accepted, "duplicates": duplicates})),
-    )
+    json!({"device_id": id, "status": 200, "accepted": accepted, "duplicates": duplicates})
 }
 
 async fn stand_in(fail_next: usize) -> (String, Shared) {
@@ -129,7 +121,7 @@ async fn stand_in(fail_next: usize) -> (String, Shared) {
     }));
     let app = axum::Router::new()
         .route("/api/v1/devices", post(register))
-        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .route("/api/v1/readings", post(ingest))
         .with_state(Arc::clone(&state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -502,11 +494,11 @@ async fn replica(state: &Shared) -> (String, Arc<std::sync::atomic::AtomicUsize>
     let counter = Arc::clone(&hits);
     let app = axum::Router::new()
         .route("/api/v1/devices", post(register))
-        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .route("/api/v1/readings", post(ingest))
         .with_state(Arc::clone(state))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                if req.uri().path().ends_with("/readings") {
+                if req.uri().path() == "/api/v1/readings" {
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 next.run(req)

@@ -27,6 +27,10 @@ pub(super) async fn refuse_oversized(
     }
 }
 
+/// Most device entries in one multi-device ingest (`POST /api/v1/readings`); more get 413.
+/// Its readings together are bounded by `--max-batch`, its body by `--max-body-bytes`.
+pub const MAX_INGEST_ENTRIES: usize = 1_000;
+
 /// Longest request target (path and query) answered; longer ones get 414 with the JSON error.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most bytes of header names and values together; more get 431 with the JSON error.
