@@ -17,6 +17,7 @@ mod debug;
 mod e2e;
 mod fleet;
 mod hostile;
+mod multi_ingest;
 mod pg;
 /// The throwaway PostgreSQL cluster (one copy, shared by the modules that need it).
 #[path = "common/pg.rs"]
