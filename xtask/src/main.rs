@@ -13,12 +13,10 @@
 //! Exit codes: 0 success; 1 a step failed (the message says which and what to do next);
 //! 2 bad command-line usage.
 
-mod bench_build;
 // template:service:begin
-mod bench_fleet;
-mod bench_service;
-mod pg;
+mod bench;
 // template:service:end
+mod bench_build;
 mod cmd;
 // template:service:begin
 mod contract;
@@ -37,16 +35,10 @@ mod firmware;
 // template:firmware:end
 mod json;
 mod new;
-// template:service:begin
-mod procfs;
-// template:service:end
 mod project;
 mod safety;
 mod setup;
 mod sha256;
-// template:service:begin
-mod signal;
-// template:service:end
 mod test;
 mod toml_lite;
 mod tools;
@@ -80,15 +72,19 @@ enum Command {
     /// Load-test the telemetry service on loopback: durable ingest readings/s and p50/p99,
     /// console off vs on, peak RSS under connection churn; writes target/bench-service.json.
     /// `--db postgres [--replicas 2]`: SQLite and PostgreSQL side by side, each beside its
-    /// limit (a bare client); writes target/bench-service-db.json.
-    BenchService(bench_service::Args),
+    /// limit (a bare client); writes target/bench-service-db.json. Runs `beacon-bench service`
+    /// (services/bench): `cargo xtask bench-service --help` lists its options.
+    #[command(disable_help_flag = true)]
+    BenchService(bench::Args),
     /// The contract step of `test` alone: a bounded schemathesis run (installed into a venv
     /// under target/) against the real service's /openapi.json on 127.0.0.1, all checks.
     Contract,
     /// A simulated fleet (beacon-sim) through one gateway into one service: readings/s,
     /// sample-to-queryable p50/p99, CPU per reading, RSS per process and per device, lost,
     /// for 100/1,000/10,000 devices at 1 Hz, then the ceiling; writes target/bench-fleet.json.
-    BenchFleet(bench_fleet::Args),
+    /// Runs `beacon-bench fleet` (services/bench): `--help` lists its options.
+    #[command(disable_help_flag = true)]
+    BenchFleet(bench::Args),
     // template:service:end
     /// Run a cargo command in the Cranelift fast loop: `cargo xtask fast build -p beacon-service`.
     Fast(fast::Args),
@@ -136,9 +132,9 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::BenchBuild(args) => bench_build::run(args),
         // template:service:begin
-        Command::BenchService(args) => bench_service::run(args),
+        Command::BenchService(args) => bench::run("service", args),
         Command::Contract => contract::run(),
-        Command::BenchFleet(args) => bench_fleet::run(args),
+        Command::BenchFleet(args) => bench::run("fleet", args),
         // template:service:end
         Command::Fast(args) => fast::run(args),
         Command::Test(args) => test::run(args),

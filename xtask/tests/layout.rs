@@ -203,10 +203,6 @@ const XTASK_LEAVES: &[&str] = &[
     "json",
     "project",
     "sha256",
-    // template:service:begin
-    "procfs",
-    "signal",
-    // template:service:end
     "tools",
     "toml_lite",
 ];

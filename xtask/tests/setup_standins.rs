@@ -340,7 +340,9 @@ fn standin_debian_apt_with_sudo_installs_everything_then_reruns_as_a_no_op() {
     let mut want = vec![nightly_install()];
     want.extend(apt("update"));
     for pkg in ["clang", "mold", "qemu-system-arm"] {
-        want.extend(apt(&format!("install -y --no-install-recommends {pkg}")));
+        want.extend(apt(&format!(
+            "install -y --no-remove --no-install-recommends {pkg}"
+        )));
     }
     want.extend(cargo_installs());
     assert_eq!(sb.changes(), want, "{}", stderr(&out));
@@ -518,7 +520,7 @@ fn standin_dry_run_and_tool_selection_change_nothing() {
         row(&out, "mold")
     );
     assert!(
-        stderr(&out).contains("apt-get install -y --no-install-recommends mold"),
+        stderr(&out).contains("apt-get install -y --no-remove --no-install-recommends mold"),
         "the plan shows the command"
     );
     assert!(
@@ -556,7 +558,7 @@ fn standin_ci_true_implies_yes() {
         sb.changes(),
         vec![
             "apt-get update",
-            "apt-get install -y --no-install-recommends qemu-system-arm"
+            "apt-get install -y --no-remove --no-install-recommends qemu-system-arm"
         ]
     );
 }
@@ -570,7 +572,7 @@ fn standin_no_root_no_sudo_says_what_to_run() {
     assert_eq!(sb.changes(), Vec::<String>::new());
     assert!(
         row(&out, "qemu").contains(
-            "run `sudo apt-get install -y --no-install-recommends qemu-system-arm` yourself"
+            "run `sudo apt-get install -y --no-remove --no-install-recommends qemu-system-arm` yourself"
         ),
         "{}",
         row(&out, "qemu")
@@ -986,7 +988,7 @@ fn standin_test_without_a_terminal_or_yes_names_the_exact_qemu_command_and_exits
         err.contains(
             "qemu-system-arm is not installed (test needs it: the firmware and end-to-end \
              tests boot the firmware in it): run 'sudo --preserve-env=DEBIAN_FRONTEND apt-get \
-             install -y --no-install-recommends qemu-system-arm', or re-run `cargo xtask test \
+             install -y --no-remove --no-install-recommends qemu-system-arm', or re-run `cargo xtask test \
              --yes`"
         ),
         "{err}"
@@ -1030,8 +1032,8 @@ fn standin_demo_with_yes_installs_qemu_and_a_c_compiler_with_apt_then_starts_the
     let log = sb.changes();
     let want_order = [
         format!("{apt} update"),
-        format!("{apt} install -y --no-install-recommends gcc libc6-dev"),
-        format!("{apt} install -y --no-install-recommends qemu-system-arm"),
+        format!("{apt} install -y --no-remove --no-install-recommends gcc libc6-dev"),
+        format!("{apt} install -y --no-remove --no-install-recommends qemu-system-arm"),
         "cargo build --release".to_string(),
         "beacon-demo --board qemu --devices 3 --duration 1".to_string(),
     ];
@@ -1423,7 +1425,7 @@ fn standin_test_on_a_terminal_asks_once_with_the_exact_command_and_a_no_installs
     assert!(
         screen.contains(
             "install qemu-system-arm with 'sudo --preserve-env=DEBIAN_FRONTEND apt-get install \
-             -y --no-install-recommends qemu-system-arm'? [Y/n]"
+             -y --no-remove --no-install-recommends qemu-system-arm'? [Y/n]"
         ),
         "{screen}"
     );

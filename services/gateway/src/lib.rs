@@ -38,7 +38,6 @@ pub mod link;
 pub mod metrics;
 pub mod model;
 pub mod post;
-pub mod rtt;
 
 use clap::Parser;
 use link::{Ctx, LinkSpec};

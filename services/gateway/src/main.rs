@@ -22,18 +22,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     beacon_gateway::raise_open_file_limit(config.expected_devices);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let run = beacon_os::block_on(
+        Some(2),
+        beacon_gateway::run(config, beacon_os::shutdown_signal()),
+    );
+    let result = match run {
+        Ok(result) => result,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(beacon_gateway::run(config, beacon_os::shutdown_signal())) {
+    match result {
         Ok(stats) if stats.dropped == 0 && stats.rejected == 0 => ExitCode::SUCCESS,
         Ok(stats) => {
             eprintln!(

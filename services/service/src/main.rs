@@ -7,17 +7,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let config = beacon_service::Config::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(start(config)) {
+    match beacon_os::block_on(None, start(config)).and_then(|r| r) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

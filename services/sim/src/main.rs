@@ -22,18 +22,8 @@ fn main() -> ExitCode {
         }
         Err(e) => eprintln!("warning: {e}"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let json = config.json;
-    match runtime.block_on(beacon_sim::run(config)) {
+    match beacon_os::block_on(None, beacon_sim::run(config)).and_then(|r| r) {
         Ok(report) => {
             if json {
                 println!(

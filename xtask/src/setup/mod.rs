@@ -186,7 +186,17 @@ impl Ctx {
             argv.push("update".into());
             run_argv(&argv)?;
         }
-        run_argv(&self.pkg_argv(pm, pkg))
+        run_argv(&self.pkg_argv(pm, pkg)).map_err(|e| {
+            if pm == Pm::Apt {
+                crate::cmd::Error(format!(
+                    "{e}\n  (apt would have had to remove an installed package, or could not resolve \
+                     `{pkg}`: xtask never lets it remove one; resolve what apt printed above, e.g. by \
+                     installing a matching version, then re-run)"
+                ))
+            } else {
+                e
+            }
+        })
     }
 
     fn pkg_name(&self, tool: &str, pm: Pm) -> Option<String> {

@@ -44,7 +44,15 @@ impl Pm {
     /// sudo.
     pub fn install_argv(self, pkg: &str) -> Vec<String> {
         let v: &[&str] = match self {
-            Pm::Apt => &["apt-get", "install", "-y", "--no-install-recommends"],
+            // `--no-remove`: apt aborts instead of removing an installed package to make room
+            // (seen here: qemu-system-arm from Debian would have removed a newer qemu-utils).
+            Pm::Apt => &[
+                "apt-get",
+                "install",
+                "-y",
+                "--no-remove",
+                "--no-install-recommends",
+            ],
             Pm::Dnf => &["dnf", "install", "-y"],
             Pm::Pacman => &["pacman", "-S", "--needed", "--noconfirm"],
             Pm::Zypper => &["zypper", "--non-interactive", "install"],

@@ -2,81 +2,21 @@
 //! with `tower::ServiceExt::oneshot`; no sockets. Failure paths that real SQLite cannot be
 //! pushed into on demand use small stand-in stores, named as such.
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use beacon_protocol::{Frame, MAX_WIRE_LEN, Reading, encode};
 use beacon_service::model::{ReadingQuery, Registered, StoredReading};
-use beacon_service::store::{DeviceWithToken, DynStore, Ingested, NewDevice, Store, StoreError};
-use beacon_service::{AppState, Config, open_store, router};
+use beacon_service::store::{DeviceWithToken, Ingested, NewDevice, Store, StoreError};
+use beacon_service::{AppState, Config, open_store};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tower::ServiceExt as _;
 
 mod common;
 use common::Slow;
 
-struct App {
-    router: Router,
-    state: Arc<AppState>,
-    dir: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-}
-
-async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_db(dir.path().join("t.db"));
-    tweak(&mut config);
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
-    App {
-        router: router(Arc::clone(&state)),
-        state,
-        dir,
-    }
-}
-
-async fn app() -> App {
-    app_with(|_| {}).await
-}
+use crate::app::{Answer, App, app, app_with};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Answer {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Answer {
-            status,
-            headers,
-            json,
-        }
-    }
-
     async fn register(&self, id: u32, token: &str) -> Answer {
         self.call(
             Method::POST,
@@ -581,11 +521,7 @@ async fn an_unavailable_store_is_503_with_retry_after_stand_in() {
     )
     .await
     .unwrap();
-    let app = App {
-        router: router(Arc::clone(&state)),
-        state,
-        dir,
-    };
+    let app = App::on(state, dir);
     for answer in [
         app.post_json(1, "t", batch([1])).await,
         app.get("/api/v1/latest").await,
@@ -671,11 +607,7 @@ async fn a_request_slower_than_the_timeout_gets_408() {
         std::time::Duration::from_secs(3),
     );
     let state = AppState::new(config, Arc::new(store)).await.unwrap();
-    let app = App {
-        router: router(Arc::clone(&state)),
-        state,
-        dir,
-    };
+    let app = App::on(state, dir);
     app.register(1, "t").await;
     let slow = app.post_json(1, "t", batch([1])).await;
     assert_eq!(slow.status, StatusCode::REQUEST_TIMEOUT);

@@ -3,11 +3,10 @@
 //! (in-process, `oneshot`), the library's server on `127.0.0.1:0`, or the real binary, with the
 //! real SQLite store in a temp dir; each is bounded in time.
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use beacon_service::store::DynStore;
-use beacon_service::{AppState, Config, open_store, router};
+use beacon_service::{AppState, Config, open_store};
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;
@@ -19,65 +18,9 @@ use tower::ServiceExt as _;
 // ---------------------------------------------------------------------------------------------
 // Harnesses
 
-struct App {
-    router: Router,
-    _state: Arc<AppState>,
-    _dir: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    json: Value,
-}
-
-/// The router on the real SQLite store, built without `Config::check` (so a test can also
-/// show what the handlers do with a combination the binary refuses).
-async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_db(dir.path().join("t.db"));
-    tweak(&mut config);
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
-    App {
-        router: router(Arc::clone(&state)),
-        _state: state,
-        _dir: dir,
-    }
-}
+use crate::app::{Answer, App, app_with};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Answer {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Answer {
-            status,
-            headers,
-            json,
-        }
-    }
-
     async fn ingest(&self, id: u32, token: &str, body: &str) -> Answer {
         let auth = format!("Bearer {token}");
         self.call(
@@ -92,7 +35,7 @@ impl App {
         .await
     }
 
-    async fn register(&self, body: Value, auth: Option<&str>) -> Answer {
+    async fn register_body(&self, body: Value, auth: Option<&str>) -> Answer {
         let auth = auth.map(|t| format!("Bearer {t}"));
         let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
         if let Some(a) = auth.as_deref() {
@@ -202,7 +145,7 @@ async fn auto_register_never_registers_when_a_provisioning_token_is_set() {
     );
     // The operator's registration is not blocked by the attempt.
     let owner = app
-        .register(json!({"id": 55, "token": "owner"}), Some("prov"))
+        .register_body(json!({"id": 55, "token": "owner"}), Some("prov"))
         .await;
     assert_eq!(owner.status, StatusCode::CREATED, "{:?}", owner.json);
     assert_eq!(app.ingest(55, "owner", &one_reading(1)).await.status, 200);
@@ -249,7 +192,7 @@ fn watched_body(polled: Arc<std::sync::atomic::AtomicBool>) -> Body {
 async fn a_request_without_the_right_token_is_refused_before_its_body_is_read() {
     let app = app_with(|c| c.provisioning_token = Some("prov".into())).await;
     let reg = app
-        .register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+        .register_body(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
         .await;
     assert_eq!(reg.status, StatusCode::CREATED);
     let cases: [(&str, &str, Option<&str>, StatusCode); 4] = [
@@ -364,11 +307,7 @@ async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
     let config = Config::for_db(sub.join("x.db"));
     let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
     let state = AppState::new(config, Arc::clone(&store)).await.unwrap();
-    let app = App {
-        router: router(state.clone()),
-        _state: state,
-        _dir: dir,
-    };
+    let app = App::on(state, dir);
     assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
     std::fs::remove_dir_all(&sub).unwrap();
     let ready = app.call(Method::GET, "/readyz", &[], "").await;
@@ -380,7 +319,9 @@ async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
             .unwrap()
             .contains("was removed")
     );
-    let reg = app.register(json!({"id": 1, "token": "t"}), None).await;
+    let reg = app
+        .register_body(json!({"id": 1, "token": "t"}), None)
+        .await;
     assert_eq!(
         reg.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -396,7 +337,8 @@ async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
 #[tokio::test]
 async fn readyz_is_503_while_the_store_is_full() {
     let app = app_with(|c| c.max_db_mb = Some(1)).await;
-    app.register(json!({"id": 1, "token": "t"}), None).await;
+    app.register_body(json!({"id": 1, "token": "t"}), None)
+        .await;
     assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
     let mut full = false;
     for chunk in 0..100u32 {
@@ -523,7 +465,7 @@ async fn healthz_keeps_answering_with_150_slowloris_sockets_under_a_128_fd_limit
 async fn uptime_ms_above_i64_max_reads_back_unchanged_from_json_and_frames() {
     use beacon_protocol::{Frame, MAX_WIRE_LEN, Reading, encode};
     let app = app_with(|_| {}).await;
-    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+    app.register_body(json!({"id": 7, "token": "tok-seven"}), None)
         .await;
     let max = u64::MAX;
     let body = json!({"readings": [{"seq": 1, "uptime_ms": max, "values": []},
@@ -561,22 +503,24 @@ async fn uptime_ms_above_i64_max_reads_back_unchanged_from_json_and_frames() {
 async fn one_registration_of_the_largest_id_does_not_use_up_automatic_ids() {
     let app = app_with(|_| {}).await;
     let top = app
-        .register(json!({"id": 4294967295u32, "token": "t"}), None)
+        .register_body(json!({"id": 4294967295u32, "token": "t"}), None)
         .await;
     assert_eq!(top.status, StatusCode::CREATED);
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let a = app.register(json!({"name": "auto"}), None).await;
+        let a = app.register_body(json!({"name": "auto"}), None).await;
         assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json);
         ids.push(a.json["id"].as_u64().unwrap());
     }
     assert_eq!(ids, [1, 2, 3]);
     // Gaps are filled: the smallest free id comes next.
-    let five = app.register(json!({"id": 5, "token": "t"}), None).await;
+    let five = app
+        .register_body(json!({"id": 5, "token": "t"}), None)
+        .await;
     assert_eq!(five.status, StatusCode::CREATED);
-    let next = app.register(json!({}), None).await;
+    let next = app.register_body(json!({}), None).await;
     assert_eq!(next.json["id"], 4);
-    let after = app.register(json!({}), None).await;
+    let after = app.register_body(json!({}), None).await;
     assert_eq!(after.json["id"], 6);
 }
 
@@ -598,7 +542,7 @@ fn stored_tokens(db: &Path) -> Vec<String> {
 async fn tokens_are_stored_hashed_and_never_echoed() {
     let app = app_with(|_| {}).await;
     let chosen = app
-        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .register_body(json!({"id": 7, "token": "tok-seven"}), None)
         .await;
     assert_eq!(chosen.status, StatusCode::CREATED);
     assert!(
@@ -607,12 +551,12 @@ async fn tokens_are_stored_hashed_and_never_echoed() {
         chosen.json
     );
     let again = app
-        .register(json!({"id": 7, "token": "tok-seven"}), None)
+        .register_body(json!({"id": 7, "token": "tok-seven"}), None)
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert!(!again.json.to_string().contains("tok-seven"));
     // A generated token is handed out once, in the answer that created it.
-    let generated = app.register(json!({}), None).await;
+    let generated = app.register_body(json!({}), None).await;
     let token = generated.json["token"].as_str().unwrap().to_owned();
     let id = generated.json["id"].as_u64().unwrap() as u32;
     assert_eq!(app.ingest(id, &token, &one_reading(1)).await.status, 200);
@@ -620,7 +564,7 @@ async fn tokens_are_stored_hashed_and_never_echoed() {
         app.ingest(7, "tok-seven", &one_reading(1)).await.status,
         200
     );
-    let stored = stored_tokens(&app._dir.path().join("t.db"));
+    let stored = stored_tokens(&app.dir.path().join("t.db"));
     assert_eq!(stored.len(), 2);
     for t in &stored {
         assert!(t.starts_with("sha256:") && t.len() == 71, "{t}");
@@ -645,11 +589,7 @@ async fn plaintext_tokens_of_an_older_database_are_hashed_in_place_and_still_wor
     let config = Config::for_db(&db);
     let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
     let state = AppState::new(config, store).await.unwrap();
-    let app = App {
-        router: router(state.clone()),
-        _state: state,
-        _dir: dir,
-    };
+    let app = App::on(state, dir);
     let stored = stored_tokens(&db);
     assert!(
         stored.iter().all(|t| t.starts_with("sha256:")),
@@ -668,7 +608,7 @@ async fn plaintext_tokens_of_an_older_database_are_hashed_in_place_and_still_wor
         401
     );
     let again = app
-        .register(json!({"id": 8, "token": "tok-eight"}), None)
+        .register_body(json!({"id": 8, "token": "tok-eight"}), None)
         .await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
 }
@@ -680,7 +620,7 @@ async fn reads_need_a_token_when_provisioning_is_on() {
         c.read_token = Some("reader".into());
     })
     .await;
-    app.register(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
+    app.register_body(json!({"id": 7, "token": "tok-seven"}), Some("prov"))
         .await;
     for uri in [
         "/api/v1/devices",
@@ -746,10 +686,12 @@ async fn unknown_paths_and_methods_answer_the_json_error_shape() {
 #[tokio::test]
 async fn nulls_foreign_kind_keys_and_other_content_types_are_refused_naming_the_field() {
     let app = app_with(|_| {}).await;
-    let null_token = app.register(json!({"id": 3, "token": null}), None).await;
+    let null_token = app
+        .register_body(json!({"id": 3, "token": null}), None)
+        .await;
     assert_eq!(null_token.status, StatusCode::BAD_REQUEST);
     assert_eq!(null_token.json["field"], "token");
-    let null_id = app.register(json!({"id": null}), None).await;
+    let null_id = app.register_body(json!({"id": null}), None).await;
     assert_eq!(null_id.status, StatusCode::BAD_REQUEST);
     assert_eq!(null_id.json["field"], "id");
     let csv = app
@@ -761,7 +703,7 @@ async fn nulls_foreign_kind_keys_and_other_content_types_are_refused_naming_the_
         )
         .await;
     assert_eq!(csv.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+    app.register_body(json!({"id": 7, "token": "tok-seven"}), None)
         .await;
     let null_device =
         json!({"readings": [{"device_id": null, "seq": 1, "uptime_ms": 1, "values": []}]});
@@ -896,7 +838,7 @@ async fn forty_tokenless_4_mib_ingests_are_refused_and_peak_rss_stays_under_the_
 #[tokio::test]
 async fn arrays_in_place_of_objects_are_refused_naming_the_field() {
     let app = app_with(|_| {}).await;
-    app.register(json!({"id": 7, "token": "tok-seven"}), None)
+    app.register_body(json!({"id": 7, "token": "tok-seven"}), None)
         .await;
     // serde's derive reads a struct from an array of its fields in order: this batch was
     // stored as one reading before.
@@ -926,7 +868,7 @@ async fn arrays_in_place_of_objects_are_refused_naming_the_field() {
         .await;
     assert_eq!(value.status, StatusCode::BAD_REQUEST, "{:?}", value.json);
     assert_eq!(value.json["field"], "readings[0].values[0]");
-    let reg = app.register(json!([8, "tok-eight"]), None).await;
+    let reg = app.register_body(json!([8, "tok-eight"]), None).await;
     assert_eq!(reg.status, StatusCode::BAD_REQUEST, "{:?}", reg.json);
     let stored = app
         .call(Method::GET, "/api/v1/devices/7/readings", &[], "")
@@ -945,7 +887,7 @@ async fn integral_floats_are_the_same_integers_and_fractions_are_refused() {
     let app = app_with(|_| {}).await;
     // JSON Schema's "integer" admits 338.0: so does the service, everywhere it takes one.
     let reg = app
-        .register(json!({"id": 7.0, "token": "tok-seven"}), None)
+        .register_body(json!({"id": 7.0, "token": "tok-seven"}), None)
         .await;
     assert_eq!(reg.status, StatusCode::CREATED, "{:?}", reg.json);
     assert_eq!(reg.json["id"], json!(7));
@@ -1068,12 +1010,9 @@ async fn max_db_mb_counts_the_wal_and_shm_files() {
     config.max_db_mb = Some(1);
     let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
     let state = AppState::new(config, store).await.unwrap();
-    let app = App {
-        router: router(Arc::clone(&state)),
-        _state: state,
-        _dir: dir,
-    };
-    app.register(json!({"id": 1, "token": "t"}), None).await;
+    let app = App::on(state, dir);
+    app.register_body(json!({"id": 1, "token": "t"}), None)
+        .await;
     let mut full = false;
     let mut peak = 0;
     for chunk in 0..100u32 {

@@ -10,6 +10,9 @@
 
 #[path = "api.rs"]
 mod api;
+/// The in-process router harness (one copy, shared by api and hostile).
+#[path = "common/app.rs"]
+mod app;
 mod boot;
 mod browser;
 mod contract;

@@ -1,8 +1,7 @@
-// template:service:file
-//! `cargo xtask bench-fleet`: a simulated fleet through one gateway into one service, on
-//! loopback.
+//! `cargo xtask bench-fleet` (`beacon-bench fleet`): a simulated fleet through one gateway into
+//! one service, on loopback.
 //!
-//! Builds the service, the gateway and the fleet simulator (`beacon-sim`) in release, then for
+//! With the service, the gateway and the fleet simulator (`beacon-sim`) built in release, for
 //! each rung of the ladder (default 100, 1,000 and 10,000 devices at 1 Hz) starts a fresh
 //! service (new SQLite file, fsync per commit) and gateway (`listen:` link), runs the simulator
 //! and reads back from `/proc/<pid>/stat` and `/proc/<pid>/status`:
@@ -18,13 +17,12 @@
 //! Everything runs on one machine: the simulator competes with the gateway and the service for
 //! the same cores, and so does anything else running (the load average is printed).
 
-use crate::cmd::{Result, cmd};
-use crate::json::Json;
-use crate::procfs::{self, free_port, load_average};
-use crate::project::root as project_root;
-use std::io::{BufRead, BufReader, Read as _};
+use crate::proc::{self, Proc, free_port, load_average};
+use crate::{Result, bail, field, write_report};
+use serde_json::{Value, json};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -53,42 +51,6 @@ pub struct Args {
 }
 
 const TARGET_P99_MS: f64 = 250.0;
-
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn cpu_secs(&self, ticks: f64) -> f64 {
-        procfs::cpu_secs(self.child.id(), ticks).unwrap_or(f64::NAN)
-    }
-
-    fn status_mb(&self, key: &str) -> f64 {
-        procfs::status_kb(self.child.id(), key).map_or(f64::NAN, |kb| kb / 1024.0)
-    }
-    /// SIGTERM and wait (the gateway delivers what it holds, the service flushes).
-    fn stop(mut self) {
-        let _ = crate::signal::send(self.child.id(), crate::signal::SIGTERM);
-        let _ = self.child.wait();
-        eprintln!("  {} stopped", self.name);
-    }
-}
-
-/// A number from a tool's one-line JSON report (NaN when absent or not JSON).
-fn field(summary: &str, key: &str) -> f64 {
-    Json::parse(summary.trim())
-        .ok()
-        .and_then(|j| j.get(key).and_then(Json::as_f64))
-        .unwrap_or(f64::NAN)
-}
 
 struct Bins {
     service: PathBuf,
@@ -129,33 +91,7 @@ impl Rung {
 }
 
 fn start_service(bins: &Bins, db: &Path) -> Result<(Proc, String)> {
-    let mut child = Command::new(&bins.service)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "4096",
-            "--db",
-        ])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bins.service.display())))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        BufReader::new(out).read_line(&mut line)?;
-    }
-    let url = line.trim().rsplit(' ').next().unwrap_or("").to_owned();
-    let proc = Proc {
-        child,
-        name: "service",
-    };
-    if !url.starts_with("http://") {
-        crate::bail!("the service did not start (first line {line:?}); its log is above");
-    }
-    Ok((proc, url))
+    Proc::service(&bins.service, db, &["--max-connections", "4096"])
 }
 
 fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<Rung> {
@@ -174,16 +110,14 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| {
-                crate::cmd::Error(format!("cannot start {}: {e}", bins.gateway.display()))
-            })?,
+            .map_err(|e| format!("cannot start {}: {e}", bins.gateway.display()))?,
         name: "gateway",
     };
     // The gateway binds its link at start-up; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&link).is_err() {
         if Instant::now() > deadline {
-            crate::bail!("the gateway did not listen on {link} within 10 s; its log is above");
+            bail!("the gateway did not listen on {link} within 10 s; its log is above");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -199,7 +133,7 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bins.sim.display())))?;
+        .map_err(|e| format!("cannot start {}: {e}", bins.sim.display()))?;
     let mut report = String::new();
     if let Some(mut out) = sim.stdout.take() {
         out.read_to_string(&mut report)?;
@@ -210,10 +144,15 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
     let s1 = service.cpu_secs(bins.ticks);
     let g_hwm = gateway.status_mb("VmHWM:");
     let s_hwm = service.status_mb("VmHWM:");
-    gateway.stop();
-    service.stop();
+    for p in [gateway, service] {
+        let name = p.name;
+        match p.stop() {
+            Ok(()) => eprintln!("  {name} stopped"),
+            Err(e) => eprintln!("  warning: {e}"),
+        }
+    }
     if !report.contains("\"stored\"") {
-        crate::bail!("beacon-sim printed no report ({report:?}); its log is above");
+        bail!("beacon-sim printed no report ({report:?}); its log is above");
     }
     let stored = field(&report, "stored");
     let per = |cpu: f64| cpu / stored.max(1.0) * 1e6;
@@ -276,56 +215,42 @@ fn print_row(r: &Rung) {
     );
 }
 
-fn to_json(r: &Rung) -> Json {
-    Json::obj([
-        ("devices", Json::Num(f64::from(r.devices))),
-        ("rate", Json::Num(r.rate)),
-        ("readings_per_sec", Json::Num(r.rps)),
-        ("p50_ms", Json::Num(r.p50)),
-        ("p99_ms", Json::Num(r.p99)),
-        ("built", Json::Num(r.built)),
-        ("stored", Json::Num(r.stored)),
-        ("lost", Json::Num(r.lost)),
-        ("gateway_cpu_us_per_reading", Json::Num(r.gateway_cpu_us)),
-        ("service_cpu_us_per_reading", Json::Num(r.service_cpu_us)),
-        ("gateway_cpu_pct", Json::Num(r.gateway_cpu_pct)),
-        ("service_cpu_pct", Json::Num(r.service_cpu_pct)),
-        ("gateway_peak_rss_mb", Json::Num(r.gateway_rss)),
-        ("service_peak_rss_mb", Json::Num(r.service_rss)),
-        ("gateway_kb_per_device", Json::Num(r.gateway_kb_per_device)),
-        ("latency_samples", Json::Num(r.samples)),
-        ("sse_lagged_batches", Json::Num(r.lagged)),
-        ("connect_errors", Json::Num(r.connect_errors)),
-        ("wall_secs", Json::Num(r.sim_wall)),
-        ("passed", Json::Bool(r.passed())),
-    ])
+fn to_json(r: &Rung) -> Value {
+    json!({
+        "devices": f64::from(r.devices),
+        "rate": r.rate,
+        "readings_per_sec": r.rps,
+        "p50_ms": r.p50,
+        "p99_ms": r.p99,
+        "built": r.built,
+        "stored": r.stored,
+        "lost": r.lost,
+        "gateway_cpu_us_per_reading": r.gateway_cpu_us,
+        "service_cpu_us_per_reading": r.service_cpu_us,
+        "gateway_cpu_pct": r.gateway_cpu_pct,
+        "service_cpu_pct": r.service_cpu_pct,
+        "gateway_peak_rss_mb": r.gateway_rss,
+        "service_peak_rss_mb": r.service_rss,
+        "gateway_kb_per_device": r.gateway_kb_per_device,
+        "latency_samples": r.samples,
+        "sse_lagged_batches": r.lagged,
+        "connect_errors": r.connect_errors,
+        "wall_secs": r.sim_wall,
+        "passed": r.passed(),
+    })
 }
 
-pub fn run(args: Args) -> Result {
-    let root = project_root();
-    eprintln!("building the service, the gateway and beacon-sim (release)");
-    cmd("cargo")
-        .args(["build", "--release", "--bins"])
-        .args([
-            "-p",
-            "beacon-service",
-            "-p",
-            "beacon-gateway",
-            "-p",
-            "beacon-sim",
-        ])
-        .dir(&root)
-        .run()?;
-    let target = crate::project::target_dir(&root);
+/// `beacon-bench fleet`: the binaries in `bin_dir`, reports and scratch files in `out`.
+pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let bins = Bins {
-        service: target.join("release/beacon-service"),
-        gateway: target.join("release/beacon-gateway"),
-        sim: target.join("release/beacon-sim"),
-        ticks: procfs::clock_ticks(),
+        service: bin_dir.join("beacon-service"),
+        gateway: bin_dir.join("beacon-gateway"),
+        sim: bin_dir.join("beacon-sim"),
+        ticks: proc::clock_ticks(),
     };
-    let dir = target.join("bench-fleet");
+    let dir = out.join("bench-fleet");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let load_before = load_average();
 
     let mut ladder = Vec::new();
@@ -399,14 +324,11 @@ pub fn run(args: Args) -> Result {
             (None, _) => println!("even the first ceiling step missed: see the ladder"),
         }
     }
-    let report = Json::obj([
-        ("load_average_before", Json::str(load_before)),
-        ("load_average_after", Json::str(load_after)),
-        ("ladder", Json::Arr(ladder.iter().map(to_json).collect())),
-        ("ceiling", Json::Arr(ceiling.iter().map(to_json).collect())),
-    ]);
-    let out = target.join("bench-fleet.json");
-    std::fs::write(&out, report.pretty())?;
-    println!("written: {}", out.display());
-    Ok(())
+    let report = json!({
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "ladder": ladder.iter().map(to_json).collect::<Vec<_>>(),
+        "ceiling": ceiling.iter().map(to_json).collect::<Vec<_>>(),
+    });
+    write_report(&out.join("bench-fleet.json"), &report)
 }

@@ -1,11 +1,11 @@
 //! RTT through the probe-rs library (cargo feature `rtt`): a real board's up-channel, read by a
 //! blocking probe-rs `Session` on its own `std::thread`, never on the async runtime. Bytes go
 //! to the link's consumer over the same channel as every other link, through
-//! [`crate::link::pump_blocking`] (which the tests drive with a recorded byte stream).
+//! [`super::pump::pump_blocking`] (which the tests drive with a recorded byte stream).
 
-use crate::link::Ctx;
+use super::event::Ctx;
 #[cfg(feature = "rtt")]
-use crate::link::{LinkEvent, consume, pump_blocking};
+use super::{consume::consume, event::LinkEvent, pump::pump_blocking};
 
 /// How long the RTT thread sleeps when the channel was empty. RTT is polled over the probe;
 /// 5 ms keeps latency low without saturating the probe's USB link.
@@ -137,7 +137,7 @@ fn read_rtt(
     }
     let mut pending: Vec<u8> = Vec::new();
     if down.is_some() {
-        pending.push(crate::link::REPLAY_REQUEST);
+        pending.push(super::event::REPLAY_REQUEST);
     }
     pump_blocking(
         |buf| {
@@ -145,7 +145,7 @@ fn read_rtt(
             // down-channel cannot take now waits for the next poll.
             while let Ok(msg) = ack_rx.try_recv() {
                 let mut wire = [0u8; beacon_protocol::downlink::MAX_ACK_WIRE_LEN];
-                if let Some(n) = crate::link::encode_downlink(&msg, &mut wire, metrics) {
+                if let Some(n) = super::pump::encode_downlink(&msg, &mut wire, metrics) {
                     pending.extend_from_slice(wire.get(..n).unwrap_or_default());
                 }
             }

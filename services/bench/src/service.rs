@@ -1,8 +1,6 @@
-// template:service:file
-//! `cargo xtask bench-service`: the telemetry service under load, on loopback.
-//!
-//! Builds the service and its load generator (`beacon-load`, a bin of the service crate: xtask
-//! stays std + clap) in release with the `console` feature, then:
+//! `cargo xtask bench-service` (`beacon-bench service`): the telemetry service under load, on
+//! loopback. xtask builds the service (with the `console` feature) and the load generator
+//! (`beacon-load`, src/bin/) in release; this runs them:
 //! 1. durable ingest throughput and latency, console off vs on, alternating rounds on a fresh
 //!    SQLite file each time (the best round of each is reported: other processes on the
 //!    machine only ever make a round slower);
@@ -21,13 +19,12 @@
 //! readings/s, p50/p99, service and database CPU per reading; writes
 //! `target/bench-service-db.json`.
 
-use crate::cmd::{Result, cmd};
-use crate::json::Json;
-use crate::procfs::{self, free_port, load_average};
-use crate::project::root as project_root;
-use std::io::{BufRead, BufReader};
+use crate::pg::Cluster;
+use crate::proc::{self, Proc, free_port, load_average};
+use crate::{Result, bail, field, write_report};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -63,70 +60,35 @@ const TARGET_RPS: f64 = 200_000.0;
 const TARGET_RATIO: f64 = 0.90;
 const TARGET_RSS_MB: f64 = 150.0;
 
-struct Service {
-    child: Child,
-    url: String,
+/// A running service and its base URL.
+type Service = (Proc, String);
+
+/// Starts the service on `db`, with the console on a free port when `console`.
+fn start(bins: &Bins, db: &Path, console: bool, extra: &[&str]) -> Result<Service> {
+    let addr = if console {
+        Some(format!("127.0.0.1:{}", free_port()?))
+    } else {
+        None
+    };
+    let mut args: Vec<&str> = extra.to_vec();
+    if let Some(addr) = &addr {
+        args.extend(["--console", "--console-addr", addr]);
+    }
+    Proc::service(&bins.service, db, &args)
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Runs `beacon-load` to its end; its one-line JSON summary.
+fn load(bins: &Bins, args: &[String]) -> Result<String> {
+    let out = Command::new(&bins.load)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", bins.load.display()))?;
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("beacon-load failed ({}): {summary}", out.status);
     }
-}
-
-impl Service {
-    fn start(bin: &Path, db: &Path, console: Option<u16>) -> Result<Self> {
-        Self::start_with(bin, db, console, &[])
-    }
-
-    fn start_with(bin: &Path, db: &Path, console: Option<u16>, extra: &[&str]) -> Result<Self> {
-        let mut command = Command::new(bin);
-        command
-            .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(port) = console {
-            command.args(["--console", "--console-addr", &format!("127.0.0.1:{port}")]);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| crate::cmd::Error(format!("cannot start {}: {e}", bin.display())))?;
-        let mut line = String::new();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| crate::cmd::Error("the service has no stdout".into()))?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let url = line.trim().rsplit(' ').next().unwrap_or("").to_owned();
-        if !url.starts_with("http://") {
-            let _ = child.kill();
-            crate::bail!("the service did not start (first line {line:?}); its log is above");
-        }
-        Ok(Self { child, url })
-    }
-
-    /// SIGTERM, then wait: the service drains and flushes; it must exit 0.
-    fn stop(mut self) -> Result {
-        crate::signal::send(self.child.id(), crate::signal::SIGTERM)
-            .map_err(|e| crate::cmd::Error(format!("cannot send SIGTERM to the service: {e}")))?;
-        let status = self.child.wait()?;
-        if !status.success() {
-            crate::bail!("the service exited with {status} after SIGTERM; its log is above");
-        }
-        Ok(())
-    }
-}
-
-/// A number from a tool's one-line JSON report (NaN when absent or not JSON).
-fn field(summary: &str, key: &str) -> f64 {
-    Json::parse(summary.trim())
-        .ok()
-        .and_then(|j| j.get(key).and_then(Json::as_f64))
-        .unwrap_or(f64::NAN)
+    Ok(summary)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,14 +107,21 @@ fn throughput(args: &Args, bins: &Bins, dir: &Path, console: bool, round: u32) -
         "tp-{round}-{}.db",
         if console { "on" } else { "off" }
     ));
-    let service = Service::start(&bins.service, &db, console.then(free_port).transpose()?)?;
-    let summary = cmd(&bins.load)
-        .args(["--url", &service.url])
-        .args(["--duration-secs", &args.secs.to_string()])
-        .args(["--concurrency", &args.concurrency.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .read()?;
-    let cpu = procfs::cpu_secs(service.child.id(), bins.ticks).unwrap_or(f64::NAN);
+    let (service, url) = start(bins, &db, console, &[])?;
+    let summary = load(
+        bins,
+        &[
+            "--url".into(),
+            url,
+            "--duration-secs".into(),
+            args.secs.to_string(),
+            "--concurrency".into(),
+            args.concurrency.to_string(),
+            "--batch".into(),
+            args.batch.to_string(),
+        ],
+    )?;
+    let cpu = service.cpu_secs(bins.ticks);
     service.stop()?;
     let run = Run {
         rps: field(&summary, "readings_per_sec"),
@@ -180,31 +149,18 @@ struct Bins {
     ticks: f64,
 }
 
-pub fn run(args: Args) -> Result {
-    let root = project_root();
-    cmd("cargo")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "beacon-service",
-            "--features",
-            "console",
-            "--bins",
-        ])
-        .dir(&root)
-        .run()?;
-    let target = crate::project::target_dir(&root);
+/// `beacon-bench service`: the binaries in `bin_dir`, reports and scratch files in `out`.
+pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let bins = Bins {
-        service: target.join("release/beacon-service"),
-        load: target.join("release/beacon-load"),
-        ticks: procfs::clock_ticks(),
+        service: bin_dir.join("beacon-service"),
+        load: bin_dir.join("beacon-load"),
+        ticks: proc::clock_ticks(),
     };
-    let dir = target.join("bench-service");
+    let dir = out.join("bench-service");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if args.db == "postgres" {
-        return compare(&args, &bins, &target, &dir);
+        return compare(args, &bins, out, &dir);
     }
     let load_before = load_average();
 
@@ -215,8 +171,8 @@ pub fn run(args: Args) -> Result {
     let mut off = Vec::new();
     let mut on = Vec::new();
     for round in 1..=args.rounds.max(1) {
-        off.push(throughput(&args, &bins, &dir, false, round)?);
-        on.push(throughput(&args, &bins, &dir, true, round)?);
+        off.push(throughput(args, &bins, &dir, false, round)?);
+        on.push(throughput(args, &bins, &dir, true, round)?);
     }
     let best = |runs: &[Run]| {
         runs.iter()
@@ -227,7 +183,7 @@ pub fn run(args: Args) -> Result {
             })
     };
     let (Some(off), Some(on)) = (best(&off), best(&on)) else {
-        crate::bail!("no throughput run completed");
+        bail!("no throughput run completed");
     };
     let ratio = on.rps / off.rps;
 
@@ -235,9 +191,9 @@ pub fn run(args: Args) -> Result {
         "churn: {} s, {} clients, a new connection per request (batches of 10), console on",
         args.churn_secs, args.churn_concurrency
     );
-    let service = Service::start(&bins.service, &dir.join("churn.db"), Some(free_port()?))?;
+    let (service, url) = start(&bins, &dir.join("churn.db"), true, &[])?;
     let mut load = Command::new(&bins.load)
-        .args(["--url", &service.url, "--churn", "--batch", "10"])
+        .args(["--url", &url, "--churn", "--batch", "10"])
         .args(["--duration-secs", &args.churn_secs.to_string()])
         .args(["--concurrency", &args.churn_concurrency.to_string()])
         .stdout(Stdio::piped())
@@ -246,20 +202,17 @@ pub fn run(args: Args) -> Result {
     let mut samples = Vec::new();
     while load.try_wait()?.is_none() {
         std::thread::sleep(Duration::from_secs(5));
-        if let Some(rss) = procfs::status_kb(service.child.id(), "VmRSS:") {
-            samples.push((started.elapsed().as_secs(), rss / 1024.0));
-            eprintln!(
-                "  t={:>3}s rss {:>6.1} MB",
-                started.elapsed().as_secs(),
-                rss / 1024.0
-            );
+        let rss = service.status_mb("VmRSS:");
+        if rss.is_finite() {
+            samples.push(rss);
+            eprintln!("  t={:>3}s rss {rss:>6.1} MB", started.elapsed().as_secs());
         }
     }
     let mut summary = String::new();
     if let Some(mut out) = load.stdout.take() {
         std::io::Read::read_to_string(&mut out, &mut summary)?;
     }
-    let hwm_mb = procfs::status_kb(service.child.id(), "VmHWM:").unwrap_or(f64::NAN) / 1024.0;
+    let hwm_mb = service.status_mb("VmHWM:");
     service.stop()?;
     let conn_per_sec = field(&summary, "requests_per_sec");
     let churn_errors = field(&summary, "errors");
@@ -300,38 +253,26 @@ pub fn run(args: Args) -> Result {
         "peak RSS (VmHWM) after churn: {hwm_mb:>9.1} MB   target < {TARGET_RSS_MB}: {}",
         mark(hwm_mb < TARGET_RSS_MB)
     );
-    let report = Json::obj([
-        ("load_average_before", Json::str(load_before)),
-        ("load_average_after", Json::str(load_after)),
-        ("concurrency", Json::Num(f64::from(args.concurrency))),
-        ("batch", Json::Num(f64::from(args.batch))),
-        ("console_off_readings_per_sec", Json::Num(off.rps)),
-        ("console_off_p50_ms", Json::Num(off.p50)),
-        ("console_off_p99_ms", Json::Num(off.p99)),
-        (
-            "console_off_service_cpu_us_per_reading",
-            Json::Num(off.cpu_us),
-        ),
-        ("console_on_readings_per_sec", Json::Num(on.rps)),
-        (
-            "console_on_service_cpu_us_per_reading",
-            Json::Num(on.cpu_us),
-        ),
-        ("console_on_p50_ms", Json::Num(on.p50)),
-        ("console_on_p99_ms", Json::Num(on.p99)),
-        ("console_ratio", Json::Num(ratio)),
-        ("churn_seconds", Json::Num(args.churn_secs as f64)),
-        ("churn_connections_per_sec", Json::Num(conn_per_sec)),
-        ("churn_peak_rss_mb", Json::Num(hwm_mb)),
-        (
-            "churn_rss_samples_mb",
-            Json::Arr(samples.iter().map(|&(_, mb)| Json::Num(mb)).collect()),
-        ),
-    ]);
-    let out = target.join("bench-service.json");
-    std::fs::write(&out, report.pretty())?;
-    println!("written: {}", out.display());
-    Ok(())
+    let report = json!({
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "concurrency": f64::from(args.concurrency),
+        "batch": f64::from(args.batch),
+        "console_off_readings_per_sec": off.rps,
+        "console_off_p50_ms": off.p50,
+        "console_off_p99_ms": off.p99,
+        "console_off_service_cpu_us_per_reading": off.cpu_us,
+        "console_on_readings_per_sec": on.rps,
+        "console_on_service_cpu_us_per_reading": on.cpu_us,
+        "console_on_p50_ms": on.p50,
+        "console_on_p99_ms": on.p99,
+        "console_ratio": ratio,
+        "churn_seconds": args.churn_secs as f64,
+        "churn_connections_per_sec": conn_per_sec,
+        "churn_peak_rss_mb": hwm_mb,
+        "churn_rss_samples_mb": samples,
+    });
+    write_report(&out.join("bench-service.json"), &report)
 }
 
 /// One measured configuration of the backend comparison.
@@ -354,13 +295,13 @@ fn measure(
     bins: &Bins,
     services: &[Service],
     limit_db: Option<&str>,
-    cluster: Option<&crate::pg::Cluster>,
+    cluster: Option<&Cluster>,
 ) -> Result<Measured> {
     let db_cpu = || cluster.map_or(0.0, |c| c.cpu_secs(bins.ticks));
     let svc_cpu = || {
         services
             .iter()
-            .map(|s| procfs::cpu_secs(s.child.id(), bins.ticks).unwrap_or(0.0))
+            .map(|(p, _)| proc::cpu_secs(p.child.id(), bins.ticks).unwrap_or(0.0))
             .sum::<f64>()
     };
     let (db0, svc0) = (db_cpu(), svc_cpu());
@@ -370,9 +311,9 @@ fn measure(
             let n = services.len().max(1) as u32;
             services
                 .iter()
-                .map(|s| {
+                .map(|(_, url)| {
                     (
-                        vec!["--url".into(), s.url.clone()],
+                        vec!["--url".into(), url.clone()],
                         (args.concurrency / n).max(1),
                     )
                 })
@@ -397,7 +338,7 @@ fn measure(
         let out = child.wait_with_output()?;
         let summary = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
-            crate::bail!("beacon-load failed ({}): {summary}", out.status);
+            bail!("beacon-load failed ({}): {summary}", out.status);
         }
         summaries.push(summary);
     }
@@ -419,7 +360,7 @@ fn measure(
 }
 
 fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
-    let cluster = crate::pg::Cluster::start(&dir.join("pg"))?;
+    let cluster = Cluster::start(&dir.join("pg"))?;
     let load_before = load_average();
     let replicas = args.replicas.max(1);
     let mut labels = vec![
@@ -442,13 +383,13 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     );
     for round in 1..=args.rounds.max(1) {
         let mut runs = Vec::new();
-        let svc = Service::start(&bins.service, &dir.join(format!("cmp-{round}.db")), None)?;
+        let svc = start(bins, &dir.join(format!("cmp-{round}.db")), false, &[])?;
         runs.push(measure(args, bins, std::slice::from_ref(&svc), None, None)?);
-        svc.stop()?;
+        svc.0.stop()?;
         let limit = dir.join(format!("limit-{round}.db")).display().to_string();
         runs.push(measure(args, bins, &[], Some(&limit), None)?);
         let url = cluster.create_db(&format!("svc1_{round}"))?;
-        let svc = Service::start(&bins.service, Path::new(&url), None)?;
+        let svc = start(bins, Path::new(&url), false, &[])?;
         runs.push(measure(
             args,
             bins,
@@ -456,7 +397,7 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
             None,
             Some(&cluster),
         )?);
-        svc.stop()?;
+        svc.0.stop()?;
         let url = cluster.create_db(&format!("limit_{round}"))?;
         runs.push(measure(args, bins, &[], Some(&url), Some(&cluster))?);
         if replicas > 1 {
@@ -464,17 +405,10 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
             // The same database resources as one replica: its 2 writer connections in all.
             let writers = (2 / replicas).max(1).to_string();
             let services = (0..replicas)
-                .map(|_| {
-                    Service::start_with(
-                        &bins.service,
-                        Path::new(&url),
-                        None,
-                        &["--db-writers", &writers],
-                    )
-                })
+                .map(|_| start(bins, Path::new(&url), false, &["--db-writers", &writers]))
                 .collect::<Result<Vec<_>>>()?;
             runs.push(measure(args, bins, &services, None, Some(&cluster))?);
-            for s in services {
+            for (s, _) in services {
                 s.stop()?;
             }
         }
@@ -490,7 +424,7 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     }
     let best: Vec<Measured> = best.into_iter().flatten().collect();
     if best.len() != labels.len() {
-        crate::bail!("a benchmark run did not complete");
+        bail!("a benchmark run did not complete");
     }
     let load_after = load_average();
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
@@ -527,41 +461,38 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         best[2].rps,
         mark(best[2].rps >= TARGET_RPS)
     );
-    let mut fields = vec![
-        ("load_average_before", Json::str(load_before)),
-        ("load_average_after", Json::str(load_after)),
-        ("concurrency", Json::Num(f64::from(args.concurrency))),
-        ("batch", Json::Num(f64::from(args.batch))),
-        ("sqlite_service_over_limit", Json::Num(sqlite_ratio)),
-        ("postgres_service_over_limit", Json::Num(pg_ratio)),
-    ];
+    let mut report = json!({
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "concurrency": f64::from(args.concurrency),
+        "batch": f64::from(args.batch),
+        "sqlite_service_over_limit": sqlite_ratio,
+        "postgres_service_over_limit": pg_ratio,
+    });
     if replicas > 1 {
         let r = best[4].rps / best[2].rps;
         println!(
             "postgres {replicas} replicas / 1     : {r:.2}   target >= 1.0: {}",
             mark(r >= 1.0)
         );
-        fields.push(("postgres_replicas_over_one", Json::Num(r)));
+        report["postgres_replicas_over_one"] = json!(r);
     }
     let runs = labels
         .iter()
         .zip(&best)
         .map(|(label, m)| {
-            Json::obj([
-                ("what", Json::str(label.clone())),
-                ("readings_per_sec", Json::Num(m.rps)),
-                ("p50_ms", Json::Num(m.p50)),
-                ("p99_ms", Json::Num(m.p99)),
-                ("service_cpu_us_per_reading", Json::Num(m.service_cpu_us)),
-                ("db_cpu_us_per_reading", Json::Num(m.db_cpu_us)),
-                ("errors", Json::Num(m.errors)),
-            ])
+            json!({
+                "what": label.clone(),
+                "readings_per_sec": m.rps,
+                "p50_ms": m.p50,
+                "p99_ms": m.p99,
+                "service_cpu_us_per_reading": m.service_cpu_us,
+                "db_cpu_us_per_reading": m.db_cpu_us,
+                "errors": m.errors,
+            })
         })
-        .collect();
-    fields.push(("runs", Json::Arr(runs)));
-    let out = target.join("bench-service-db.json");
-    std::fs::write(&out, Json::obj(fields).pretty())?;
-    println!("written: {}", out.display());
+        .collect::<Vec<Value>>();
+    report["runs"] = json!(runs);
     drop(cluster);
-    Ok(())
+    write_report(&target.join("bench-service-db.json"), &report)
 }

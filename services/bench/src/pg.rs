@@ -1,11 +1,49 @@
-// template:service:file
 //! A throwaway local PostgreSQL cluster for `bench-service --db postgres` (the same recipe as the
-//! service's tests, services/service/tests/it/common/pg.rs): `initdb` into a directory under
+//! service's tests): `initdb` into a directory under
 //! target/, `pg_ctl` on a free loopback port with the socket in that directory, as the
 //! `postgres` user when run as root; stopped (`-m immediate`) and removed on drop.
 
-use crate::cmd::{Result, cmd};
+use crate::{Result, bail};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A command to run; `read` runs it and returns its stdout, or an error naming it and
+/// showing its stderr.
+struct Cmd(Command, String);
+
+fn cmd(program: impl AsRef<std::ffi::OsStr>) -> Cmd {
+    let p = program.as_ref();
+    Cmd(Command::new(p), p.to_string_lossy().into_owned())
+}
+
+impl Cmd {
+    fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.1.push(' ');
+        self.1.push_str(&a.as_ref().to_string_lossy());
+        self.0.arg(a);
+        self
+    }
+
+    fn args<A: AsRef<std::ffi::OsStr>>(self, args: impl IntoIterator<Item = A>) -> Self {
+        args.into_iter().fold(self, Self::arg)
+    }
+
+    fn read(mut self) -> Result<String> {
+        let out = self
+            .0
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.1))?;
+        if !out.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                self.1,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
 
 pub struct Cluster {
     dir: PathBuf,
@@ -32,7 +70,7 @@ fn bindir() -> Result<PathBuf> {
     found.sort();
     match found.pop() {
         Some(d) => Ok(d),
-        None => crate::bail!(
+        None => bail!(
             "PostgreSQL is not installed (no initdb/pg_ctl in `pg_config --bindir` or \
              /usr/lib/postgresql/*/bin): install it with `apt-get install -y postgresql`"
         ),
@@ -40,7 +78,7 @@ fn bindir() -> Result<PathBuf> {
 }
 
 fn is_root() -> bool {
-    cmd("id").arg("-u").read().is_ok_and(|u| u.trim() == "0")
+    rustix::process::getuid().is_root()
 }
 
 impl Cluster {
@@ -59,7 +97,7 @@ impl Cluster {
                 .arg("-R")
                 .arg(format!("{user}:"))
                 .arg(dir)
-                .run()?;
+                .read()?;
             Some(user)
         } else {
             None
@@ -95,7 +133,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn tool(&self, name: &str) -> crate::cmd::Cmd {
+    fn tool(&self, name: &str) -> Cmd {
         let exe = self.bin.join(name);
         match self.user {
             Some(u) => cmd("runuser").args(["-u", u, "--"]).arg(exe),
@@ -119,7 +157,7 @@ impl Cluster {
             .ok()
             .and_then(|s| s.lines().next().map(str::to_owned))
             .unwrap_or_default();
-        crate::procfs::cpu_secs_with_children(&pid, ticks)
+        crate::proc::cpu_secs_with_children(&pid, ticks)
     }
 }
 

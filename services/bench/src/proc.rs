@@ -1,0 +1,156 @@
+//! The processes under test: starting the service (its listening line read with
+//! `beacon_api::parse_listening`), stopping by SIGTERM (a syscall, not the `kill` program), and
+//! what the benchmarks read about processes and the machine (Linux /proc): CPU seconds of a
+//! process, a `/proc/<pid>/status` figure, the clock-tick rate, the load average, a free port.
+
+use crate::{Result, bail};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A process under test, killed (and reaped) if dropped without [`Proc::stop`].
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `bin` (the service) on a free loopback port with `--db db` and `extra`, and
+    /// returns it with its base URL, read from the first line it prints.
+    pub fn service(bin: &Path, db: &Path, extra: &[&str]) -> Result<(Self, String)> {
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}; build it first", bin.display()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let proc = Self {
+            child,
+            name: "service",
+        };
+        match beacon_api::parse_listening(&line) {
+            Some(addr) => Ok((proc, format!("http://{addr}"))),
+            None => bail!("the service did not start (first line {line:?}); its log is above"),
+        }
+    }
+
+    /// CPU seconds so far (NaN if unknown).
+    pub fn cpu_secs(&self, ticks: f64) -> f64 {
+        cpu_secs(self.child.id(), ticks).unwrap_or(f64::NAN)
+    }
+
+    /// A `/proc/<pid>/status` figure in MB (NaN if unknown).
+    pub fn status_mb(&self, key: &str) -> f64 {
+        status_kb(self.child.id(), key).map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// SIGTERM, then wait: the service drains and flushes, the gateway delivers what it holds.
+    /// `Err` unless it exits 0.
+    pub fn stop(mut self) -> Result {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or("the process has no pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .map_err(|e| format!("cannot send SIGTERM to the {}: {e}", self.name))?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!(
+                "the {} exited with {status} after SIGTERM; its log is above",
+                self.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The `utime` and `stime` clock ticks in a `/proc/<pid>/stat` line, and its `ppid`. The
+/// command name is in parentheses and may hold spaces, so fields count from the last ')':
+/// state 0, ppid 1, ... utime 11, stime 12.
+fn stat_fields(stat: &str) -> Option<(String, f64)> {
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some(((*f.get(1)?).to_owned(), utime + stime))
+}
+
+/// CPU seconds (user + system) process `pid` has used so far.
+pub fn cpu_secs(pid: u32, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat).map(|(_, t)| t / ticks)
+}
+
+/// CPU seconds of process `pid` and its direct children (a server and its workers).
+pub fn cpu_secs_with_children(pid: &str, ticks: f64) -> f64 {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let own = entry.file_name().to_string_lossy() == pid;
+        if let Some((ppid, t)) = stat_fields(&stat)
+            && (own || ppid == pid)
+        {
+            total += t;
+        }
+    }
+    total / ticks
+}
+
+/// A `kB` figure from `/proc/<pid>/status`, by its key (`"VmRSS:"`, `"VmHWM:"`).
+pub fn status_kb(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, 100 if unknown).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` says them (`?` if unknown).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        let stat = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
+        assert_eq!(super::stat_fields(stat), Some(("7".into(), 300.0)));
+        assert_eq!(super::stat_fields("42 (x) S"), None);
+        let me = super::cpu_secs(std::process::id(), 100.0);
+        assert!(me.is_some_and(|s| s >= 0.0), "{me:?}");
+    }
+}
