@@ -164,8 +164,8 @@ async fn commit(
 /// the per-device endpoint checks it (same cache, same `--auto-register` rule). An entry that
 /// fails (wrong token, unknown device, invalid reading) is answered with its own status and
 /// stores nothing; the others are committed together, in one store call, before the answer.
-/// The tokens are in the body, so the request counts as unauthenticated work (per peer
-/// address, `--max-unauthenticated-per-ip`) while it is in flight.
+/// The tokens are in the body, so the request counts as unauthenticated work while in flight
+/// (`--max-unauthenticated-per-ip` per peer address, in a pool of its own: `limits.rs`).
 pub(super) async fn ingest_many(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -83,6 +83,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Requests without a valid token in flight, per peer address.
     unauthenticated: UnauthenticatedLimit,
+    /// The same for the multi-device ingest (tokens in the body), counted apart.
+    unauthenticated_ingest: UnauthenticatedLimit,
 }
 
 impl std::fmt::Debug for dyn DynStore {
@@ -112,6 +114,7 @@ impl AppState {
             events,
             shutdown: CancellationToken::new(),
             unauthenticated: UnauthenticatedLimit::default(),
+            unauthenticated_ingest: UnauthenticatedLimit::default(),
         }))
     }
 

@@ -2,68 +2,35 @@
 //! SQLite store (in a temp dir), driven with `oneshot`. Each entry is authorised by its own
 //! device token and answered on its own; the valid ones are committed.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use crate::app::{App, app_with};
+use axum::http::{Method, StatusCode};
 use beacon_service::api::MAX_INGEST_ENTRIES;
-use beacon_service::{AppState, Config, open_store, router};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use tower::ServiceExt as _;
-
-struct App {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_db(dir.path().join("t.db"));
-    tweak(&mut config);
-    let store: Arc<dyn beacon_service::store::DynStore> =
-        Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
-    App {
-        router: router(state),
-        _dir: dir,
-    }
-}
 
 impl App {
-    async fn call(
+    async fn call_ct(
         &self,
         method: Method,
         uri: &str,
         ctype: &str,
         body: String,
     ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", ctype)
-            .body(Body::from(body))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let a = self
+            .call(method, uri, &[("content-type", ctype)], body)
+            .await;
+        (a.status, a.json)
     }
 
     async fn register(&self, id: u32, token: &str) {
         let body = json!({"id": id, "token": token}).to_string();
         let (status, _) = self
-            .call(Method::POST, "/api/v1/devices", "application/json", body)
+            .call_ct(Method::POST, "/api/v1/devices", "application/json", body)
             .await;
         assert!(status.is_success(), "{status}");
     }
 
     async fn ingest(&self, body: &Value) -> (StatusCode, Value) {
-        self.call(
+        self.call_ct(
             Method::POST,
             "/api/v1/readings",
             "application/json",
@@ -74,7 +41,7 @@ impl App {
 
     async fn stored(&self, id: u32) -> Vec<u64> {
         let (status, page) = self
-            .call(
+            .call_ct(
                 Method::GET,
                 &format!("/api/v1/devices/{id}/readings"),
                 "application/json",
@@ -198,7 +165,7 @@ async fn the_request_is_bounded_and_refused_as_a_whole_only_when_its_shape_is_wr
     assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
 
     let (status, e) = app
-        .call(
+        .call_ct(
             Method::POST,
             "/api/v1/readings",
             "application/x-beacon-frames",
