@@ -21,7 +21,7 @@ impl App {
         (a.status, a.json)
     }
 
-    async fn register(&self, id: u32, token: &str) {
+    async fn register_device(&self, id: u32, token: &str) {
         let body = json!({"id": id, "token": token}).to_string();
         let (status, _) = self
             .call_ct(Method::POST, "/api/v1/devices", "application/json", body)
@@ -29,7 +29,7 @@ impl App {
         assert!(status.is_success(), "{status}");
     }
 
-    async fn ingest(&self, body: &Value) -> (StatusCode, Value) {
+    async fn ingest_many(&self, body: &Value) -> (StatusCode, Value) {
         self.call_ct(
             Method::POST,
             "/api/v1/readings",
@@ -39,7 +39,7 @@ impl App {
         .await
     }
 
-    async fn stored(&self, id: u32) -> Vec<u64> {
+    async fn stored_seqs(&self, id: u32) -> Vec<u64> {
         let (status, page) = self
             .call_ct(
                 Method::GET,
@@ -71,9 +71,9 @@ fn entry(id: u32, token: &str, seqs: impl IntoIterator<Item = u32>) -> Value {
 #[tokio::test]
 async fn each_entry_is_authorised_and_answered_on_its_own_and_the_valid_ones_are_stored() {
     let app = app_with(|_| {}).await;
-    app.register(1, "token-1").await;
-    app.register(2, "token-2").await;
-    app.register(4, "token-4").await;
+    app.register_device(1, "token-1").await;
+    app.register_device(2, "token-2").await;
+    app.register_device(4, "token-4").await;
     let mut wrong_device = entry(4, "token-4", [0]);
     wrong_device["readings"][0]["device_id"] = json!(5);
     let body = json!({"batches": [
@@ -83,7 +83,7 @@ async fn each_entry_is_authorised_and_answered_on_its_own_and_the_valid_ones_are
         wrong_device,
         entry(1, "token-1", [3]),
     ]});
-    let (status, answer) = app.ingest(&body).await;
+    let (status, answer) = app.ingest_many(&body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let results = answer["results"].as_array().unwrap();
     let got: Vec<(u64, u64, Option<&str>)> = results
@@ -119,26 +119,26 @@ async fn each_entry_is_authorised_and_answered_on_its_own_and_the_valid_ones_are
             .unwrap()
             .contains("register it first")
     );
-    assert_eq!(app.stored(1).await, [0, 1, 2]);
-    assert!(app.stored(2).await.is_empty());
-    assert!(app.stored(4).await.is_empty());
+    assert_eq!(app.stored_seqs(1).await, [0, 1, 2]);
+    assert!(app.stored_seqs(2).await.is_empty());
+    assert!(app.stored_seqs(4).await.is_empty());
 
     // A retry of the whole request: device 1's readings are duplicates, nothing new stored.
-    let (status, answer) = app.ingest(&body).await;
+    let (status, answer) = app.ingest_many(&body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["results"][0]["accepted"], 0);
     assert_eq!(answer["results"][0]["duplicates"], 3);
-    assert_eq!(app.stored(1).await, [0, 1, 2]);
+    assert_eq!(app.stored_seqs(1).await, [0, 1, 2]);
 }
 
 #[tokio::test]
 async fn the_request_is_bounded_and_refused_as_a_whole_only_when_its_shape_is_wrong() {
     let app = app_with(|c| c.max_batch = 10).await;
-    app.register(1, "token-1").await;
+    app.register_device(1, "token-1").await;
     let too_many: Vec<Value> = (0..=MAX_INGEST_ENTRIES as u32)
         .map(|id| entry(id, "t", []))
         .collect();
-    let (status, e) = app.ingest(&json!({ "batches": too_many })).await;
+    let (status, e) = app.ingest_many(&json!({ "batches": too_many })).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
     assert!(
         e["error"].as_str().unwrap().contains("split the request"),
@@ -147,12 +147,12 @@ async fn the_request_is_bounded_and_refused_as_a_whole_only_when_its_shape_is_wr
     assert_eq!(e["field"], "batches");
 
     let over = json!({"batches": [entry(1, "token-1", 0..6), entry(2, "t", 0..5)]});
-    let (status, e) = app.ingest(&over).await;
+    let (status, e) = app.ingest_many(&over).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
     assert!(e["error"].as_str().unwrap().contains("--max-batch"), "{e}");
 
     let (status, e) = app
-        .ingest(
+        .ingest_many(
             &json!({"batches": [{"device_id": 1, "token": "token-1", "readings": [{"seq": -1}]}]}),
         )
         .await;
@@ -160,7 +160,7 @@ async fn the_request_is_bounded_and_refused_as_a_whole_only_when_its_shape_is_wr
     assert_eq!(e["field"], "batches[0].readings[0].seq");
 
     let (status, e) = app
-        .ingest(&json!({"batches": [entry(1, "token-1", [0])], "extra": 1}))
+        .ingest_many(&json!({"batches": [entry(1, "token-1", [0])], "extra": 1}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
 
@@ -180,26 +180,26 @@ async fn the_request_is_bounded_and_refused_as_a_whole_only_when_its_shape_is_wr
             .contains("/api/v1/devices/{id}/readings"),
         "{e}"
     );
-    assert!(app.stored(1).await.is_empty());
+    assert!(app.stored_seqs(1).await.is_empty());
 }
 
 #[tokio::test]
 async fn auto_register_registers_an_unknown_device_of_a_valid_entry_with_its_token() {
     let app = app_with(|c| c.auto_register = true).await;
     let body = json!({"batches": [entry(9, "token-9", [0, 1])]});
-    let (status, answer) = app.ingest(&body).await;
+    let (status, answer) = app.ingest_many(&body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["results"][0]["status"], 200);
-    assert_eq!(app.stored(9).await, [0, 1]);
+    assert_eq!(app.stored_seqs(9).await, [0, 1]);
     // Now known: another token for it is refused, its own still works.
     let (_, answer) = app
-        .ingest(&json!({"batches": [entry(9, "other", [2])]}))
+        .ingest_many(&json!({"batches": [entry(9, "other", [2])]}))
         .await;
     assert_eq!(answer["results"][0]["status"], 401);
     assert_eq!(answer["results"][0]["field"], "batches[0].token");
     let (_, answer) = app
-        .ingest(&json!({"batches": [entry(9, "token-9", [2])]}))
+        .ingest_many(&json!({"batches": [entry(9, "token-9", [2])]}))
         .await;
     assert_eq!(answer["results"][0]["accepted"], 1);
-    assert_eq!(app.stored(9).await, [0, 1, 2]);
+    assert_eq!(app.stored_seqs(9).await, [0, 1, 2]);
 }
