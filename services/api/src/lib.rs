@@ -9,7 +9,8 @@
 //! optional field (absent is the one way to leave it out), unknown fields refused.
 //!
 //! Layout: [`Value`] (one measured value, hand-written deserialiser), [`NewReading`] and
-//! [`IngestBatch`] (ingest), [`StoredReading`], [`IngestOutcome`], [`Device`],
+//! [`IngestBatch`] (ingest), [`MultiIngest`], [`DeviceBatch`] and [`MultiIngestOutcome`] (the
+//! multi-device ingest of a gateway), [`StoredReading`], [`IngestOutcome`], [`Device`],
 //! [`RegisterRequest`] and [`Registered`] (registration), [`ReadingQuery`], [`ErrorBody`],
 //! and the service's start-up line ([`listening_line`], [`parse_listening`]).
 
@@ -179,6 +180,11 @@ macro_rules! object_only {
 
 object_only!(NewReading, "a reading object");
 object_only!(IngestBatch, "an object {\"readings\": [...]}");
+object_only!(
+    DeviceBatch,
+    "an object {\"device_id\", \"token\", \"readings\": [...]}"
+);
+object_only!(MultiIngest, "an object {\"batches\": [...]}");
 object_only!(
     RegisterRequest,
     "an object {\"id\"?, \"token\"?, \"name\"?}"
@@ -444,6 +450,70 @@ impl NewReading {
 pub struct IngestBatch {
     /// The readings, in any order.
     pub readings: Vec<NewReading>,
+}
+
+/// One device's entry in the JSON body of `POST /api/v1/readings` (the multi-device ingest):
+/// the device, its own ingest token (what it sends as the bearer token of its own URL) and its
+/// readings. The entry is authorised, validated and answered on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct DeviceBatch {
+    /// The device; each device appears at most once per request.
+    #[serde(deserialize_with = "int")]
+    pub device_id: u32,
+    /// The device's ingest token.
+    pub token: String,
+    /// Its readings, in any order; a reading's optional `device_id` must be this one.
+    pub readings: Vec<NewReading>,
+}
+
+/// The JSON body of `POST /api/v1/readings`: the readings of many devices in one request (a
+/// gateway's), one entry per device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct MultiIngest {
+    /// One entry per device.
+    pub batches: Vec<DeviceBatch>,
+}
+
+/// The same JSON as one [`DeviceBatch`], borrowing (the gateway keeps the readings for
+/// retries until the service answers).
+#[derive(Debug, Serialize)]
+pub struct DeviceBatchRef<'a> {
+    /// The device.
+    pub device_id: u32,
+    /// Its ingest token.
+    pub token: &'a str,
+    /// Its readings.
+    pub readings: Vec<&'a NewReading>,
+}
+
+/// What the multi-device ingest did with one entry: `status` is what the per-device endpoint
+/// would have answered for it (200 committed, 400 invalid, 401 wrong token, 404 unknown
+/// device); `error` and `field` (e.g. `batches[3].token`) say why when it is not 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceOutcome {
+    /// The entry's device.
+    pub device_id: u32,
+    /// 200: its readings are durable; otherwise nothing of this entry was stored.
+    pub status: u16,
+    /// Readings of this entry stored by this request.
+    pub accepted: usize,
+    /// Readings of this entry already stored before (retries).
+    pub duplicates: usize,
+    /// Why the entry was refused (absent on 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The field that was wrong, as a JSON path from the request body's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The answer to `POST /api/v1/readings`: one outcome per entry, in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiIngestOutcome {
+    /// `results[i]` answers `batches[i]`.
+    pub results: Vec<DeviceOutcome>,
 }
 
 /// A reading ready for the store: every field resolved.

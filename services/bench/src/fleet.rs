@@ -14,6 +14,9 @@
 //! frame lost, p99 over the target, or less than 90 % of the offered readings/s stored), and
 //! the CPU use of each process at that rung, which says what limits it.
 //!
+//! Then registration under load: `--register-devices` new devices join a running fleet of
+//! `--register-base-devices`; the running fleet's p99 says whether registering stalls ingest.
+//!
 //! Everything runs on one machine: the simulator competes with the gateway and the service for
 //! the same cores, and so does anything else running (the load average is printed).
 
@@ -48,6 +51,16 @@ pub struct Args {
     /// Seconds of sampling per ceiling step.
     #[arg(long, default_value_t = 15)]
     pub ceiling_secs: u64,
+    /// Registration under load: this many new devices connect (each registers on its first
+    /// frame) while `--register-base-devices` run at 1 Hz (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub register_devices: u32,
+    /// The running fleet of the registration measurement.
+    #[arg(long, default_value_t = 1_000)]
+    pub register_base_devices: u32,
+    /// Seconds the running fleet samples; the new devices connect after a third of it.
+    #[arg(long, default_value_t = 30)]
+    pub register_secs: u64,
 }
 
 const TARGET_P99_MS: f64 = 250.0;
@@ -80,6 +93,9 @@ struct Rung {
     lagged: f64,
     samples: f64,
     connect_errors: f64,
+    /// CPU µs per reading while the whole fleet samples (no connect ramp, registration, drain
+    /// or final check): gateway, service, simulator.
+    steady_us: [f64; 3],
 }
 
 impl Rung {
@@ -94,9 +110,15 @@ fn start_service(bins: &Bins, db: &Path) -> Result<(Proc, String)> {
     Proc::service(&bins.service, db, &["--max-connections", "4096"])
 }
 
-fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<Rung> {
-    eprintln!("rung: {devices} devices at {rate}/s for {secs} s");
-    let db = dir.join(format!("fleet-{devices}-{rate}.db"));
+/// A fresh service (its own SQLite file `name`.db) and a gateway with a `listen:` link:
+/// (service, its URL, gateway, the link's address).
+fn start_stack(
+    bins: &Bins,
+    dir: &Path,
+    name: &str,
+    devices: u32,
+) -> Result<(Proc, String, Proc, String)> {
+    let db = dir.join(format!("{name}.db"));
     let _ = std::fs::remove_file(&db);
     let (service, url) = start_service(bins, &db)?;
     let link = format!("127.0.0.1:{}", free_port()?);
@@ -121,24 +143,63 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let g0 = gateway.cpu_secs(bins.ticks);
-    let s0 = service.cpu_secs(bins.ticks);
-    let g_rss0 = gateway.status_mb("VmRSS:");
-    let started = Instant::now();
-    let mut sim = Command::new(&bins.sim)
-        .args(["--gateway", &link, "--service", &url, "--json"])
-        .args(["--devices", &devices.to_string()])
-        .args(["--rate", &rate.to_string()])
-        .args(["--duration-secs", &secs.to_string()])
+    Ok((service, url, gateway, link))
+}
+
+/// Starts `beacon-sim` with its JSON report on stdout.
+fn spawn_sim(bins: &Bins, link: &str, url: &str, extra: &[String]) -> Result<std::process::Child> {
+    Ok(Command::new(&bins.sim)
+        .args(["--gateway", link, "--service", url, "--json"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bins.sim.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", bins.sim.display()))?)
+}
+
+/// Waits for a simulator and returns its report.
+fn sim_report(mut sim: std::process::Child) -> Result<String> {
     let mut report = String::new();
     if let Some(mut out) = sim.stdout.take() {
         out.read_to_string(&mut report)?;
     }
     let _ = sim.wait()?;
+    if !report.contains("\"stored\"") {
+        bail!("beacon-sim printed no report ({report:?}); its log is above");
+    }
+    Ok(report)
+}
+
+fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<Rung> {
+    eprintln!("rung: {devices} devices at {rate}/s for {secs} s");
+    let (service, url, gateway, link) =
+        start_stack(bins, dir, &format!("fleet-{devices}-{rate}"), devices)?;
+    let g0 = gateway.cpu_secs(bins.ticks);
+    let s0 = service.cpu_secs(bins.ticks);
+    let g_rss0 = gateway.status_mb("VmRSS:");
+    let started = Instant::now();
+    let sim = spawn_sim(
+        bins,
+        &link,
+        &url,
+        &[
+            "--devices".into(),
+            devices.to_string(),
+            "--rate".into(),
+            rate.to_string(),
+            "--duration-secs".into(),
+            secs.to_string(),
+        ],
+    )?;
+    let steady = steady_cpu(
+        bins,
+        &started,
+        devices,
+        secs,
+        [&gateway, &service],
+        sim.id(),
+    );
+    let report = sim_report(sim);
     let wall = started.elapsed().as_secs_f64();
     let g1 = gateway.cpu_secs(bins.ticks);
     let s1 = service.cpu_secs(bins.ticks);
@@ -151,9 +212,7 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
             Err(e) => eprintln!("  warning: {e}"),
         }
     }
-    if !report.contains("\"stored\"") {
-        bail!("beacon-sim printed no report ({report:?}); its log is above");
-    }
+    let report = report?;
     let stored = field(&report, "stored");
     let per = |cpu: f64| cpu / stored.max(1.0) * 1e6;
     Ok(Rung {
@@ -176,12 +235,94 @@ fn rung(bins: &Bins, dir: &Path, devices: u32, rate: f64, secs: u64) -> Result<R
         lagged: field(&report, "sse_lagged"),
         samples: field(&report, "latency_samples"),
         connect_errors: field(&report, "connect_errors"),
+        steady_us: {
+            let readings = field(&report, "readings_per_sec") * steady.1;
+            steady.0.map(|cpu| cpu / readings.max(1.0) * 1e6)
+        },
     })
+}
+
+/// CPU seconds of the gateway, the service and the simulator over the steady part of a rung
+/// (from 1 s after the simulator's connect ramp, 2,000 devices/s, to 1 s before sampling
+/// ends), and that window's length; NaN for a rung too short to have one.
+fn steady_cpu(
+    bins: &Bins,
+    started: &Instant,
+    devices: u32,
+    secs: u64,
+    procs: [&Proc; 2],
+    sim: u32,
+) -> ([f64; 3], f64) {
+    let ramp = 0.2 + f64::from(devices) / 2000.0;
+    let (from, to) = (ramp + 1.0, ramp + secs as f64 - 1.0);
+    if to - from < 2.0 {
+        return ([f64::NAN; 3], f64::NAN);
+    }
+    let at = |t: f64| {
+        std::thread::sleep(Duration::from_secs_f64(t).saturating_sub(started.elapsed()));
+        [
+            procs[0].cpu_secs(bins.ticks),
+            procs[1].cpu_secs(bins.ticks),
+            proc::cpu_secs(sim, bins.ticks).unwrap_or(f64::NAN),
+        ]
+    };
+    let a = at(from);
+    let b = at(to);
+    ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], to - from)
+}
+
+/// Registration under load: `base` devices run at 1 Hz for `secs`; after a third of it, `new`
+/// devices connect (at the simulator's connect rate) and sample at 0.1 Hz, so the gateway
+/// registers each on its first frame while the running fleet's readings keep flowing. The
+/// running fleet's p50/p99 over its whole run (the registrations included) against its ladder
+/// rung says whether registration stalls ingest.
+fn registration(bins: &Bins, dir: &Path, base: u32, new: u32, secs: u64) -> Result<Value> {
+    eprintln!("registration: {new} new devices while {base} run at 1/s for {secs} s");
+    let (service, url, gateway, link) = start_stack(bins, dir, "registration", base + new)?;
+    let args = |devices: u32, first: u32, rate: &str, secs: u64| {
+        [
+            "--devices",
+            &devices.to_string(),
+            "--first-id",
+            &first.to_string(),
+            "--rate",
+            rate,
+            "--duration-secs",
+            &secs.to_string(),
+            "--drain-secs",
+            "60",
+        ]
+        .map(str::to_owned)
+    };
+    let running = spawn_sim(bins, &link, &url, &args(base, 100_000, "1", secs))?;
+    std::thread::sleep(Duration::from_secs(secs / 3));
+    let started = Instant::now();
+    let joining = spawn_sim(bins, &link, &url, &args(new, 200_000, "0.1", secs / 2))?;
+    let joined = sim_report(joining);
+    let joined_wall = started.elapsed().as_secs_f64();
+    let running = sim_report(running);
+    for p in [gateway, service] {
+        let _ = p.stop();
+    }
+    let (running, joined) = (running?, joined?);
+    let out = json!({
+        "running_devices": base,
+        "new_devices": new,
+        "running_p50_ms": field(&running, "p50_ms"),
+        "running_p99_ms": field(&running, "p99_ms"),
+        "running_lost": field(&running, "lost"),
+        "new_p50_ms": field(&joined, "p50_ms"),
+        "new_p99_ms": field(&joined, "p99_ms"),
+        "new_lost": field(&joined, "lost"),
+        "new_stored": field(&joined, "stored"),
+        "new_wall_secs": joined_wall,
+    });
+    Ok(out)
 }
 
 fn print_header() {
     println!(
-        "{:>7} {:>6} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>6}",
+        "{:>7} {:>6} {:>10} {:>8} {:>8} {:>9} {:>9} {:>17} {:>8} {:>8} {:>9} {:>6} {:>6}",
         "devices",
         "rate",
         "readings/s",
@@ -189,6 +330,7 @@ fn print_header() {
         "p99 ms",
         "gw us/rd",
         "svc us/rd",
+        "steady gw/svc/sim",
         "gw MB",
         "svc MB",
         "KB/device",
@@ -199,7 +341,7 @@ fn print_header() {
 
 fn print_row(r: &Rung) {
     println!(
-        "{:>7} {:>6} {:>10.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>9.1} {:>6} {:>6}",
+        "{:>7} {:>6} {:>10.0} {:>8.0} {:>8.0} {:>9.1} {:>9.1} {:>17} {:>8.1} {:>8.1} {:>9.1} {:>6} {:>6}",
         r.devices,
         r.rate,
         r.rps,
@@ -207,6 +349,10 @@ fn print_row(r: &Rung) {
         r.p99,
         r.gateway_cpu_us,
         r.service_cpu_us,
+        format!(
+            "{:.0}/{:.0}/{:.0}",
+            r.steady_us[0], r.steady_us[1], r.steady_us[2]
+        ),
         r.gateway_rss,
         r.service_rss,
         r.gateway_kb_per_device,
@@ -235,6 +381,9 @@ fn to_json(r: &Rung) -> Value {
         "latency_samples": r.samples,
         "sse_lagged_batches": r.lagged,
         "connect_errors": r.connect_errors,
+        "steady_cpu_us_per_reading": {
+            "gateway": r.steady_us[0], "service": r.steady_us[1], "sim": r.steady_us[2]
+        },
         "wall_secs": r.sim_wall,
         "passed": r.passed(),
     })
@@ -270,6 +419,17 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
             rate *= 2.0;
         }
     }
+    let registered = if args.register_devices > 0 {
+        Some(registration(
+            &bins,
+            &dir,
+            args.register_base_devices,
+            args.register_devices,
+            args.register_secs,
+        )?)
+    } else {
+        None
+    };
     let load_after = load_average();
 
     println!();
@@ -281,7 +441,8 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     println!("load average before/after: {load_before} / {load_after}");
     println!(
         "p50/p99: a frame's first write by the device to its arrival on the SSE stream (after \
-         the commit); us/rd: CPU microseconds per stored reading; MB: peak RSS; KB/device: \
+         the commit); us/rd: CPU microseconds per stored reading (whole rung); steady: the same \
+         while the whole fleet samples (no ramp, registration, drain or check); MB: peak RSS; KB/device: \
          gateway RSS growth per connected device; ok: 0 lost, p99 < {TARGET_P99_MS} ms, >= 90 % \
          of the offered rate stored"
     );
@@ -324,11 +485,30 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
             (None, _) => println!("even the first ceiling step missed: see the ladder"),
         }
     }
+    if let Some(r) = &registered {
+        println!(
+            "registration under load: {} new devices connected and registered while {} ran at \
+             1/s: the running fleet p50 {} ms, p99 {} ms, {} lost (its ladder rung without \
+             registrations: see above); the new devices' readings (their first one waited for \
+             the registration) p50 {} ms, p99 {} ms, {} stored, {} lost, in {:.1} s",
+            r["new_devices"],
+            r["running_devices"],
+            r["running_p50_ms"],
+            r["running_p99_ms"],
+            r["running_lost"],
+            r["new_p50_ms"],
+            r["new_p99_ms"],
+            r["new_stored"],
+            r["new_lost"],
+            r["new_wall_secs"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
     let report = json!({
         "load_average_before": load_before,
         "load_average_after": load_after,
         "ladder": ladder.iter().map(to_json).collect::<Vec<_>>(),
         "ceiling": ceiling.iter().map(to_json).collect::<Vec<_>>(),
+        "registration_under_load": registered,
     });
     write_report(&out.join("bench-fleet.json"), &report)
 }

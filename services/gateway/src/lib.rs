@@ -3,7 +3,8 @@
 //! ```text
 //! device --(UART over TCP | serial | RTT | recorded file)--> link producer --bytes--> consumer
 //!   (Decoder, one per connection; resync on reconnect) --frames--> bounded buffer --> poster
-//!   (one task per device: register once, batch, POST with its token, retry) --> service
+//!   (one task per device: register once, batch, retry) --> coalescer (one per service
+//!   replica: many devices' batches, each with its device's token, in one POST) --> service
 //! ```
 //!
 //! - Links (`--link`, repeatable, one task each): see [`link::LinkSpec`].
@@ -142,6 +143,29 @@ pub struct Config {
     #[arg(long, env = "BEACON_GATEWAY_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
 
+    /// Most devices whose batches go out together in one multi-device request
+    /// (`POST /api/v1/readings`; the service takes up to 1000).
+    #[arg(
+        long,
+        env = "BEACON_GATEWAY_REQUEST_MAX_DEVICES",
+        default_value_t = 500
+    )]
+    pub request_max_devices: usize,
+
+    /// Most readings in one multi-device request (the service's --max-batch is 10,000).
+    #[arg(
+        long,
+        env = "BEACON_GATEWAY_REQUEST_MAX_READINGS",
+        default_value_t = 5_000
+    )]
+    pub request_max_readings: usize,
+
+    /// How long the first device batch of a request waits for other devices' batches, in ms
+    /// (0: send at once; batches that become ready while every in-flight slot is busy always
+    /// go out together).
+    #[arg(long, env = "BEACON_GATEWAY_REQUEST_LINGER_MS", default_value_t = 5)]
+    pub request_linger_ms: u64,
+
     /// How many devices you expect to connect at once (0: unchecked). At start-up the gateway
     /// raises its open-file limit to the hard limit and warns when that still cannot hold
     /// one descriptor per device plus 512 for its connections to the service.
@@ -234,6 +258,9 @@ pub async fn run(
             retry_max: Duration::from_millis(config.retry_max_ms.max(1)),
             request_timeout: Duration::from_secs(10),
             max_in_flight: config.max_in_flight,
+            request_max_devices: config.request_max_devices,
+            request_max_readings: config.request_max_readings,
+            request_linger: Duration::from_millis(config.request_linger_ms),
         },
         Arc::clone(&metrics),
         give_up.clone(),

@@ -127,6 +127,10 @@ pub struct Metrics {
     pub replay_requests: AtomicU64,
     /// Acks written to devices ("the service committed frames first..=last of boot B").
     pub acks_sent: AtomicU64,
+    /// Multi-device ingest requests sent (`POST /api/v1/readings`).
+    pub requests: AtomicU64,
+    /// Device entries in those requests (over `requests`: devices coalesced per request).
+    pub request_entries: AtomicU64,
     /// Frame-in to acknowledged latency (`sampled_at_ms` to the service's answer).
     pub latency: Mutex<Histogram>,
     /// Per device.
@@ -165,6 +169,12 @@ pub struct Stats {
     /// See [`Metrics::acks_sent`].
     #[serde(default)]
     pub acks_sent: u64,
+    /// Multi-device ingest requests sent.
+    #[serde(default)]
+    pub requests: u64,
+    /// Device entries in those requests.
+    #[serde(default)]
+    pub request_entries: u64,
     /// Median frame-in to acknowledged latency, ms.
     pub latency_p50_ms: Option<u64>,
     /// 99th percentile of it, ms.
@@ -243,6 +253,8 @@ impl Metrics {
             connects: self.connects.load(Relaxed),
             replay_requests: self.replay_requests.load(Relaxed),
             acks_sent: self.acks_sent.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            request_entries: self.request_entries.load(Relaxed),
             latency_p50_ms: p50,
             latency_p99_ms: p99,
             latency_max_ms: max,
@@ -260,12 +272,14 @@ impl Stats {
     pub fn line(&self) -> String {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v}ms"));
         format!(
-            "frames_in={} posted={} (new={} dup={}) acks={} retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
+            "frames_in={} posted={} (new={} dup={}) acks={} requests={} (devices/request={:.1}) retries={} corrupt={} rejected={} dropped={} buffered={} devices={} latency p50={} p99={} max={}",
             self.frames_in,
             self.posted,
             self.accepted,
             self.duplicates,
             self.acks_sent,
+            self.requests,
+            self.request_entries as f64 / self.requests.max(1) as f64,
             self.retries,
             self.corrupt,
             self.rejected,

@@ -3,6 +3,6 @@
 //! either side can change its internals freely.
 
 pub use beacon_api::{
-    ErrorBody, IngestBatchRef as IngestBatch, IngestOutcome, NewReading, RegisterRequest,
-    UnixMillis, Value, now_millis,
+    DeviceBatchRef, DeviceOutcome, ErrorBody, IngestOutcome, MultiIngestOutcome, NewReading,
+    RegisterRequest, UnixMillis, Value, now_millis,
 };

@@ -1,5 +1,8 @@
-//! Posting to the service: one task per device (its own URL and token), batching, idempotent
-//! registration on first sight, and retries with backoff and jitter.
+//! Posting to the service: one task per device (its token, its batch, idempotent registration
+//! on first sight, retries with backoff and jitter), and one coalescer per service replica
+//! that puts the ready batches of many devices into one multi-device request
+//! (`POST /api/v1/readings`, each device's entry with its own token) and hands each device
+//! the service's answer for its entry.
 //!
 //! Retries never double-count: the service stores a `(device, boot, seq)` triple once and
 //! answers a repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
@@ -7,14 +10,17 @@
 
 use crate::link::{AckSink, Backoff, Pending};
 use crate::metrics::Metrics;
-use crate::model::{ErrorBody, IngestBatch, IngestOutcome, RegisterRequest, now_millis};
+use crate::model::{
+    DeviceBatchRef, DeviceOutcome, ErrorBody, IngestOutcome, MultiIngestOutcome, RegisterRequest,
+    now_millis,
+};
 use beacon_protocol::Ack;
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How the poster talks to the service.
@@ -40,7 +46,17 @@ pub struct PostConfig {
     pub request_timeout: Duration,
     /// Most requests to the service at once, over all devices.
     pub max_in_flight: usize,
+    /// Most device entries in one multi-device request.
+    pub request_max_devices: usize,
+    /// Most readings in one multi-device request (the service's `--max-batch` is 10,000).
+    pub request_max_readings: usize,
+    /// How long the first device batch of a request waits for others.
+    pub request_linger: Duration,
 }
+
+/// Most body bytes of one multi-device request (the service's `--max-body-bytes` is 4 MiB);
+/// a single device's batch is always sent, even alone past it.
+pub const REQUEST_MAX_BYTES: usize = 1024 * 1024;
 
 impl PostConfig {
     fn token_for(&self, id: u32) -> String {
@@ -51,8 +67,8 @@ impl PostConfig {
     }
 }
 
-/// Why a request did not go through.
-#[derive(Debug)]
+/// Why a request (or a device's entry in it) did not go through.
+#[derive(Debug, Clone)]
 enum Failure {
     /// Transient (network, 5xx, 503, 429, timeout): retry later, honouring `after`.
     Retry {
@@ -78,12 +94,28 @@ pub struct Poster {
     /// here, their readings pile up into bigger batches, and a few keep-alive connections
     /// carry them.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Registrations' own share of `max_in_flight` (a quarter): thousands of new devices
+    /// registering queue here, not in front of the ingest requests of the running fleet.
+    registering: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
     /// Cancelled when the drain period after shutdown is over: whatever is still not
     /// acknowledged then is counted as dropped.
     give_up: CancellationToken,
     /// Round robin over `config.services`: the next batch's first choice.
     next: std::sync::atomic::AtomicUsize,
+    /// Per service: the queue of its coalescer (device batches ready to go).
+    queues: Vec<mpsc::UnboundedSender<Entry>>,
+    /// The coalescers' ends of `queues`, taken by [`Poster::run`].
+    receivers: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Entry>>>,
+}
+
+/// One device's batch, serialised as its entry of a multi-device request, waiting for the
+/// service's answer to it.
+#[derive(Debug)]
+struct Entry {
+    json: Vec<u8>,
+    readings: usize,
+    reply: oneshot::Sender<Result<IngestOutcome, Failure>>,
 }
 
 impl Poster {
@@ -105,19 +137,35 @@ impl Poster {
         if config.services.is_empty() {
             return Err("no service URL: pass --service URL (repeat it for replicas)".into());
         }
+        let (queues, receivers) = config
+            .services
+            .iter()
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        let total = config.max_in_flight.max(2);
+        let registering = (total / 4).max(1);
         Ok(Arc::new(Self {
-            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(total - registering)),
+            registering: tokio::sync::Semaphore::new(registering),
             config,
             client,
             metrics,
             give_up,
             next: std::sync::atomic::AtomicUsize::new(0),
+            queues,
+            receivers: std::sync::Mutex::new(receivers),
         }))
     }
 
     /// Routes frames to one task per device until every link is gone, then waits for every
     /// device's buffer to drain.
     pub async fn run(self: Arc<Self>, mut frames: mpsc::UnboundedReceiver<Pending>) {
+        let mut coalescers = tokio::task::JoinSet::new();
+        let receivers =
+            std::mem::take(&mut *self.receivers.lock().unwrap_or_else(|e| e.into_inner()));
+        for (service, rx) in receivers.into_iter().enumerate() {
+            coalescers.spawn(Arc::clone(&self).coalesce(service, rx));
+        }
         let mut devices: HashMap<u32, mpsc::UnboundedSender<Pending>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(p) = frames.recv().await {
@@ -136,6 +184,8 @@ impl Poster {
         }
         drop(devices);
         while tasks.join_next().await.is_some() {}
+        // Every device task has its answers: nothing is queued or in flight any more.
+        coalescers.abort_all();
     }
 
     fn give_up_on(&self, n: usize) {
@@ -184,12 +234,12 @@ impl Poster {
             loop {
                 let service = &self.config.services[pick];
                 let result = if registered {
-                    self.ingest(service, id, &token, &batch).await
+                    self.ingest(pick, id, &token, &batch).await
                 } else {
                     match self.register(service, id, &token).await {
                         Ok(()) => {
                             registered = true;
-                            self.ingest(service, id, &token, &batch).await
+                            self.ingest(pick, id, &token, &batch).await
                         }
                         Err(f) => Err(f),
                     }
@@ -310,7 +360,7 @@ impl Poster {
     }
 
     async fn register(&self, service: &str, id: u32, token: &str) -> Result<(), Failure> {
-        let _permit = self.in_flight.acquire().await;
+        let _permit = self.registering.acquire().await;
         let url = format!("{service}/api/v1/devices");
         let mut req = self.client.post(&url).json(&RegisterRequest {
             id: Some(id),
@@ -338,30 +388,138 @@ impl Poster {
         })
     }
 
+    /// Hands the device's batch to the coalescer of service `service` and waits for the
+    /// service's answer to its entry.
     async fn ingest(
         &self,
-        service: &str,
+        service: usize,
         id: u32,
         token: &str,
         batch: &[Pending],
     ) -> Result<IngestOutcome, Failure> {
-        let _permit = self.in_flight.acquire().await;
-        let url = format!("{service}/api/v1/devices/{id}/readings");
-        let body = IngestBatch {
+        let entry = DeviceBatchRef {
+            device_id: id,
+            token,
             readings: batch.iter().map(|p| &p.reading).collect(),
         };
+        let json = serde_json::to_vec(&entry)
+            .map_err(|e| Failure::Rejected(format!("cannot encode: {e}")))?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || Failure::Retry {
+            why: "the request coalescer ended".into(),
+            after: None,
+        };
+        self.queues[service]
+            .send(Entry {
+                json,
+                readings: batch.len(),
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// One service's coalescer: takes the first ready device batch, waits up to
+    /// `request_linger` for more (bounded by devices, readings and bytes per request), then
+    /// sends them as one request once an in-flight slot is free. While every slot is busy the
+    /// queue grows, so the next request carries more devices: load makes requests bigger, not
+    /// more numerous.
+    async fn coalesce(self: Arc<Self>, service: usize, mut rx: mpsc::UnboundedReceiver<Entry>) {
+        let mut carry: Option<Entry> = None;
+        loop {
+            let first = match carry.take() {
+                Some(e) => e,
+                None => match rx.recv().await {
+                    Some(e) => e,
+                    None => return,
+                },
+            };
+            let mut group = Group::new(first);
+            let deadline = tokio::time::Instant::now() + self.config.request_linger;
+            while carry.is_none() && !group.full(&self.config) {
+                tokio::select! {
+                    e = rx.recv() => match e {
+                        Some(e) => carry = group.add(e, &self.config),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+                return;
+            };
+            while carry.is_none() && !group.full(&self.config) {
+                match rx.try_recv() {
+                    Ok(e) => carry = group.add(e, &self.config),
+                    Err(_) => break,
+                }
+            }
+            tokio::spawn(Arc::clone(&self).send_group(service, group, permit));
+        }
+    }
+
+    /// Sends one multi-device request and answers each entry.
+    async fn send_group(
+        self: Arc<Self>,
+        service: usize,
+        group: Group,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let mut body = Vec::with_capacity(group.bytes + group.entries.len() + 16);
+        body.extend_from_slice(b"{\"batches\":[");
+        for (i, e) in group.entries.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&e.json);
+        }
+        body.extend_from_slice(b"]}");
+        self.metrics.requests.fetch_add(1, Relaxed);
+        self.metrics
+            .request_entries
+            .fetch_add(group.entries.len() as u64, Relaxed);
+        let service = &self.config.services[service];
+        match self.post_many(service, body).await {
+            Ok(answer) if answer.results.len() == group.entries.len() => {
+                for (e, r) in group.entries.into_iter().zip(answer.results) {
+                    let _ = e.reply.send(entry_result(r));
+                }
+            }
+            Ok(answer) => {
+                let f = Failure::Retry {
+                    why: format!(
+                        "the service answered {} results for {} entries",
+                        answer.results.len(),
+                        group.entries.len()
+                    ),
+                    after: None,
+                };
+                for e in group.entries {
+                    let _ = e.reply.send(Err(f.clone()));
+                }
+            }
+            Err(f) => {
+                for e in group.entries {
+                    let _ = e.reply.send(Err(f.clone()));
+                }
+            }
+        }
+    }
+
+    async fn post_many(&self, service: &str, body: Vec<u8>) -> Result<MultiIngestOutcome, Failure> {
+        let url = format!("{service}/api/v1/readings");
         let resp = self
             .client
             .post(&url)
-            .bearer_auth(token)
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(network)?;
         let status = resp.status();
         if status.is_success() {
             return resp
-                .json::<IngestOutcome>()
+                .json::<MultiIngestOutcome>()
                 .await
                 .map_err(|e| Failure::Retry {
                     why: format!("unreadable answer from the service: {e}"),
@@ -370,12 +528,72 @@ impl Poster {
         }
         let (after, msg) = error_of(resp).await;
         Err(match status {
-            StatusCode::NOT_FOUND => Failure::Unregistered,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Refused(format!(
-                "the service refused device {id}'s token: {msg}; pass the right one with --device-token {id}=TOKEN"
+            // The path itself: unknown devices are answered per entry.
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Failure::Refused(format!(
+                "{url} answered {status} ({msg}): the service has no multi-device ingest; it is older than this gateway, upgrade it"
             )),
             s => classify(s, after, msg),
         })
+    }
+}
+
+/// Device batches going out in one request, and their size so far.
+struct Group {
+    entries: Vec<Entry>,
+    readings: usize,
+    bytes: usize,
+}
+
+impl Group {
+    fn new(first: Entry) -> Self {
+        Self {
+            readings: first.readings,
+            bytes: first.json.len(),
+            entries: vec![first],
+        }
+    }
+
+    fn full(&self, c: &PostConfig) -> bool {
+        self.entries.len() >= c.request_max_devices.max(1)
+            || self.readings >= c.request_max_readings
+            || self.bytes >= REQUEST_MAX_BYTES
+    }
+
+    /// Adds `e`, or hands it back when it would take the request past a bound.
+    fn add(&mut self, e: Entry, c: &PostConfig) -> Option<Entry> {
+        if self.readings + e.readings > c.request_max_readings.max(1)
+            || self.bytes + e.json.len() > REQUEST_MAX_BYTES
+        {
+            return Some(e);
+        }
+        self.readings += e.readings;
+        self.bytes += e.json.len();
+        self.entries.push(e);
+        None
+    }
+}
+
+/// The service's answer to one entry, as the per-device endpoint's answer would be read.
+fn entry_result(r: DeviceOutcome) -> Result<IngestOutcome, Failure> {
+    let id = r.device_id;
+    let msg = r.error.unwrap_or_default();
+    match StatusCode::from_u16(r.status) {
+        Ok(StatusCode::OK) => Ok(IngestOutcome {
+            accepted: r.accepted,
+            duplicates: r.duplicates,
+        }),
+        Ok(StatusCode::NOT_FOUND) => Err(Failure::Unregistered),
+        Ok(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Failure::Refused(format!(
+            "the service refused device {id}'s token: {msg}; pass the right one with --device-token {id}=TOKEN"
+        ))),
+        Ok(s) => Err(classify(s, None, msg)),
+        Err(_) => Err(Failure::Retry {
+            why: format!(
+                "the service answered status {} for device {id}'s entry",
+                r.status
+            ),
+            after: None,
+        }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The gateway's pipeline (link -> decoder -> buffer -> poster) against a local stand-in for
-//! the service that speaks the same HTTP contract (registration, bearer tokens, ingest with
-//! `(device, boot, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
+//! the service that speaks the same HTTP contract (registration, the multi-device ingest with
+//! per-entry device tokens and `(device, boot, seq)` dedup, 503 on demand). The real service, gateway and QEMU run together in
 //! services/demo/tests/e2e.rs.
 //!
 //! The byte stream is a recording of the QEMU firmware's UART0 (device 7, 31 frames, seq
@@ -11,8 +11,8 @@
 //! version 1 frames still go through (with `boot` 0).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use beacon_gateway::link::{Ctx, LinkEvent, consume, pump_blocking};
 use beacon_gateway::metrics::{Metrics, Stats};
@@ -33,6 +33,13 @@ struct StandIn {
     fail_next: usize,
     requests: usize,
     largest_batch: usize,
+    /// Devices whose next entry answers 404 (the service lost them): the gateway must
+    /// register again, then retry.
+    forget: std::collections::HashSet<u32>,
+    /// Devices whose entries answer 401 (their token was changed in the service).
+    refuse: std::collections::HashSet<u32>,
+    /// Registration requests, by device, in order.
+    registered: Vec<u32>,
     /// What happened, in order: "503" / "200" when the ingest answered (logged before the
     /// answer leaves), and what a test device read back ("replay", "ack B first..=last").
     events: Vec<String>,
@@ -44,6 +51,7 @@ async fn register(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCo
     let id = body["id"].as_u64().unwrap() as u32;
     let token = body["token"].as_str().unwrap().to_owned();
     let mut s = s.lock().unwrap();
+    s.registered.push(id);
     match s.tokens.get(&id) {
         Some(t) if *t != token => (
             StatusCode::CONFLICT,
@@ -63,12 +71,9 @@ async fn register(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCo
     }
 }
 
-async fn ingest(
-    State(s): State<Shared>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+/// The multi-device ingest: one answer per entry, each checked as the per-device endpoint
+/// checks its request; `fail_next` answers whole requests with 503.
+async fn ingest(State(s): State<Shared>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let mut s = s.lock().unwrap();
     s.requests += 1;
     if s.fail_next > 0 {
@@ -79,26 +84,31 @@ async fn ingest(
             Json(json!({"error": "busy"})),
         );
     }
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let results: Vec<Value> = body["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| ingest_entry(&mut s, entry))
+        .collect();
+    s.events.push("200".to_owned());
+    (StatusCode::OK, Json(json!({ "results": results })))
+}
+
+fn ingest_entry(s: &mut StandIn, entry: &Value) -> Value {
+    let id = entry["device_id"].as_u64().unwrap() as u32;
+    let refused = |status: u16, error: &str| json!({"device_id": id, "status": status, "accepted": 0, "duplicates": 0, "error": error});
+    if s.forget.remove(&id) {
+        s.tokens.remove(&id);
+    }
+    if s.refuse.contains(&id) {
+        return refused(401, "wrong token");
+    }
     match s.tokens.get(&id) {
-        None => {
-            return (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": "unknown device"})),
-            );
-        }
-        Some(t) if auth != format!("Bearer {t}") => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "wrong token"})),
-            );
-        }
+        None => return refused(404, "unknown device"),
+        Some(t) if entry["token"] != *t => return refused(401, "wrong token"),
         Some(_) => {}
     }
-    let readings = body["readings"].as_array().unwrap();
+    let readings = entry["readings"].as_array().unwrap();
     s.largest_batch = s.largest_batch.max(readings.len());
     let (mut accepted, mut duplicates) = (0, 0);
     for r in readings {
@@ -115,11 +125,7 @@ async fn ingest(
             accepted += 1;
         }
     }
-    s.events.push("200".to_owned());
-    (
-        StatusCode::OK,
-        Json(json!({"accepted": accepted, "duplicates": duplicates})),
-    )
+    json!({"device_id": id, "status": 200, "accepted": accepted, "duplicates": duplicates})
 }
 
 async fn stand_in(fail_next: usize) -> (String, Shared) {
@@ -129,7 +135,7 @@ async fn stand_in(fail_next: usize) -> (String, Shared) {
     }));
     let app = axum::Router::new()
         .route("/api/v1/devices", post(register))
-        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .route("/api/v1/readings", post(ingest))
         .with_state(Arc::clone(&state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -502,11 +508,11 @@ async fn replica(state: &Shared) -> (String, Arc<std::sync::atomic::AtomicUsize>
     let counter = Arc::clone(&hits);
     let app = axum::Router::new()
         .route("/api/v1/devices", post(register))
-        .route("/api/v1/devices/{id}/readings", post(ingest))
+        .route("/api/v1/readings", post(ingest))
         .with_state(Arc::clone(state))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                if req.uri().path().ends_with("/readings") {
+                if req.uri().path() == "/api/v1/readings" {
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 next.run(req)
@@ -580,4 +586,49 @@ async fn every_replica_busy_backs_off_and_retries_as_with_one() {
     assert!(stats.retries >= 6, "{stats:?}");
     assert_eq!(seqs(&state), (0..FRAMES).collect::<Vec<_>>());
     assert_eq!((stats.duplicates, stats.dropped), (0, 0));
+}
+
+/// Twelve devices on one link: their batches go out together in multi-device requests, and
+/// each entry's answer concerns its device only: device 4, which the service lost (404), is
+/// registered again and delivered; device 9, whose token the service refuses (401), keeps its
+/// readings (dropped only at the end of the drain); the other ten are delivered untouched.
+#[tokio::test]
+async fn one_request_carries_many_devices_and_each_entry_is_answered_on_its_own() {
+    use beacon_protocol::{Frame, Reading, wire::encode_to_vec};
+    let (url, state) = stand_in(0).await;
+    {
+        let mut s = state.lock().unwrap();
+        s.forget.insert(4);
+        s.refuse.insert(9);
+    }
+    let mut bytes = vec![0u8];
+    for seq in 0..3u32 {
+        for id in 1..=12u32 {
+            let f = Frame::new(id, seq, u64::from(seq) * 100)
+                .with(Reading::Counter(seq))
+                .unwrap();
+            bytes.extend(encode_to_vec(&f).unwrap());
+        }
+    }
+    let file = recording_file(&bytes);
+    // A long linger: the twelve devices' first batches are all ready well within it.
+    let stats = run_gateway(
+        file.path(),
+        &url,
+        &["--request-linger-ms", "1000", "--drain-secs", "2"],
+    )
+    .await;
+    let s = state.lock().unwrap();
+    for id in (1..=12).filter(|&id| id != 9) {
+        let got: Vec<u32> = s.stored.keys().filter(|k| k.0 == id).map(|k| k.2).collect();
+        assert_eq!(got, [0, 1, 2], "device {id}: {}", stats.line());
+    }
+    assert!(!s.stored.keys().any(|k| k.0 == 9));
+    assert_eq!(s.registered.iter().filter(|&&id| id == 4).count(), 2);
+    assert_eq!((stats.accepted, stats.dropped), (33, 3), "{}", stats.line());
+    assert!(
+        stats.request_entries > stats.requests,
+        "no request carried two devices: {}",
+        stats.line()
+    );
 }

@@ -91,7 +91,9 @@ pub struct Config {
     /// address may have in flight at once; beyond it, 429 + Retry-After. `/healthz`, `/readyz`
     /// and requests with a valid token are not counted. With open reads (no --read-token, no
     /// --provisioning-token) reads count too: a dashboard or script reading from one address
-    /// gets 429 past this many at once (a browser holds at most 6 per host).
+    /// gets 429 past this many at once (a browser holds at most 6 per host). The multi-device
+    /// ingest (`POST /api/v1/readings`, tokens in the body) is counted in a pool of its own,
+    /// with the same limit: a gateway's ingest requests do not starve its registrations.
     /// TODO(6): fit this to your clients behind one address (a NAT or proxy counts as one).
     #[arg(long, env = "BEACON_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64)]
     pub max_unauthenticated_per_ip: usize,

@@ -87,6 +87,9 @@ async fn a_fleet_with_disconnects_and_reboots_loses_nothing() {
     stop_gateway.send(()).unwrap();
     let stats = gateway.await.unwrap().unwrap();
     assert_eq!(stats.dropped, 0);
+    // Delivered through the multi-device ingest: each request carried one or more devices.
+    assert!(stats.requests > 0, "{stats:?}");
+    assert!(stats.request_entries >= stats.requests, "{stats:?}");
     stop_service.send(()).unwrap();
     service.await.unwrap().unwrap();
 }

@@ -63,6 +63,16 @@ pub(super) async fn authorize(
             "missing token: send `Authorization: Bearer <device token>`",
         ));
     };
+    authorize_token(state, id, presented).await
+}
+
+/// Checks a device's ingest token, wherever it came from (the bearer header of its own URL,
+/// or its entry in a multi-device ingest): the same rules and the same token cache.
+pub(super) async fn authorize_token(
+    state: &AppState,
+    id: u32,
+    presented: &str,
+) -> Result<Authorized, ApiError> {
     match state.token_of(id).await? {
         Some(expected) if same_token(&token_hash(presented), &expected) => Ok(Authorized::Known),
         Some(_) => Err(ApiError::new(

@@ -27,6 +27,14 @@ pub(super) async fn refuse_oversized(
     }
 }
 
+/// Most device entries in one multi-device ingest (`POST /api/v1/readings`); more get 413.
+/// Its readings together are bounded by `--max-batch`, its body by `--max-body-bytes`.
+pub const MAX_INGEST_ENTRIES: usize = 1_000;
+
+/// The multi-device ingest's path, as routed in `router` (its requests have their own
+/// unauthenticated pool).
+pub(super) const MULTI_INGEST_PATH: &str = "/api/v1/readings";
+
 /// Longest request target (path and query) answered; longer ones get 414 with the JSON error.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most bytes of header names and values together; more get 431 with the JSON error.
@@ -154,7 +162,16 @@ pub(super) async fn limit_unauthenticated(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let max = state.config.max_unauthenticated_per_ip.max(1);
-    let Some(_slot) = state.unauthenticated.try_take(peer, max) else {
+    // The multi-device ingest carries its tokens in the body (checked once it is read), so it
+    // is unauthenticated work too, but counted apart: a gateway's ingest requests and the
+    // open reads or registrations from the same address (its registrations, a dashboard, a
+    // simulator's stream) do not crowd each other out into 429s.
+    let pool = if path == MULTI_INGEST_PATH {
+        &state.unauthenticated_ingest
+    } else {
+        &state.unauthenticated
+    };
+    let Some(_slot) = pool.try_take(peer, max) else {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(

@@ -15,14 +15,16 @@ pub use error::ApiError;
 use error::*;
 use ingest::*;
 use limits::*;
-pub use limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, UnauthenticatedLimit};
+pub use limits::{
+    MAX_HEADER_BYTES, MAX_HEADERS, MAX_INGEST_ENTRIES, MAX_URI_BYTES, UnauthenticatedLimit,
+};
 use reads::*;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{
-    IngestBatch, IngestOutcome, NewReading, ReadingQuery, RegisterRequest, StoredReading,
-    now_millis, query_int,
+    DeviceBatch, DeviceOutcome, IngestBatch, IngestOutcome, MultiIngest, MultiIngestOutcome,
+    NewReading, ReadingQuery, RegisterRequest, StoredReading, now_millis, query_int,
 };
 use crate::store::{DynStore, NewDevice, StoreError, token_hash};
 use axum::body::Bytes;
@@ -78,6 +80,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Requests without a valid token in flight, per peer address.
     unauthenticated: UnauthenticatedLimit,
+    /// The same for the multi-device ingest (tokens in the body), counted apart.
+    unauthenticated_ingest: UnauthenticatedLimit,
 }
 
 impl std::fmt::Debug for dyn DynStore {
@@ -130,6 +134,7 @@ impl AppState {
             events,
             shutdown: CancellationToken::new(),
             unauthenticated: UnauthenticatedLimit::default(),
+            unauthenticated_ingest: UnauthenticatedLimit::default(),
         }))
     }
 
@@ -222,6 +227,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/devices/{id}/readings",
             post(ingest).get(query_readings),
         )
+        .route("/api/v1/readings", post(ingest_many))
         .route("/api/v1/latest", get(latest))
         .route("/api/v1/stream", get(stream))
         .route("/healthz", get(|| async { "ok\n" }))

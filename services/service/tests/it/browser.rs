@@ -3,7 +3,8 @@
 //! with fantoccini. Checks the device rows (ids, boots, online, frames dropped on the device
 //! from its overflow reports), that each chart drew the last
 //! 5 minutes of history from the query API, and that a reading ingested after the page loaded
-//! appears live (SSE). `cargo xtask test` runs it with `--ignored`.
+//! appears live (SSE); then, at fleet size (120 devices), that the table shows one page of 50
+//! rows, the count of all devices and a working next-page control, and the charts aggregate. `cargo xtask test` runs it with `--ignored`.
 //!
 //! Set `BEACON_DASHBOARD_SCREENSHOT=/path/file.png` to keep a screenshot of the loaded page.
 
@@ -102,6 +103,9 @@ return {
   })),
   charts: Object.fromEntries([...document.querySelectorAll("figure.chart")]
     .map(f => [f.dataset.kind, Number(f.dataset.points)])),
+  mode: document.getElementById("chart-mode").dataset.mode,
+  page: Object.fromEntries(["first", "last", "total"]
+    .map(k => [k, Number(document.getElementById("page").dataset[k])])),
 };
 "##;
 
@@ -286,9 +290,92 @@ async fn dashboard_shows_devices_history_and_live_readings() {
     );
     assert_eq!(state["charts"]["counter"], 30, "{state:#}");
 
+    assert_eq!(state["mode"], "devices", "{state:#}");
+    fleet_page(&browser, &http, &url).await;
     if let Some(path) = std::env::var_os("BEACON_DASHBOARD_SCREENSHOT") {
         let png = browser.screenshot().await.unwrap();
         std::fs::write(&path, png).unwrap();
     }
     browser.close().await.unwrap();
+}
+
+/// One multi-device ingest (`POST /api/v1/readings`): one temperature reading per device.
+async fn post_many(
+    client: &reqwest::Client,
+    url: &str,
+    devices: std::ops::RangeInclusive<u32>,
+    seq: u32,
+) {
+    let batches: Vec<Value> = devices
+        .map(|id| {
+            json!({"device_id": id, "token": format!("token-{id}"), "readings": [
+                reading(1, seq, now_ms(), json!([{"kind": "temperature_c", "value": f64::from(id) / 10.0}]))
+            ]})
+        })
+        .collect();
+    let res = client
+        .post(format!("{url}/api/v1/readings"))
+        .json(&json!({ "batches": batches }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    for r in body["results"].as_array().unwrap() {
+        assert_eq!(r["status"], 200, "{body}");
+    }
+}
+
+/// At fleet size (120 devices, more than the page's 8 of per-device detail): the table shows
+/// one page of 50 rows with the count of all devices and pages on, the charts aggregate.
+async fn fleet_page(browser: &fantoccini::Client, http: &reqwest::Client, url: &str) {
+    for id in 3u32..=120 {
+        let res = http
+            .post(format!("{url}/api/v1/devices"))
+            .json(&json!({"id": id, "token": format!("token-{id}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "register device {id}");
+    }
+    post_many(http, url, 3..=120, 0).await;
+    browser.goto(url).await.unwrap();
+    // Each device's latest reading: 118 new temperatures, device 2's live one (device 1's
+    // newest is an overflow report, not charted).
+    let state = wait_for(browser, "the fleet page", |s| {
+        s["history"] == "loaded" && s["mode"] == "fleet" && s["page"]["total"] == 120
+    })
+    .await;
+    assert_eq!(state["rows"].as_array().unwrap().len(), 50, "{state:#}");
+    assert_eq!(
+        state["page"],
+        json!({"first": 1, "last": 50, "total": 120}),
+        "{state:#}"
+    );
+    assert_eq!(state["rows"][0]["id"], 1, "{state:#}");
+    assert_eq!(state["charts"]["temperature_c"], 119, "{state:#}");
+    browser
+        .find(fantoccini::Locator::Id("next"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state = wait_for(browser, "the second page", |s| s["page"]["first"] == 51).await;
+    let ids: Vec<u64> = state["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (51..=100).collect::<Vec<u64>>(), "{state:#}");
+    wait_for(browser, "the live stream connected", |s| {
+        s["stream"] == "connected"
+    })
+    .await;
+    post_many(http, url, 3..=120, 1).await;
+    let state = wait_for(browser, "the live fleet readings", |s| {
+        s["charts"]["temperature_c"] == 119 + 118
+    })
+    .await;
+    assert_eq!(state["rows"].as_array().unwrap().len(), 50, "{state:#}");
 }

@@ -8,8 +8,8 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use beacon_service::model::{
-    Device, ErrorBody, IngestBatch, IngestOutcome, NewReading, RegisterRequest, Registered,
-    StoredReading, Value as Kind,
+    Device, DeviceBatch, DeviceOutcome, ErrorBody, IngestBatch, IngestOutcome, MultiIngest,
+    MultiIngestOutcome, NewReading, RegisterRequest, Registered, StoredReading, Value as Kind,
 };
 use beacon_service::store::DynStore;
 use beacon_service::{AppState, Config, open_store, router};
@@ -179,6 +179,19 @@ fn each_schema_has_exactly_the_fields_of_its_rust_type() {
         name: Some("n".into()),
         registered_at_ms: 1,
     };
+    let entry = DeviceBatch {
+        device_id: 1,
+        token: "t".into(),
+        readings: vec![reading.clone()],
+    };
+    let outcome = DeviceOutcome {
+        device_id: 1,
+        status: 401,
+        accepted: 0,
+        duplicates: 0,
+        error: Some("e".into()),
+        field: Some("batches[0].token".into()),
+    };
     // Every optional field filled, so the serialised keys are all the fields.
     let full: Vec<(&str, Value)> = vec![
         ("NewReading", serde_json::to_value(&reading).unwrap()),
@@ -192,6 +205,22 @@ fn each_schema_has_exactly_the_fields_of_its_rust_type() {
         (
             "IngestOutcome",
             serde_json::to_value(IngestOutcome::default()).unwrap(),
+        ),
+        ("DeviceBatch", serde_json::to_value(entry.clone()).unwrap()),
+        (
+            "MultiIngest",
+            serde_json::to_value(MultiIngest {
+                batches: vec![entry],
+            })
+            .unwrap(),
+        ),
+        ("DeviceOutcome", serde_json::to_value(&outcome).unwrap()),
+        (
+            "MultiIngestOutcome",
+            serde_json::to_value(MultiIngestOutcome {
+                results: vec![outcome],
+            })
+            .unwrap(),
         ),
         (
             "StoredReading",
@@ -255,6 +284,8 @@ fn each_schema_has_exactly_the_fields_of_its_rust_type() {
         let refused = match *name {
             "NewReading" => serde_json::from_value::<NewReading>(extra).is_err(),
             "IngestBatch" => serde_json::from_value::<IngestBatch>(extra).is_err(),
+            "DeviceBatch" => serde_json::from_value::<DeviceBatch>(extra).is_err(),
+            "MultiIngest" => serde_json::from_value::<MultiIngest>(extra).is_err(),
             "RegisterRequest" => serde_json::from_value::<RegisterRequest>(extra).is_err(),
             _ => continue,
         };

@@ -20,6 +20,7 @@ mod debug;
 mod e2e;
 mod fleet;
 mod hostile;
+mod multi_ingest;
 mod pg;
 mod pg_tls;
 #[path = "server.rs"]
