@@ -14,6 +14,7 @@
 //! 2 bad command-line usage.
 
 mod bench_build;
+mod bench_levers;
 // template:service:begin
 mod bench_fleet;
 mod bench_service;
@@ -28,6 +29,7 @@ mod contract;
 mod demo;
 // template:firmware:end
 // template:service:end
+mod devdeps;
 mod doctor;
 mod elf;
 mod fast;
