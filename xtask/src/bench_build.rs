@@ -322,6 +322,16 @@ const LOOPS: [Loop; 3] = [
     },
 ];
 
+/// The file a loop edits in the tree `src`: `rel`, or for an older tree (the baseline) where
+/// the module was still one file, `a/b.rs` for `a/b/mod.rs`.
+fn edit_path(src: &Path, rel: &str) -> PathBuf {
+    let p = src.join(rel);
+    match rel.strip_suffix("/mod.rs") {
+        Some(dir) if !p.is_file() => src.join(format!("{dir}.rs")),
+        _ => p,
+    }
+}
+
 /// Appends one codegen-forcing public function (its body changes with `n`) to `original`.
 pub fn edit_append(original: &str, n: usize) -> String {
     format!(
@@ -818,14 +828,18 @@ fn measure_loops(args: &Args, variants: &[Variant]) -> Result<(Vec<Vec<Vec<f64>>
     let mut incr: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; LOOPS.len()];
     let mut breakdown: Vec<(String, f64, Units)> = Vec::new();
     for (l, lp) in LOOPS.iter().enumerate() {
-        let originals: Vec<String> = variants
+        let paths: Vec<PathBuf> = variants
             .iter()
-            .map(|v| std::fs::read_to_string(v.src.join(lp.edit)))
+            .map(|v| edit_path(&v.src, lp.edit))
+            .collect();
+        let originals: Vec<String> = paths
+            .iter()
+            .map(std::fs::read_to_string)
             .collect::<std::io::Result<_>>()
             .map_err(|e| Error(format!("{}: cannot read {}: {e}", lp.id, lp.edit)))?;
         let mut build = |v: &Variant, k: usize, extra: &[&str]| -> Result<f64> {
             edit += 1;
-            crate::fs::write(v.src.join(lp.edit), edit_append(&originals[k], edit))?;
+            crate::fs::write(&paths[k], edit_append(&originals[k], edit))?;
             let mut a: Vec<&str> = lp.args.to_vec();
             a.extend_from_slice(extra);
             v.time(&a)
@@ -862,8 +876,8 @@ fn measure_loops(args: &Args, variants: &[Variant]) -> Result<(Vec<Vec<Vec<f64>>
             })
             .unwrap_or_default();
         breakdown.push((lp.id.to_string(), noop, timing_units(&html)));
-        for (k, v) in variants.iter().enumerate() {
-            crate::fs::write(v.src.join(lp.edit), &originals[k])?;
+        for (k, p) in paths.iter().enumerate() {
+            crate::fs::write(p, &originals[k])?;
         }
     }
 

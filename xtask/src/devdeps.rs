@@ -12,11 +12,14 @@ use std::process::Command;
 use crate::cmd::{Error, Result};
 
 /// The builds that put the dylib in target/debug: cargo-tree arguments (edges select whether
-/// dev-dependencies count, as for `cargo build` vs `cargo test`).
+/// dev-dependencies count, as for `cargo build` vs `cargo test`). No build-dependency edges:
+/// `cargo tree` prints a crate built for the host by a build script exactly like the same crate
+/// built for the target, so a probe-rs build script's indexmap would merge into the dylib's
+/// (a false difference); the proc-macros' host crates are told apart in [`closure_of`].
 fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    for (what, edges) in [("build", "normal,build"), ("test", "normal,build,dev")] {
+    for (what, edges) in [("build", "normal"), ("test", "normal,dev")] {
         out.push((
             format!("cargo {what} --workspace"),
             owned(&["--workspace", "-e", edges]),
@@ -31,7 +34,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
     for (what, args) in [
         (
             "cargo test --workspace --all-features",
-            &["--workspace", "--all-features", "-e", "normal,build,dev"][..],
+            &["--workspace", "--all-features", "-e", "normal,dev"][..],
         ),
         (
             "cargo test -p beacon-service --features console",
@@ -41,19 +44,12 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
                 "--features",
                 "console",
                 "-e",
-                "normal,build,dev",
+                "normal,dev",
             ],
         ),
         (
             "cargo build -p beacon-gateway --features rtt",
-            &[
-                "-p",
-                "beacon-gateway",
-                "--features",
-                "rtt",
-                "-e",
-                "normal,build",
-            ],
+            &["-p", "beacon-gateway", "--features", "rtt", "-e", "normal"],
         ),
         (
             "the demo's build (service with console, gateway, demo)",
@@ -67,7 +63,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
                 "--features",
                 "beacon-service/console",
                 "-e",
-                "normal,build",
+                "normal",
             ],
         ),
     ] {
@@ -80,22 +76,29 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
 /// `cargo tree --prefix depth -f '{p} {f}'` listing; empty when the build does not use it.
 pub fn closure_of(tree: &str) -> BTreeSet<String> {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut stack: Vec<String> = Vec::new();
+    // (label, built for the host): below a proc-macro, crates are host artifacts, resolved
+    // with their own features; "host " keeps them apart from the same crate built for the
+    // target when the two happen to print the same features.
+    let mut stack: Vec<(String, bool)> = Vec::new();
     for line in tree.lines() {
         let digits = line.chars().take_while(|c| c.is_ascii_digit()).count();
         let Ok(depth) = line[..digits].parse::<usize>() else {
             continue;
         };
-        let label = line[digits..].replace(" (*)", "").trim().to_string();
+        let text = line[digits..].replace(" (*)", "").trim().to_string();
         stack.truncate(depth);
-        if let Some(parent) = stack.last() {
+        let host = stack
+            .last()
+            .is_some_and(|(l, h)| *h || l.contains("(proc-macro)"));
+        let label = if host { format!("host {text}") } else { text };
+        if let Some((parent, _)) = stack.last() {
             edges
                 .entry(parent.clone())
                 .or_default()
                 .insert(label.clone());
         }
         edges.entry(label.clone()).or_default();
-        stack.push(label);
+        stack.push((label, host));
     }
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = edges
@@ -229,6 +232,14 @@ mod tests {
         assert!(c.contains("tokio v1.0.0 rt,test-util"), "{c:?}");
         assert!(!c.iter().any(|l| l.starts_with("rusqlite")), "{c:?}");
         assert!(closure_of("0beacon-protocol v0.1.0\n1serde v1 std\n").is_empty());
+        // Below a proc-macro, the same crate and features are a different (host) artifact.
+        let pm =
+            "0beacon-devdeps v0.1.0\n1serde_derive v1 (proc-macro) \n2syn v2 full\n1syn v2 full\n";
+        let c = closure_of(pm);
+        assert!(
+            c.contains("host syn v2 full") && c.contains("syn v2 full"),
+            "{c:?}"
+        );
 
         let a = ("cargo build".to_string(), closure_of(tree));
         let b = (

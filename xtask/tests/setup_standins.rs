@@ -1453,7 +1453,7 @@ fn standin_local_config_turns_the_devdeps_dylib_on_and_undo_removes_it() {
     std::fs::write(sb.root.join("services/devdeps/Cargo.toml"), "").unwrap();
     let before: Vec<_> = std::fs::read_dir(sb.root.join(".cargo")).unwrap().collect();
     let local = sb.root.join(".cargo/local.toml");
-    let flags = "\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\"";
+    let flags = "\"--cfg\", \"beacon_dylib\"";
     assert!(
         sb.run(&["--yes", "--only", "local-config"])
             .status
