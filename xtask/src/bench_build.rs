@@ -45,6 +45,13 @@ pub struct Args {
     /// Also measure Cranelift for the workspace crates (pinned nightly), on L1-L3.
     #[arg(long)]
     pub cranelift: bool,
+    /// Also race the smaller levers against the configured tree on L1 and L2: debug info off,
+    /// split debug info, 16 codegen units, and the wild linker (src/bench_levers.rs).
+    #[arg(long)]
+    pub levers: bool,
+    /// The wild linker's binary for `--levers` (default: `wild` on PATH; none: not raced).
+    #[arg(long)]
+    pub wild: Option<PathBuf>,
     /// Scratch directory (default: <tmp>/beacon-bench-build).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -62,6 +69,8 @@ impl Default for Args {
             link: true,
             baseline: "876272a".into(),
             cranelift: false,
+            levers: false,
+            wild: None,
             work_dir: None,
             out: None,
         }
@@ -77,6 +86,11 @@ struct Variant {
     configs: Vec<String>,
     profile: Option<&'static str>,
     target_dir: PathBuf,
+    /// Measured on the first `loops` loops only (mold: L1; levers: L1 and L2).
+    loops: usize,
+    /// Before each loop's warm-up, its target dir is replaced by a copy of the configured
+    /// tree's (the levers: only the units the lever changes rebuild).
+    seeded: bool,
 }
 
 impl Variant {
@@ -139,17 +153,7 @@ impl Variant {
 }
 
 pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
+    crate::bench_levers::middle(v)
 }
 
 /// Copies the sources git knows about (tracked + untracked, not ignored) to `dest`.
@@ -318,6 +322,16 @@ const LOOPS: [Loop; 3] = [
     },
 ];
 
+/// The file a loop edits in the tree `src`: `rel`, or for an older tree (the baseline) where
+/// the module was still one file, `a/b.rs` for `a/b/mod.rs`.
+fn edit_path(src: &Path, rel: &str) -> PathBuf {
+    let p = src.join(rel);
+    match rel.strip_suffix("/mod.rs") {
+        Some(dir) if !p.is_file() => src.join(format!("{dir}.rs")),
+        _ => p,
+    }
+}
+
 /// Appends one codegen-forcing public function (its body changes with `n`) to `original`.
 pub fn edit_append(original: &str, n: usize) -> String {
     format!(
@@ -424,6 +438,7 @@ pub fn run(args: Args) -> Result {
             );
         }
     }
+    let levers_json = levers_report(&variants, &incr);
     let bd_json = breakdown_report(&breakdown);
 
     // mold vs LLD, on L1 (stock tree), for setup's linker choice.
@@ -458,6 +473,7 @@ pub fn run(args: Args) -> Result {
         ("clean_configured_median_s", Json::Num(cc)),
         ("clean_configured_over_stock", Json::Num(ratio(cc, cs))),
         ("breakdown", Json::Arr(bd_json)),
+        ("levers", Json::Arr(levers_json)),
         ("link_mold_over_lld", Json::Num(link_ratio)),
         (
             "link_winner",
@@ -526,7 +542,7 @@ fn loops_report(
             ("command", Json::str(format!("cargo {}", lp.args.join(" ")))),
         ];
         for (k, v) in variants.iter().enumerate() {
-            if v.name == "mold" && l > 0 {
+            if l >= v.loops {
                 continue;
             }
             fields.push((v.name, nums(&incr[l][k])));
@@ -545,6 +561,42 @@ fn loops_report(
         loops_json.push(Json::obj(fields));
     }
     loops_json
+}
+
+/// Prints each lever's L1/L2 medians against the configured tree's (and which linker its
+/// binary names in `.comment`); the same as JSON.
+fn levers_report(variants: &[Variant], incr: &[Vec<Vec<f64>>]) -> Vec<Json> {
+    let mut out = Vec::new();
+    for (k, v) in variants.iter().enumerate().filter(|(_, v)| v.seeded) {
+        let comment =
+            crate::elf::elf_comment(&v.bin_dir().join("beacon-service")).unwrap_or_default();
+        let linker = crate::elf::linker_of(&comment);
+        let mut fields: Vec<(String, Json)> = vec![
+            ("lever".into(), Json::str(v.name)),
+            (
+                "configs".into(),
+                Json::Arr(v.configs.iter().map(Json::str).collect()),
+            ),
+            ("linker".into(), Json::str(&linker)),
+        ];
+        let mut line = Vec::new();
+        for (l, lp) in LOOPS.iter().enumerate().take(v.loops) {
+            let (c, x) = (median(&incr[l][1]), median(&incr[l][k]));
+            let won = crate::bench_levers::wins(&incr[l][1], &incr[l][k]);
+            let verdict = if won { "wins" } else { "no clear win" };
+            line.push(format!(
+                "{} {x:.2}s = {:.2}x of configured ({verdict})",
+                lp.id,
+                ratio(x, c)
+            ));
+            fields.push((format!("{}_s", lp.id), nums(&incr[l][k])));
+            fields.push((format!("{}_over_configured", lp.id), Json::Num(ratio(x, c))));
+            fields.push((format!("{}_wins", lp.id), Json::Bool(won)));
+        }
+        println!("  lever {:<7} {} [{linker}]", v.name, line.join("; "));
+        out.push(Json::obj(fields));
+    }
+    out
 }
 
 /// Prints where each configured loop's time goes; the same as JSON.
@@ -622,6 +674,8 @@ fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, 
             configs: vec![],
             profile: None,
             target_dir: work.join("t-stock"),
+            loops: LOOPS.len(),
+            seeded: false,
         },
         Variant {
             name: "configured",
@@ -630,6 +684,8 @@ fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, 
             configs: vec![],
             profile: None,
             target_dir: work.join("t-configured"),
+            loops: LOOPS.len(),
+            seeded: false,
         },
     ];
     if !args.baseline.is_empty() {
@@ -642,6 +698,8 @@ fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, 
             configs: vec![],
             profile: None,
             target_dir: work.join("t-baseline"),
+            loops: LOOPS.len(),
+            seeded: false,
         });
     }
     if args.cranelift {
@@ -660,6 +718,8 @@ fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, 
             configs: vec![work.join("cranelift.toml").display().to_string()],
             profile: None,
             target_dir: work.join("t-cranelift"),
+            loops: LOOPS.len(),
+            seeded: false,
         });
     }
     let mold_on = args.link && ctx.platform.is_linux() && on_path("mold");
@@ -673,9 +733,39 @@ fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, 
             )],
             profile: None,
             target_dir: work.join("t-mold"),
+            loops: 1,
+            seeded: false,
         });
     } else if args.link {
         eprintln!("bench-build: mold not on PATH (or not Linux): LLD stays, not raced");
+    }
+    if args.levers {
+        let wild = args
+            .wild
+            .clone()
+            .or_else(|| crate::cmd::find_on_path("wild"))
+            .map(|w| std::fs::canonicalize(&w).unwrap_or(w));
+        let wild_dir = match &wild {
+            Some(w) if ctx.platform.is_linux() => Some(crate::bench_levers::wild_dir(&work, w)?),
+            _ => {
+                eprintln!("bench-build: wild not on PATH (--wild <path>): not raced");
+                None
+            }
+        };
+        let members = crate::devdeps::workspace_members(&root)?;
+        for lever in crate::bench_levers::levers(&members, host, wild_dir.as_deref()) {
+            eprintln!("bench-build: lever {}: {}", lever.name, lever.what);
+            variants.push(Variant {
+                name: lever.name,
+                src: src_conf.clone(),
+                toolchain: stable.clone(),
+                configs: lever.configs,
+                profile: None,
+                target_dir: work.join(format!("t-{}", lever.name)),
+                loops: 2,
+                seeded: true,
+            });
+        }
     }
 
     Ok((variants, local_body, mold_on))
@@ -708,6 +798,26 @@ fn measure_clean(args: &Args, variants: &[Variant]) -> Result<Vec<Vec<f64>>> {
     Ok(clean)
 }
 
+/// Replaces `to` with a copy of the target dir `from` (`cp -a`: timestamps kept, so cargo
+/// finds the copied units fresh).
+fn seed(from: &Path, to: &Path) -> Result {
+    let _ = std::fs::remove_dir_all(to);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .map_err(|e| Error(format!("could not run cp: {e}")))?;
+    if !st.success() {
+        crate::bail!(
+            "could not copy {} to {}; free disk space, or run without --levers",
+            from.display(),
+            to.display()
+        );
+    }
+    Ok(())
+}
+
 /// A loop's no-op build time and its rebuilt units (cargo --timings), for the configured tree.
 type Breakdown = Vec<(String, f64, Units)>;
 
@@ -718,27 +828,37 @@ fn measure_loops(args: &Args, variants: &[Variant]) -> Result<(Vec<Vec<Vec<f64>>
     let mut incr: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; LOOPS.len()];
     let mut breakdown: Vec<(String, f64, Units)> = Vec::new();
     for (l, lp) in LOOPS.iter().enumerate() {
-        let originals: Vec<String> = variants
+        let paths: Vec<PathBuf> = variants
             .iter()
-            .map(|v| std::fs::read_to_string(v.src.join(lp.edit)))
+            .map(|v| edit_path(&v.src, lp.edit))
+            .collect();
+        let originals: Vec<String> = paths
+            .iter()
+            .map(std::fs::read_to_string)
             .collect::<std::io::Result<_>>()
             .map_err(|e| Error(format!("{}: cannot read {}: {e}", lp.id, lp.edit)))?;
         let mut build = |v: &Variant, k: usize, extra: &[&str]| -> Result<f64> {
             edit += 1;
-            crate::fs::write(v.src.join(lp.edit), edit_append(&originals[k], edit))?;
+            crate::fs::write(&paths[k], edit_append(&originals[k], edit))?;
             let mut a: Vec<&str> = lp.args.to_vec();
             a.extend_from_slice(extra);
             v.time(&a)
         };
         for (k, v) in variants.iter().enumerate() {
+            if l >= v.loops {
+                continue;
+            }
+            if v.seeded {
+                seed(&variants[1].target_dir, &v.target_dir)?;
+            }
             eprintln!("  {} {:<10} warming up (untimed)", lp.id, v.name);
             build(v, k, &[])?;
             build(v, k, &[])?;
         }
         for i in 0..args.incr_runs {
             for (k, v) in variants.iter().enumerate() {
-                if v.name == "mold" && l > 0 {
-                    continue; // mold is raced on L1 only
+                if l >= v.loops {
+                    continue; // mold is raced on L1 only, the levers on L1 and L2
                 }
                 let s = build(v, k, &[])?;
                 eprintln!("  {} {:<10} run {}: {s:.2}s", lp.id, v.name, i + 1);
@@ -756,8 +876,8 @@ fn measure_loops(args: &Args, variants: &[Variant]) -> Result<(Vec<Vec<Vec<f64>>
             })
             .unwrap_or_default();
         breakdown.push((lp.id.to_string(), noop, timing_units(&html)));
-        for (k, v) in variants.iter().enumerate() {
-            crate::fs::write(v.src.join(lp.edit), &originals[k])?;
+        for (k, p) in paths.iter().enumerate() {
+            crate::fs::write(p, &originals[k])?;
         }
     }
 

@@ -129,9 +129,15 @@ impl Cmd {
 
 /// Is `program` on PATH?
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
+    find_on_path(program).is_some()
+}
+
+/// Where `program` is on PATH (the first match), if anywhere.
+pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Runs `argv` (apt-get non-interactively) with inherited stdio; fails unless it exits 0.

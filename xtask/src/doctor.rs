@@ -141,7 +141,7 @@ fn checks(ctx: &Ctx) -> Vec<Check> {
     let nightly = ctx.nightly().unwrap_or_else(|_| "?".into());
     let cranelift = toolchain_checks(ctx, &stable, &nightly, &mut out);
     let mold_chosen = tool_checks(ctx, &mut out);
-    env_checks(&mut out);
+    env_checks(ctx, &mut out);
     built_binary_checks(ctx, &nightly, cranelift, mold_chosen, &mut out);
     out.push(firmware_backend(ctx, &stable));
     out
@@ -326,14 +326,21 @@ fn tool_checks(ctx: &Ctx, out: &mut Vec<Check>) -> bool {
 }
 
 /// Rustflags in the environment that silently replace the config's.
-fn env_checks(out: &mut Vec<Check>) {
+fn env_checks(ctx: &Ctx, out: &mut Vec<Check>) {
+    let local = std::fs::read_to_string(local_toml(&ctx.root)).unwrap_or_default();
+    let dylib = if local.contains("beacon_dylib") {
+        " and the dependency dylib (--cfg beacon_dylib: every binary links its dependencies \
+         statically again, the slower loop)"
+    } else {
+        ""
+    };
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
     ] {
         if let Ok(v) = std::env::var(var) {
-            out.push(check("rustflags env", Status::Warn, format!("{var}={v:?} replaces every rustflags entry from .cargo config (tokio_unstable, linker flags); unset it, or add `--cfg tokio_unstable` to it")));
+            out.push(check("rustflags env", Status::Warn, format!("{var}={v:?} replaces every rustflags entry from .cargo config: it removes tokio_unstable, the linker flags{dylib}; unset it, or add `--cfg tokio_unstable` to it")));
         }
     }
 }
@@ -385,19 +392,11 @@ fn built_binary_checks(
                         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                         .unwrap_or_default();
                     // The dev-loop dylib (services/devdeps): the flag reaches builds, and the
-                    // service binary last built really loads the library.
+                    // service binary last built really needs and loads the library.
                     let local = std::fs::read_to_string(local_toml(&ctx.root)).unwrap_or_default();
                     if local.contains("beacon_dylib") {
-                        let svc = ctx.root.join("target/debug/beacon-service");
-                        out.push(if !cfg.contains("beacon_dylib=true") {
-                            check("devdeps dylib", Status::Fail, "local.toml sets --cfg beacon_dylib but it does NOT reach builds (a RUSTFLAGS export, or another [target] rustflags?): the dependencies link statically, the slower loop")
-                        } else if !svc.is_file() {
-                            check("devdeps dylib", Status::Ok, "--cfg beacon_dylib reaches builds (no target/debug/beacon-service yet to check the library is loaded: `cargo build -p beacon-service`)")
-                        } else if elf_needs(&svc, "libbeacon_devdeps") {
-                            check("devdeps dylib", Status::Ok, "target/debug/beacon-service loads libbeacon_devdeps.so (dependencies linked once, as one shared library)")
-                        } else {
-                            check("devdeps dylib", Status::Warn, "--cfg beacon_dylib reaches builds, but target/debug/beacon-service does not load libbeacon_devdeps.so: it was built before setup; rebuild it (`cargo build -p beacon-service`)")
-                        });
+                        out.push(dylib_check(ctx, cfg.contains("beacon_dylib=true")));
+                        out.push(unified_check(ctx));
                     }
                     out.push(if cfg.contains("tokio_unstable=true") {
                         check("tokio_unstable", Status::Ok, "--cfg tokio_unstable reaches host builds")
@@ -430,6 +429,109 @@ fn built_binary_checks(
                 ));
             }
         }
+    }
+}
+
+/// The dylib lever, from the artifact: `--cfg beacon_dylib` reaches builds (`in_effect`, from
+/// the probe), and target/debug/beacon-service NEEDs libbeacon_devdeps.so and loads it.
+fn dylib_check(ctx: &Ctx, in_effect: bool) -> Check {
+    let svc = ctx.root.join("target/debug/beacon-service");
+    if !in_effect {
+        return check(
+            "devdeps dylib",
+            Status::Fail,
+            "local.toml sets --cfg beacon_dylib but it does NOT reach builds (an exported RUSTFLAGS, \
+             or another [target] rustflags?): the dependencies link statically, the slower loop; \
+             unset RUSTFLAGS",
+        );
+    }
+    if !svc.is_file() {
+        return check(
+            "devdeps dylib",
+            Status::Ok,
+            "--cfg beacon_dylib reaches builds (no target/debug/beacon-service yet to check the \
+             library is loaded: `cargo build -p beacon-service`)",
+        );
+    }
+    if !elf_needs(&svc, "libbeacon_devdeps") {
+        return check(
+            "devdeps dylib",
+            Status::Warn,
+            "--cfg beacon_dylib reaches builds, but target/debug/beacon-service does not need \
+             libbeacon_devdeps.so: it was built without the flag (before setup, or with RUSTFLAGS \
+             exported); rebuild it: `cargo build -p beacon-service`",
+        );
+    }
+    match loaded_library(&svc, "libbeacon_devdeps.so") {
+        Ok(path) => check(
+            "devdeps dylib",
+            Status::Ok,
+            format!(
+                "target/debug/beacon-service needs libbeacon_devdeps.so and loads it at start \
+                 ({path}): dependencies linked once, as one shared library"
+            ),
+        ),
+        Err(why) => check(
+            "devdeps dylib",
+            Status::Fail,
+            format!(
+                "target/debug/beacon-service needs libbeacon_devdeps.so but does not start with it: \
+                 {why}; rebuild it (`cargo build -p beacon-service`), and run `cargo xtask doctor` \
+                 again: the \"devdeps features\" check names a build that resolves it differently"
+            ),
+        ),
+    }
+}
+
+/// Runs `bin --help` with glibc's loader trace (`LD_DEBUG=libs`): the path of the `name` it
+/// initialised, or why it did not (the loader's error, e.g. an undefined symbol).
+fn loaded_library(bin: &Path, name: &str) -> std::result::Result<String, String> {
+    let out = Command::new(bin)
+        .arg("--help")
+        .env("LD_DEBUG", "libs")
+        .output()
+        .map_err(|e| format!("could not run it: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let why = err
+            .lines()
+            .rfind(|l| l.contains("error"))
+            .unwrap_or("no error message");
+        return Err(format!("it exited with {} ({})", out.status, why.trim()));
+    }
+    err.lines()
+        .filter_map(|l| l.split_once("calling init: ").map(|(_, p)| p.trim()))
+        .find(|p| p.ends_with(name))
+        .map(str::to_string)
+        .ok_or_else(|| format!("the loader never initialised {name} (LD_DEBUG=libs)"))
+}
+
+/// Every build the repository makes resolves the dylib's closure identically (see
+/// [`crate::devdeps`]): otherwise two builds overwrite each other's libbeacon_devdeps.so.
+fn unified_check(ctx: &Ctx) -> Check {
+    let host = setup::host_triple(&ctx.platform);
+    match crate::devdeps::differences(&ctx.root, &host) {
+        Ok(d) if d.is_empty() => check(
+            "devdeps features",
+            Status::Ok,
+            "every build of the workspace (build/test, each member, console, rtt, the demo) \
+             resolves libbeacon_devdeps.so's dependencies identically: one library for all",
+        ),
+        Ok(d) => check(
+            "devdeps features",
+            Status::Fail,
+            format!(
+                "builds resolve libbeacon_devdeps.so's dependencies differently and will overwrite \
+                 each other's library (binaries then fail: undefined symbol); add these to \
+                 services/devdeps/Cargo.toml: {}",
+                d.join(" | ")
+            ),
+        ),
+        Err(e) => check(
+            "devdeps features",
+            Status::Warn,
+            format!("not checked: {e}"),
+        ),
     }
 }
 

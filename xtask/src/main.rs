@@ -17,6 +17,7 @@
 mod bench;
 // template:service:end
 mod bench_build;
+mod bench_levers;
 mod cmd;
 // template:service:begin
 mod contract;
@@ -26,6 +27,7 @@ mod contract;
 mod demo;
 // template:firmware:end
 // template:service:end
+mod devdeps;
 mod doctor;
 mod elf;
 mod fast;

@@ -106,7 +106,10 @@ pub fn run(args: Args) -> Result {
 fn protocol_msrv(root: &std::path::Path) -> Result {
     let path = root.join("protocol/Cargo.toml");
     if !path.exists() {
-        eprintln!("skipping the protocol crate's rust-version check: no {}", path.display());
+        eprintln!(
+            "skipping the protocol crate's rust-version check: no {}",
+            path.display()
+        );
         return Ok(());
     }
     let manifest = crate::toml_lite::Doc::read(&path)?;

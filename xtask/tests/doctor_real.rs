@@ -65,4 +65,39 @@ fn doctor_proves_settings_from_built_binaries_and_catches_rustflags() {
     assert!(!ok, "doctor must fail when tokio_unstable is lost: {json}");
     assert_eq!(status(&json, "rustflags env"), "warn", "{json}");
     assert_eq!(status(&json, "tokio_unstable"), "fail", "{json}");
+    // With setup's dev-loop dylib configured, the export removes it too, and doctor says so.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let local = std::fs::read_to_string(root.join(".cargo/local.toml")).unwrap_or_default();
+    if local.contains("beacon_dylib") {
+        assert_eq!(status(&json, "devdeps dylib"), "fail", "{json}");
+        assert!(
+            json.contains("the dependency dylib (--cfg beacon_dylib"),
+            "the RUSTFLAGS warning names the dylib: {json}"
+        );
+    }
+}
+
+/// With setup's dev-loop dylib configured (`--cfg beacon_dylib` in .cargo/local.toml), doctor
+/// checks every build resolves the library identically, and, once target/debug/beacon-service
+/// exists, that it needs libbeacon_devdeps.so and loads it at start (glibc's LD_DEBUG trace).
+#[test]
+fn doctor_proves_the_devdeps_dylib_is_loaded_when_configured() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let local = std::fs::read_to_string(root.join(".cargo/local.toml")).unwrap_or_default();
+    if !local.contains("beacon_dylib") {
+        eprintln!("skipped: .cargo/local.toml has no --cfg beacon_dylib (run `cargo xtask setup`)");
+        return;
+    }
+    let (json, _) = doctor(&[]);
+    assert_eq!(status(&json, "devdeps features"), "ok", "{json}");
+    let dylib = status(&json, "devdeps dylib");
+    if root.join("target/debug/beacon-service").is_file() && dylib == "ok" {
+        assert!(
+            json.contains("loads it at start (/") || json.contains("reaches builds (no target"),
+            "{json}"
+        );
+    } else {
+        // Built before setup (or with RUSTFLAGS): a warning that says how to rebuild it.
+        assert_eq!(dylib, "warn", "{json}");
+    }
 }

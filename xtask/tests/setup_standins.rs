@@ -587,7 +587,7 @@ fn standin_postgres_is_opt_in_shown_by_dry_run_installed_once_then_present() {
     assert_eq!(sb.changes(), Vec::<String>::new());
     assert!(
         stderr(&dry).contains(
-            "postgres      sudo --preserve-env=DEBIAN_FRONTEND apt-get install -y --no-install-recommends postgresql"
+            "postgres      sudo --preserve-env=DEBIAN_FRONTEND apt-get install -y --no-remove --no-install-recommends postgresql"
         ),
         "the plan shows the command: {}",
         stderr(&dry)
@@ -603,7 +603,7 @@ fn standin_postgres_is_opt_in_shown_by_dry_run_installed_once_then_present() {
         ]
     };
     let mut want = apt("update").to_vec();
-    want.extend(apt("install -y --no-install-recommends postgresql"));
+    want.extend(apt("install -y --no-remove --no-install-recommends postgresql"));
     assert_eq!(sb.changes(), want, "{}", stderr(&out));
     assert!(
         row(&out, "postgres").contains("installed postgresql"),
@@ -1559,3 +1559,58 @@ fn standin_test_on_a_terminal_asks_once_with_the_exact_command_and_a_no_installs
     );
 }
 // template:firmware:end
+
+/// Setup switches the dev-loop dylib on (Linux, when the project has services/devdeps): the
+/// flags go into the one host table, next to the linker's when mold was chosen, and `--undo`
+/// removes exactly what it wrote (`.cargo/` is as before).
+#[test]
+fn standin_local_config_turns_the_devdeps_dylib_on_and_undo_removes_it() {
+    let sb = Sandbox::new("devdeps", "linux", "debian", 0);
+    sb.with_rustup_and_stable().installed("mold", "mold 1.10.1");
+    std::fs::create_dir_all(sb.root.join("services/devdeps")).unwrap();
+    std::fs::write(sb.root.join("services/devdeps/Cargo.toml"), "").unwrap();
+    let before: Vec<_> = std::fs::read_dir(sb.root.join(".cargo")).unwrap().collect();
+    let local = sb.root.join(".cargo/local.toml");
+    let flags = "\"--cfg\", \"beacon_dylib\"";
+    assert!(
+        sb.run(&["--yes", "--only", "local-config"])
+            .status
+            .success()
+    );
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert!(
+        text.contains(&format!(
+            "[target.x86_64-unknown-linux-gnu]\nrustflags = [{flags}]"
+        )),
+        "{text}"
+    );
+    // mold measured faster: one host table, both flag sets in its one rustflags key.
+    std::fs::create_dir_all(sb.root.join("target")).unwrap();
+    std::fs::write(
+        sb.root.join("target/bench-build.json"),
+        "{\n  \"link_mold_over_lld\": 0.8,\n  \"link_winner\": \"mold\"\n}\n",
+    )
+    .unwrap();
+    assert!(
+        sb.run(&["--yes", "--only", "local-config"])
+            .status
+            .success()
+    );
+    let text = std::fs::read_to_string(&local).unwrap();
+    assert_eq!(
+        text.matches("[target.x86_64-unknown-linux-gnu]").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rustflags = [{flags}, \"-C\", \"link-arg=-fuse-ld=mold\"]"
+        )),
+        "{text}"
+    );
+    let undo = sb.run(&["--undo"]);
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert!(!local.exists() && !sb.root.join(".cargo/fast.toml").exists());
+    let after: Vec<_> = std::fs::read_dir(sb.root.join(".cargo")).unwrap().collect();
+    assert_eq!(after.len(), before.len(), "undo leaves .cargo/ as it was");
+}

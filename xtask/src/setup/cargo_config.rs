@@ -75,11 +75,19 @@ pub fn local_config_bodies(ctx: &Ctx) -> Result<(String, String, String)> {
     local.push_str(
         "# Debug info: the workspace's Cargo.toml already keeps line tables only for workspace crates and\n# none for dependencies (dev profile), the largest lever on link time; nothing to add here.\n",
     );
-    // The devdeps dylib (localcfg::with_dev_loop) is NOT switched on by setup: measured by
-    // bench-build only. Builds of the same crates with different features (the service with
-    // and without `console`, the gateway with `rtt`) each write target/debug/libbeacon_devdeps.so
-    // under one unhashed name, and a binary from the other build then fails at start with
-    // "undefined symbol" (seen in `cargo xtask test`'s end-to-end step). docs/compile-times.md.
+    // The dev-loop dylib (services/devdeps, Linux only): `--cfg beacon_dylib -C rpath` in the
+    // host table. Safe to switch on because services/devdeps asks for the union of every
+    // build's features, so every build resolves the one library identically (cargo names a
+    // dylib without a hash: two feature sets would overwrite each other). docs/compile-times.md.
+    // Not in CI (CI=true): CI builds each thing once, where the dylib is one more link and no
+    // edit-rebuild loop pays it back, and CI is where the suite must pass without the fast
+    // loop (a fresh clone's dependencies).
+    let local = if in_ci() {
+        local
+            + "# Dev loop dylib (services/devdeps): off in CI (CI=true): CI builds once; `cargo xtask setup` on a workstation turns it on.\n"
+    } else {
+        localcfg::with_dev_loop(&local, &host_triple(&ctx.platform), &ctx.root)
+    };
     let fast = format!(
         "# Pinned nightly: {nightly} (toolchains/manifest.toml).\n\
 [unstable]\n\

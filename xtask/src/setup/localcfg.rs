@@ -165,14 +165,19 @@ fn show_diff(path: &Path, text: &str) {
 
 /// The dev-loop levers setup adds to `.cargo/local.toml` (docs/compile-times.md), as rustflags
 /// for the host target: `--cfg beacon_dylib` links the services' heavy dependencies from one
-/// shared library (services/devdeps) in dev builds, and `-C rpath` lets the binaries find it
+/// shared library (services/devdeps) in dev builds; [`DEV_RPATH`] lets the binaries find it
 /// and libstd-*.so outside cargo too. Linux only (measured there); empty elsewhere.
 pub fn dev_loop_rustflags(host: &str, root: &Path) -> Vec<&'static str> {
     if !host.contains("linux") || !root.join("services/devdeps/Cargo.toml").is_file() {
         return Vec::new();
     }
-    vec!["--cfg", "beacon_dylib", "-C", "rpath"]
+    vec!["--cfg", "beacon_dylib"]
 }
+
+/// The rpath for dev builds only (the profile's `rpath`, not `-C rpath` in rustflags, which
+/// would also put a RUNPATH into the toolchain's directory in every release binary): the debug
+/// binaries find libbeacon_devdeps.so (`$ORIGIN`) and libstd-*.so outside cargo too.
+pub const DEV_RPATH: &str = "[profile.dev]\nrpath = true\n";
 
 /// `local` (the linker part setup wrote) with the dev-loop rustflags merged in: into the
 /// `[target.<host>]` table's `rustflags` when there is one (TOML allows one table of a name,
@@ -184,8 +189,8 @@ pub fn with_dev_loop(local: &str, host: &str, root: &Path) -> String {
         return local.to_string();
     }
     let quoted: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
-    let why = "# Dev loop: dependencies from one shared library (services/devdeps), with an rpath so the\n\
-               # binaries start outside cargo too. Release builds and a fresh clone never use it.\n";
+    let why = "# Dev loop: dependencies from one shared library (services/devdeps; dev builds only, a\n\
+               # release binary stays static). Release builds and a fresh clone never use it.\n";
     let table = format!("[target.{host}]");
     let mut out = String::new();
     let mut in_table = false;
@@ -221,6 +226,10 @@ pub fn with_dev_loop(local: &str, host: &str, root: &Path) -> String {
             out.insert_str(at, &format!("\n{why}rustflags = [{}]", quoted.join(", ")));
         }
     }
+    out.push_str(
+        "# Dev builds find libbeacon_devdeps.so and libstd-*.so outside cargo too (an rpath).\n",
+    );
+    out.push_str(DEV_RPATH);
     out
 }
 
@@ -315,7 +324,9 @@ mod tests {
         let host = "x86_64-unknown-linux-gnu";
         let plain = with_dev_loop("# Linker: LLD\n", host, &d);
         assert!(
-            plain.contains("[target.x86_64-unknown-linux-gnu]\nrustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\"]"),
+            plain.contains(
+                "[target.x86_64-unknown-linux-gnu]\nrustflags = [\"--cfg\", \"beacon_dylib\"]"
+            ) && plain.ends_with("[profile.dev]\nrpath = true\n"),
             "{plain}"
         );
         let mold = "[target.x86_64-unknown-linux-gnu]\nlinker = \"clang\"\nrustflags = [\"-C\", \"link-arg=-fuse-ld=mold\"]\n";
@@ -326,7 +337,9 @@ mod tests {
             "{merged}"
         );
         assert!(
-            merged.contains("rustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"rpath\", \"-C\", \"link-arg=-fuse-ld=mold\"]"),
+            merged.contains(
+                "rustflags = [\"--cfg\", \"beacon_dylib\", \"-C\", \"link-arg=-fuse-ld=mold\"]"
+            ),
             "{merged}"
         );
         assert_eq!(
