@@ -603,7 +603,9 @@ fn standin_postgres_is_opt_in_shown_by_dry_run_installed_once_then_present() {
         ]
     };
     let mut want = apt("update").to_vec();
-    want.extend(apt("install -y --no-remove --no-install-recommends postgresql"));
+    want.extend(apt(
+        "install -y --no-remove --no-install-recommends postgresql",
+    ));
     assert_eq!(sb.changes(), want, "{}", stderr(&out));
     assert!(
         row(&out, "postgres").contains("installed postgresql"),
