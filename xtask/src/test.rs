@@ -112,10 +112,20 @@ fn protocol_msrv(root: &std::path::Path) -> Result {
         );
         return Ok(());
     }
-    let manifest = crate::toml_lite::Doc::read(&path)?;
-    let Some(version) = manifest.str("package.rust-version").map(String::from) else {
+    // One line of [package], read as a line: toml_lite reads the project's own simple files,
+    // not Cargo.toml's inline tables.
+    let text = crate::fs::read_to_string(&path)?;
+    let Some(version) = text.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("rust-version")?
+            .trim()
+            .strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_owned())
+    }) else {
         crate::bail!(
-            "protocol/Cargo.toml has no package.rust-version: give it the qualified compiler's"
+            "{} has no rust-version: give it the qualified compiler's (docs/certification.md)",
+            path.display()
         );
     };
     let toolchain = if version.matches('.').count() == 1 {
