@@ -85,8 +85,11 @@ impl Took {
                 continue;
             };
             let v = v as u64;
+            // The gateway's batches: one device's (`/devices/{id}/readings`) or many devices'
+            // in one request (`/api/v1/readings`, what the gateway sends by default).
             if name.starts_with("beacon_http_requests_total{")
-                && name.contains("route=\"/api/v1/devices/{id}/readings\"")
+                && (name.contains("route=\"/api/v1/devices/{id}/readings\"")
+                    || name.contains("route=\"/api/v1/readings\""))
                 && name.contains("method=\"POST\"")
                 && name.contains("status=\"200\"")
             {
@@ -125,13 +128,14 @@ mod tests {
             beacon_http_requests_total{route=\"/api/v1/devices/{id}/readings\",method=\"POST\",status=\"503\"} 3\n\
             beacon_http_requests_total{route=\"/api/v1/devices/{id}/readings\",method=\"GET\",status=\"200\"} 40\n\
             beacon_http_requests_total{route=\"/api/v1/devices\",method=\"POST\",status=\"200\"} 2\n\
+            beacon_http_requests_total{route=\"/api/v1/readings\",method=\"POST\",status=\"200\"} 5\n\
             beacon_ingest_readings_total{result=\"accepted\"} 345\n\
             beacon_ingest_readings_total{result=\"duplicate\"} 7\n\
             # EOF\n";
         assert_eq!(
             Took::parse(text),
             Took {
-                batches: 12,
+                batches: 17,
                 readings: 345
             }
         );
