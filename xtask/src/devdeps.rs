@@ -51,6 +51,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
             "cargo build -p beacon-gateway --features rtt",
             &["-p", "beacon-gateway", "--features", "rtt", "-e", "normal"],
         ),
+        // template:firmware:begin
         (
             "the demo's build (service with console, gateway, demo)",
             &[
@@ -66,6 +67,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
                 "normal",
             ],
         ),
+        // template:firmware:end
     ] {
         out.push((what.to_string(), owned(args)));
     }
