@@ -55,6 +55,19 @@ pub enum Db {
     Postgres,
 }
 
+/// What the demo builds (after `cargo build`): the dev-loop feature check
+/// (xtask/src/devdeps.rs) resolves the same set, so the two cannot drift apart.
+pub const BUILD: &[&str] = &[
+    "-p",
+    "beacon-service",
+    "-p",
+    "beacon-gateway",
+    "-p",
+    "beacon-demo",
+    "--features",
+    "beacon-service/console",
+];
+
 fn target_dir() -> PathBuf {
     crate::project::target_dir(&project_root())
 }
@@ -95,17 +108,7 @@ pub fn run(args: Args) -> Result {
     }
     ensure::ensure("demo", &needs, args.yes)?;
     build_firmware(board)?;
-    let mut build = cmd("cargo").args([
-        "build",
-        "-p",
-        "beacon-service",
-        "-p",
-        "beacon-gateway",
-        "-p",
-        "beacon-demo",
-        "--features",
-        "beacon-service/console",
-    ]);
+    let mut build = cmd("cargo").arg("build").args(BUILD);
     if board.chip.is_some() {
         build = build.args(["--features", "beacon-gateway/rtt"]);
     }

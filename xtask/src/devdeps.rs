@@ -51,26 +51,20 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
             "cargo build -p beacon-gateway --features rtt",
             &["-p", "beacon-gateway", "--features", "rtt", "-e", "normal"],
         ),
-        // template:firmware:begin
-        (
-            "the demo's build (service with console, gateway, demo)",
-            &[
-                "-p",
-                "beacon-service",
-                "-p",
-                "beacon-gateway",
-                "-p",
-                "beacon-demo",
-                "--features",
-                "beacon-service/console",
-                "-e",
-                "normal",
-            ],
-        ),
-        // template:firmware:end
     ] {
         out.push((what.to_string(), owned(args)));
     }
+    // template:firmware:begin
+    let demo: Vec<&str> = crate::demo::BUILD
+        .iter()
+        .copied()
+        .chain(["-e", "normal"])
+        .collect();
+    out.push((
+        "the demo's build (service with console, gateway, demo)".into(),
+        owned(&demo),
+    ));
+    // template:firmware:end
     out
 }
 
