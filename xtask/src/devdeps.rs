@@ -54,6 +54,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
     ] {
         out.push((what.to_string(), owned(args)));
     }
+    // template:service:begin
     // template:firmware:begin
     let demo: Vec<&str> = crate::demo::BUILD
         .iter()
@@ -65,6 +66,7 @@ fn builds(members: &[String]) -> Vec<(String, Vec<String>)> {
         owned(&demo),
     ));
     // template:firmware:end
+    // template:service:end
     out
 }
 
