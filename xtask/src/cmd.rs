@@ -1,15 +1,12 @@
 //! Leaf module: the one way xtask runs a program. [`cmd`] builds a command that is printed
 //! before it runs and whose failure says what ran and what to do; [`read_argv`] asks a program
-//! a question; [`run_logged`] captures a long tool's output to a log while echoing it. Also the
-//! error type every command returns. Std only, on purpose (see Cargo.toml). Imports nothing
+//! a question. Also the error type every command returns. Std only, on purpose (see Cargo.toml). Imports nothing
 //! of xtask.
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// The error type of every xtask command: a message for a person.
@@ -160,86 +157,6 @@ pub fn read_argv(argv: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Runs a prepared [`Command`] with inherited stdio; `what` says what it was for ("install
-/// the nightly components") in the error.
-pub fn run_status(mut cmd: Command, what: &str) -> Result {
-    eprintln!("$ {}", show(&cmd));
-    let status = cmd
-        .status()
-        .map_err(|e| Error(format!("could not {what}: `{}`: {e}", show(&cmd))))?;
-    if !status.success() {
-        bail!("could not {what}: `{}` exited with {status}", show(&cmd));
-    }
-    Ok(())
-}
-
-/// The result of a command whose output was captured.
-#[derive(Debug)]
-pub struct Ran {
-    pub ok: bool,
-    /// stdout and stderr, interleaved as they were written.
-    pub output: String,
-}
-
-/// Runs `cmd` with stdout and stderr merged into one pipe, echoing each line to our stderr
-/// (so CI logs show progress; cargo's JSON messages are kept but not echoed) and saving
-/// everything to `log`.
-pub fn run_logged(mut cmd: Command, log: &Path) -> Ran {
-    eprintln!("$ {}", show(&cmd));
-    let fail = |e: String| {
-        let _ = std::fs::write(log, &e);
-        Ran {
-            ok: false,
-            output: e,
-        }
-    };
-    let (reader, writer) = match std::io::pipe() {
-        Ok(p) => p,
-        Err(e) => return fail(format!("cannot create a pipe: {e}")),
-    };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return fail(format!("cannot clone a pipe: {e}")),
-    };
-    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("could not start `{}`: {e}", show(&cmd))),
-    };
-    // Drop our copies of the write ends (held by `cmd`) so the reader sees EOF.
-    drop(cmd);
-    let mut output = String::new();
-    for line in BufReader::new(reader).lines() {
-        let Ok(line) = line else { break };
-        if !line.starts_with("{\"reason\"") {
-            eprintln!("  | {line}");
-        }
-        output.push_str(&line);
-        output.push('\n');
-    }
-    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
-    if let Err(e) = std::fs::write(log, &output) {
-        eprintln!("warning: cannot write the log {}: {e}", log.display());
-    }
-    Ran { ok, output }
-}
-
-/// A [`Command`] as a shell line (environment assignments first).
-pub fn show(cmd: &Command) -> String {
-    let mut s = String::new();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            let _ = write!(s, "{}={} ", k.to_string_lossy(), v.to_string_lossy());
-        }
-    }
-    s.push_str(&cmd.get_program().to_string_lossy());
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
 }
 
 /// `CI=true` (or `1`): never ask, as with `--yes`.

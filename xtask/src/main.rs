@@ -104,6 +104,8 @@ enum Command {
     /// The safety evidence pack for the protocol crate: strict lints, Miri, coverage,
     /// mutation testing, Kani harnesses, requirement traceability; writes
     /// target/safety/report.md and report.json. `--fast` is what CI runs on every change.
+    /// Runs `beacon-safety` (protocol/safety): `cargo xtask safety --help` lists its options.
+    #[command(disable_help_flag = true)]
     Safety(safety::Args),
     /// Start a new project from this template: copy, rename, drop opted-out parts, fresh git.
     New(new::Args),
@@ -146,7 +148,8 @@ fn main() -> ExitCode {
         // template:firmware:end
         // template:service:end
         Command::New(args) => new::run(args),
-        Command::Safety(args) => safety::run(args),
+        // Its own exit status, passed through (2 for a usage error, 1 for a failed check).
+        Command::Safety(args) => return safety::run(args),
         // template:firmware:begin
         Command::Flash(args) => firmware::flash(args),
         Command::Size => firmware::size(),

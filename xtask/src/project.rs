@@ -1,12 +1,10 @@
 //! Leaf module: where the project's files are. One project root for every command (it honours
-//! `XTASK_PROJECT_ROOT`), the pins in rust-toolchain.toml and toolchains/manifest.toml, and the
-//! machine-local config files setup writes. Imports only the other leaves.
+//! `XTASK_PROJECT_ROOT`), cargo's target directory, the machine-local config files setup
+//! writes, and the linker bench-build chose. Imports only the other leaves.
 
 use std::path::{Path, PathBuf};
 
-use crate::cmd::{Error, Result};
 use crate::json::Json;
-use crate::toml_lite::Doc;
 
 /// The repository root (the parent of xtask/).
 ///
@@ -38,11 +36,6 @@ pub fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// toolchains/manifest.toml: every tool's pinned version and where it comes from.
-pub fn manifest(root: &Path) -> PathBuf {
-    root.join("toolchains/manifest.toml")
-}
-
 /// The machine-local cargo config setup writes (git-ignored, included by config.toml).
 pub fn local_toml(root: &Path) -> PathBuf {
     root.join(".cargo/local.toml")
@@ -51,34 +44,6 @@ pub fn local_toml(root: &Path) -> PathBuf {
 /// The Cranelift fast-loop config setup writes (git-ignored, read only by `cargo fast`).
 pub fn fast_toml(root: &Path) -> PathBuf {
     root.join(".cargo/fast.toml")
-}
-
-/// `[toolchain] channel` from rust-toolchain.toml: the pinned stable.
-pub fn pinned_stable(root: &Path) -> Result<String> {
-    let path = root.join("rust-toolchain.toml");
-    let doc = Doc::read(&path)?;
-    doc.str("toolchain.channel")
-        .map(String::from)
-        .ok_or_else(|| {
-            Error(format!(
-                "{} has no `channel` under [toolchain]; pin one (e.g. channel = \"1.98.0\")",
-                path.display()
-            ))
-        })
-}
-
-/// `nightly-<date>` from `[nightly] date` in toolchains/manifest.toml.
-pub fn pinned_nightly(root: &Path) -> Result<String> {
-    let path = manifest(root);
-    let doc = Doc::read(&path)?;
-    doc.str("nightly.date")
-        .map(|d| format!("nightly-{d}"))
-        .ok_or_else(|| {
-            Error(format!(
-                "{} has no `date` under [nightly]; pin one (e.g. date = \"2026-10-29\")",
-                path.display()
-            ))
-        })
 }
 
 /// Which linker the last bench-build measured faster, with its ratio (mold / LLD), from

@@ -1,8 +1,9 @@
 //! Leaf module: versions of installed programs and what rustup has installed. Imports nothing
 //! of xtask but [`crate::cmd`]'s runner, so every command may use it without a cycle.
 //!
-//! One rule for rustup's names lives here ([`listed`]): setup, doctor, the demo/test checks and
-//! the safety report all ask through it, so they cannot disagree about what is installed.
+//! One rule for rustup's names lives here ([`listed`]): setup, doctor and the demo/test checks
+//! all ask through it, so they cannot disagree about what is installed. (`beacon-safety`,
+//! protocol/safety, asks rustup itself: it never imports xtask.)
 
 use crate::cmd::read_argv;
 
@@ -69,23 +70,6 @@ pub fn rustup_installed(kind: &str, toolchain: &str) -> String {
         toolchain,
     ])
     .unwrap_or_default()
-}
-
-/// Installed components of a toolchain (`None`: the toolchain itself is not installed).
-pub fn components(toolchain: &str) -> Option<String> {
-    read_argv(&[
-        "rustup",
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        toolchain,
-    ])
-}
-
-/// Does `toolchain` have component `c` installed?
-pub fn has_component(toolchain: &str, c: &str) -> bool {
-    components(toolchain).is_some_and(|installed| listed(&installed, c))
 }
 
 /// Is component or target `c` in rustup's `--installed` output? rustup lists most components

@@ -104,7 +104,11 @@ fn has_doctest(src: &str) -> bool {
 
 fn crates() -> Vec<PathBuf> {
     let r = root();
-    let mut dirs = vec![r.join("xtask"), r.join("protocol")];
+    let mut dirs = vec![
+        r.join("xtask"),
+        r.join("protocol"),
+        r.join("protocol/safety"),
+    ];
     if let Ok(entries) = std::fs::read_dir(r.join("services")) {
         let mut more: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
         more.sort();

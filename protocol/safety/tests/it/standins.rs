@@ -1,5 +1,5 @@
-//! `cargo xtask safety` against stand-in `rustup` and `cargo` programs (shell scripts on a
-//! private PATH that log their arguments): what it installs with `--install`, and how it
+//! `beacon-safety` (what `cargo xtask safety` runs) against stand-in `rustup` and `cargo`
+//! programs (shell scripts on a private PATH that log their arguments): what it installs with `--install`, and how it
 //! reports tools that are missing. The real tools and a real run are the committed report,
 //! docs/safety-report.md (`cargo xtask safety`); these tests check the paths a fresh machine
 //! takes, which this machine (tools installed) cannot take for real.
@@ -11,7 +11,7 @@ use std::process::Command;
 /// `rustup component list --installed` prints for every toolchain; `nightly_installed: false`
 /// makes it fail for nightly toolchains ("toolchain not installed").
 fn standins(name: &str, rustup_components: &str, nightly_installed: bool) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("xtask-safety-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("beacon-safety-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -50,9 +50,8 @@ exit 0
     (dir, log)
 }
 
-fn xtask_safety(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("safety")
+fn safety(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_beacon-safety"))
         .args(args)
         .arg("--out")
         .arg(dir.join("out"))
@@ -70,7 +69,7 @@ fn xtask_safety(dir: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn safety_install_standin_installs_the_pinned_tools_and_nothing_else() {
     let (dir, log) = standins("install", "rust-src\\n", true);
-    let (_, report) = xtask_safety(&dir, &["--fast", "--install"]);
+    let (_, report) = safety(&dir, &["--fast", "--install"]);
     let calls = std::fs::read_to_string(&log).unwrap();
     // The pinned nightly (toolchains/manifest.toml) gets Miri, its sources and llvm-tools;
     // Miri's sysroot is prepared during the install, not in the middle of the report.
@@ -84,7 +83,7 @@ fn safety_install_standin_installs_the_pinned_tools_and_nothing_else() {
     );
     // The pinned stable gets llvm-tools; cargo-llvm-cov at the pinned version, locked.
     let toolchain = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust-toolchain.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rust-toolchain.toml"),
     )
     .unwrap();
     let stable = toolchain
@@ -116,7 +115,7 @@ fn safety_install_standin_installs_the_pinned_tools_and_nothing_else() {
 #[test]
 fn safety_reports_missing_tools_as_not_run_with_the_install_command() {
     let (dir, log) = standins("missing", "", false);
-    let (ok, report) = xtask_safety(&dir, &["--fast"]);
+    let (ok, report) = safety(&dir, &["--fast"]);
     let calls = std::fs::read_to_string(&log).unwrap();
     // Nothing is installed without --install.
     assert!(!calls.contains(" install"), "{calls}");

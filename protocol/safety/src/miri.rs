@@ -65,13 +65,13 @@ pub(super) fn miri(ctx: &Ctx) -> Section {
     }
     let _ = writeln!(body, "\nLog: `{}`", ctx.shown("miri"));
     s.body = body;
-    s.put("toolchain", Json::str(&ctx.nightly));
-    s.put("miriflags", Json::str(flags));
-    s.put("proptest_cases", Json::str(MIRI_PROPTEST_CASES));
-    s.put("passed", Json::Num(passed as f64));
-    s.put("failed", Json::Num(failed as f64));
-    s.put("ignored", Json::Num(ignored as f64));
-    s.put("undefined_behavior_reported", Json::Bool(ub));
+    s.put("toolchain", json!(&ctx.nightly));
+    s.put("miriflags", json!(flags));
+    s.put("proptest_cases", json!(MIRI_PROPTEST_CASES));
+    s.put("passed", json!(passed));
+    s.put("failed", json!(failed));
+    s.put("ignored", json!(ignored));
+    s.put("undefined_behavior_reported", json!(ub));
     s
 }
 

@@ -98,26 +98,19 @@ pub(super) fn kani(ctx: &Ctx) -> Section {
         ),
     };
     s.body = body;
-    s.put("kani_installed", Json::Bool(kani_result.is_some()));
+    s.put("kani_installed", json!(kani_result.is_some()));
     s.put(
         "kani_verified",
-        kani_result.map(Json::Bool).unwrap_or(Json::Null),
+        kani_result.map_or(Value::Null, Value::Bool),
     );
-    s.put("stub_compiles", Json::Bool(stub.ok));
-    s.put("stub_samples_held", Json::Bool(stub_passed));
+    s.put("stub_compiles", json!(stub.ok));
+    s.put("stub_samples_held", json!(stub_passed));
     s.put(
         "harnesses",
-        Json::Arr(
-            harnesses
-                .iter()
-                .map(|(n, r)| {
-                    Json::obj([
-                        ("name", Json::str(n)),
-                        ("requirements", Json::Arr(r.iter().map(Json::str).collect())),
-                    ])
-                })
-                .collect(),
-        ),
+        harnesses
+            .iter()
+            .map(|(n, r)| json!({ "name": n, "requirements": r }))
+            .collect::<Value>(),
     );
     s
 }

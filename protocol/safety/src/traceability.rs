@@ -178,11 +178,7 @@ pub(super) fn traceability(ctx: &Ctx, coverage_log: Option<&str>) -> Section {
             let outcome = result_of(t, &results).map_or("not run", |r| r.outcome.as_str());
             all_ok &= outcome == "ok";
             cells.push(format!("`{}::{}` {}", t.file, t.name, outcome));
-            json_tests.push(Json::obj([
-                ("file", Json::str(&t.file)),
-                ("test", Json::str(&t.name)),
-                ("result", Json::str(outcome)),
-            ]));
+            json_tests.push(json!({ "file": t.file, "test": t.name, "result": outcome }));
         }
         let proofs: Vec<&str> = harnesses
             .iter()
@@ -208,16 +204,13 @@ pub(super) fn traceability(ctx: &Ctx, coverage_log: Option<&str>) -> Section {
             md_cell(text),
             md_cell(&cells.join("<br>"))
         );
-        json_reqs.push(Json::obj([
-            ("id", Json::str(id)),
-            ("text", Json::str(text)),
-            ("tests", Json::Arr(json_tests)),
-            (
-                "kani_harnesses",
-                Json::Arr(proofs.iter().map(|p| Json::str(*p)).collect()),
-            ),
-            ("result", Json::str(verdict.trim_matches('*'))),
-        ]));
+        json_reqs.push(json!({
+            "id": id,
+            "text": text,
+            "tests": json_tests,
+            "kani_harnesses": proofs,
+            "result": verdict.trim_matches('*'),
+        }));
     }
     // Ids used by tests but not defined in SPEC.md: a typo or a stale reference.
     let defined: BTreeSet<&str> = reqs.iter().map(|(id, _)| id.as_str()).collect();
@@ -247,9 +240,9 @@ pub(super) fn traceability(ctx: &Ctx, coverage_log: Option<&str>) -> Section {
         }
     );
     s.body = body;
-    s.put("requirements", Json::Arr(json_reqs));
-    s.put("tests_passed", Json::Num(passed as f64));
-    s.put("tests_failed", Json::Num(failed as f64));
+    s.put("requirements", Value::Array(json_reqs));
+    s.put("tests_passed", json!(passed));
+    s.put("tests_failed", json!(failed));
     s
 }
 

@@ -263,28 +263,38 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         }
     );
     s.body = body;
-    s.put("decoder_lines_covered", Json::Num(dc as f64));
-    s.put("decoder_lines_total", Json::Num(dt as f64));
-    s.put("decoder_line_percent", Json::Num(decoder_pct));
-    s.put("all_line_percent", Json::Num(pct(ac, at)));
-    s.put("gate_percent", Json::Num(COVERAGE_GATE));
-    s.put(
-        "uncovered_lines_executed_on_nightly",
-        Json::Num(artifacts as f64),
-    );
-    if let Some((r, m)) = regions {
-        s.put("regions_total", Json::Num(r as f64));
-        s.put("regions_missed", Json::Num(m as f64));
-    }
-    match &branch {
-        Ok((hit, found, _, _)) => {
-            s.put("branches_hit", Json::Num(*hit as f64));
-            s.put("branches_total", Json::Num(*found as f64));
-        }
-        Err(why) => s.put("branches", Json::str(format!("not measured: {why}"))),
-    }
+    put_figures(&mut s, [(dc, dt), (ac, at)], artifacts, regions, &branch);
     s.put("files", files_json(&figs));
     (s, Some(test_output))
+}
+
+/// The section's machine-readable figures: `lines` is (covered, total) for the decoder files
+/// and for all of protocol/src; `artifacts` the uncovered lines the nightly counters saw run.
+fn put_figures(
+    s: &mut Section,
+    lines: [(usize, usize); 2],
+    artifacts: usize,
+    regions: Option<(u64, u64)>,
+    branch: &std::result::Result<Branches, String>,
+) {
+    let [(dc, dt), (ac, at)] = lines;
+    s.put("decoder_lines_covered", dc);
+    s.put("decoder_lines_total", dt);
+    s.put("decoder_line_percent", num(pct(dc, dt)));
+    s.put("all_line_percent", num(pct(ac, at)));
+    s.put("gate_percent", num(COVERAGE_GATE));
+    s.put("uncovered_lines_executed_on_nightly", artifacts);
+    if let Some((r, m)) = regions {
+        s.put("regions_total", r);
+        s.put("regions_missed", m);
+    }
+    match branch {
+        Ok((hit, found, _, _)) => {
+            s.put("branches_hit", *hit);
+            s.put("branches_total", *found);
+        }
+        Err(why) => s.put("branches", format!("not measured: {why}")),
+    }
 }
 
 /// The region and branch figures, as report lines.
@@ -367,27 +377,17 @@ fn uncovered_listing(
 }
 
 /// Per-file line figures as JSON.
-fn files_json(figs: &[LineFig]) -> Json {
-    Json::Arr(
-        figs.iter()
-            .map(|f| {
-                Json::obj([
-                    ("file", Json::str(&f.file)),
-                    ("covered", Json::Num(f.covered as f64)),
-                    ("total", Json::Num(f.total as f64)),
-                    (
-                        "uncovered",
-                        Json::Arr(
-                            f.uncovered
-                                .iter()
-                                .map(|n| Json::Num(f64::from(*n)))
-                                .collect(),
-                        ),
-                    ),
-                ])
+fn files_json(figs: &[LineFig]) -> Value {
+    figs.iter()
+        .map(|f| {
+            json!({
+                "file": f.file,
+                "covered": f.covered,
+                "total": f.total,
+                "uncovered": f.uncovered,
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
 
 /// The per-file Markdown table.

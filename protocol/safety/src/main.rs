@@ -1,5 +1,7 @@
-//! `cargo xtask safety`: the safety evidence pack for the code that parses untrusted bytes
-//! (the protocol crate) and, where practical, the firmware's host-testable logic.
+//! `beacon-safety`, run as `cargo xtask safety` (xtask passes the command line through): the
+//! safety evidence pack for the code that parses untrusted bytes (the protocol crate) and,
+//! where practical, the firmware's host-testable logic. A certification tool that lives with
+//! what it serves, not repository automation: it never imports xtask.
 //!
 //! Sections, each one independent: a tool that is missing makes its section say "not run" with
 //! the install command, never fail silently or pretend:
@@ -12,11 +14,13 @@
 //! 6. traceability: each requirement id in protocol/SPEC.md, the tests whose doc comment says
 //!    `Checks: R-...`, and their results in this run.
 //!
-//! Writes `<target dir>/safety/report.md` and `report.json`. Exit status: 0 when every check
-//! that ran passed (sections not run do not fail the command; the report says they did not
-//! run), 1 otherwise.
+//! Writes `<target dir>/safety/report.md` and `report.json` (serde_json; object keys in
+//! alphabetical order). Exit status: 0 when every check that ran passed (sections not run do
+//! not fail the command; the report says they did not run), 1 otherwise, 2 bad command-line
+//! usage.
 
 mod coverage;
+mod host;
 mod install;
 mod kani;
 mod libtest;
@@ -24,8 +28,6 @@ mod lint;
 mod miri;
 mod mutants;
 mod report;
-#[cfg(test)]
-mod tests;
 mod traceability;
 
 use coverage::{coverage, pct};
@@ -38,15 +40,13 @@ use mutants::mutants;
 use report::{md_cell, render_json, render_markdown};
 use traceability::{requirement_ids, traceability};
 
-use crate::bail;
-use crate::cmd::{Result, on_path, run_logged, run_status};
-use crate::json::Json;
-use crate::project::{pinned_nightly, pinned_stable};
-use crate::tools::{components, has_component};
+use clap::Parser;
+use host::{Result, components, has_component, on_path, run_logged, run_status};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Versions `--install` installs (checked to build with the pinned stable on this kind of
@@ -130,7 +130,12 @@ pub const LINTS: &[(&str, &str, &str)] = &[
     ("clippy::unimplemented", "deny", "R-SAFE-1: as `todo`."),
 ];
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Parser)]
+#[command(
+    name = "beacon-safety",
+    bin_name = "cargo xtask safety",
+    about = "The safety evidence pack for the protocol crate; run as `cargo xtask safety`"
+)]
 pub struct Args {
     /// Only what CI runs on every change: lint profile, Miri, coverage, traceability
     /// (skips mutation testing and the Kani stand-in build).
@@ -180,7 +185,7 @@ struct Section {
     /// Markdown body.
     body: String,
     /// Machine-readable details.
-    data: Vec<(String, Json)>,
+    data: Vec<(String, Value)>,
     seconds: f64,
 }
 
@@ -201,12 +206,12 @@ impl Section {
         self.status = Status::NotRun;
         self.body = format!("**Not run:** {why}\n");
         self.summary = format!("not run: {why}");
-        self.data.push(("reason".into(), Json::str(why)));
+        self.data.push(("reason".into(), json!(why)));
         self
     }
 
-    fn put(&mut self, key: &str, value: Json) {
-        self.data.push((key.to_string(), value));
+    fn put(&mut self, key: &str, value: impl Into<Value>) {
+        self.data.push((key.to_string(), value.into()));
     }
 }
 
@@ -231,19 +236,40 @@ impl Ctx {
     }
 }
 
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A number for report.json: whole numbers as integers, others to 4 decimals (as the report
+/// prints them); NaN and infinities as null.
+fn num(x: f64) -> Value {
+    if !x.is_finite() {
+        Value::Null
+    } else if x.fract() == 0.0 && x.abs() < 1e15 {
+        json!(x as i64)
+    } else {
+        json!((x * 1e4).round() / 1e4)
+    }
+}
+
 pub fn run(args: Args) -> Result {
     let started = Instant::now();
-    let root = crate::project::root();
-    let target_dir = crate::project::target_dir(&root);
+    let root = host::root();
+    let target_dir = host::target_dir(&root);
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| target_dir.join("safety"));
-    std::fs::create_dir_all(&out)
-        .map_err(|e| crate::cmd::Error(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let ctx = Ctx {
-        stable: pinned_stable(&root)?,
-        nightly: pinned_nightly(&root)?,
+        stable: host::pinned_stable(&root)?,
+        nightly: host::pinned_nightly(&root)?,
         root,
         out,
         target_dir,
@@ -291,8 +317,10 @@ pub fn run(args: Args) -> Result {
     let json = render_json(&ctx, &sections, args.fast, total);
     let md_path = ctx.out.join("report.md");
     let json_path = ctx.out.join("report.json");
-    crate::fs::write(&md_path, md)?;
-    crate::fs::write(&json_path, json.pretty())?;
+    host::write(&md_path, md)?;
+    let pretty = serde_json::to_string_pretty(&json)
+        .map_err(|e| format!("cannot write {} as JSON: {e}", json_path.display()))?;
+    host::write(&json_path, pretty + "\n")?;
     eprintln!();
     for s in &sections {
         eprintln!("{:<13} {:<8} {}", s.id, s.status.as_str(), s.summary);
@@ -307,11 +335,11 @@ pub fn run(args: Args) -> Result {
         .map(|s| s.id)
         .collect();
     if !failed.is_empty() {
-        bail!(
+        return Err(format!(
             "safety checks failed: {}; see {}",
             failed.join(", "),
             md_path.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -324,3 +352,6 @@ fn timed(f: impl FnOnce() -> Section) -> Section {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-//! Unit tests of the report's parsers.
+//! Unit tests of the report's parsers and of what it reads from the machine.
 
 use super::coverage::{parse_lcov, ranges, test_module_start};
 use super::lint::{findings, finished, lint_flags};
@@ -102,10 +102,54 @@ fn clippy_json_findings() {
 }
 
 #[test]
-fn reads_pins() {
-    let t = "[toolchain]\nchannel = \"1.95.0\" # pinned\n[nightly]\ndate = \"2026-10-29\"\n";
-    let doc = crate::toml_lite::parse(t).unwrap();
-    assert_eq!(doc.str("toolchain.channel"), Some("1.95.0"));
-    assert_eq!(doc.str("nightly.date"), Some("2026-10-29"));
-    assert_eq!(doc.str("nightly.channel"), None);
+fn reads_pins_and_names_the_file_when_one_is_missing() {
+    let dir = std::env::temp_dir().join(format!("beacon-safety-pins-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("toolchains")).unwrap();
+    std::fs::write(
+        dir.join("rust-toolchain.toml"),
+        "[toolchain]\nchannel = \"1.95.0\" # pinned\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("toolchains/manifest.toml"),
+        "[nightly]\nchannel = \"x\"\n",
+    )
+    .unwrap();
+    assert_eq!(host::pinned_stable(&dir).unwrap(), "1.95.0");
+    let e = host::pinned_nightly(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        e.contains("toolchains/manifest.toml has no `date` under [nightly]"),
+        "{e}"
+    );
+    // The project's own files.
+    let root = host::root();
+    assert!(host::pinned_stable(&root).unwrap().starts_with("1."));
+    assert!(
+        host::pinned_nightly(&root)
+            .unwrap()
+            .starts_with("nightly-20")
+    );
+}
+
+#[test]
+fn rustup_component_lines() {
+    let arch = std::env::consts::ARCH;
+    let llvm = format!("llvm-tools-{arch}-unknown-linux-gnu");
+    assert!(host::names(&llvm, "llvm-tools"));
+    assert!(host::names(&format!("miri-{arch}-apple-darwin"), "miri"));
+    assert!(host::names("rust-src", "rust-src"));
+    assert!(!host::names("llvm-tools-preview", "llvm-tools"));
+    assert!(!host::names(
+        &format!("rust-std-{arch}-unknown-linux-gnu"),
+        "rust-src"
+    ));
+    assert!(!host::names(&llvm, "llvm"));
+}
+
+#[test]
+fn report_json_numbers() {
+    assert_eq!(num(3.0).to_string(), "3");
+    assert_eq!(num(96.551_724).to_string(), "96.5517");
+    assert_eq!(num(f64::NAN), Value::Null);
 }

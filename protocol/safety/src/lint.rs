@@ -24,26 +24,21 @@ pub(super) struct Finding {
 /// Findings in cargo's `--message-format=json` output: top-level diagnostics with a code,
 /// at their primary span.
 pub(super) fn findings(json_lines: &str) -> Vec<Finding> {
-    json_lines
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| Json::parse(l).ok())
-        .filter(|m| m.get("reason").and_then(Json::as_str) == Some("compiler-message"))
+    messages(json_lines)
+        .filter(|m| m["reason"] == "compiler-message")
         .filter_map(|m| {
-            let msg = m.get("message")?;
-            let code = msg.at(&["code", "code"])?.as_str()?;
-            let level = msg.get("level").and_then(Json::as_str).unwrap_or("?");
-            let spans = msg.get("spans").map(Json::as_array).unwrap_or_default();
+            let msg = &m["message"];
+            let code = msg["code"]["code"].as_str()?;
+            let level = msg["level"].as_str().unwrap_or("?");
+            let spans = msg["spans"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             let span = spans
                 .iter()
-                .find(|s| matches!(s.get("is_primary"), Some(Json::Bool(true))))
+                .find(|s| s["is_primary"] == true)
                 .or(spans.first());
-            let file = span
-                .and_then(|s| s.get("file_name")?.as_str())
-                .unwrap_or("?");
+            let file = span.and_then(|s| s["file_name"].as_str()).unwrap_or("?");
             let line = span
-                .and_then(|s| s.get("line_start")?.as_f64())
-                .map_or_else(|| "?".to_string(), |n| format!("{n}"));
+                .and_then(|s| s["line_start"].as_u64())
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
             Some(Finding {
                 lint: code.to_string(),
                 level: level.to_string(),
@@ -55,14 +50,15 @@ pub(super) fn findings(json_lines: &str) -> Vec<Finding> {
 
 /// Did cargo report a finished, successful build (`--message-format=json`)?
 pub(super) fn finished(json_lines: &str) -> bool {
+    messages(json_lines).any(|m| m["reason"] == "build-finished" && m["success"] == true)
+}
+
+/// The JSON messages among cargo's output lines (the echoed human lines are skipped).
+fn messages(json_lines: &str) -> impl Iterator<Item = Value> + '_ {
     json_lines
         .lines()
         .filter(|l| l.starts_with('{'))
-        .filter_map(|l| Json::parse(l).ok())
-        .any(|m| {
-            m.get("reason").and_then(Json::as_str) == Some("build-finished")
-                && matches!(m.get("success"), Some(Json::Bool(true)))
-        })
+        .filter_map(|l| serde_json::from_str(l).ok())
 }
 
 pub(super) fn lint(ctx: &Ctx) -> Section {
@@ -127,12 +123,12 @@ pub(super) fn lint(ctx: &Ctx) -> Section {
                 ctx.shown(&format!("lint-protocol-{i}"))
             );
         }
-        runs.push(Json::obj([
-            ("name", Json::str(*name)),
-            ("gating", Json::Bool(true)),
-            ("passed", Json::Bool(ok)),
-            ("findings", findings_json(&found)),
-        ]));
+        runs.push(json!({
+            "name": name,
+            "gating": true,
+            "passed": ok,
+            "findings": findings_json(&found),
+        }));
     }
 
     // The firmware's application logic (its own workspace): advisory.
@@ -148,42 +144,26 @@ pub(super) fn lint(ctx: &Ctx) -> Section {
     s.body = body;
     s.put(
         "profile",
-        Json::Arr(
-            LINTS
-                .iter()
-                .map(|(l, lvl, why)| {
-                    Json::obj([
-                        ("lint", Json::str(*l)),
-                        ("level", Json::str(*lvl)),
-                        ("guideline", Json::str(*why)),
-                    ])
-                })
-                .collect(),
-        ),
+        LINTS
+            .iter()
+            .map(|(l, lvl, why)| json!({ "lint": l, "level": lvl, "guideline": why }))
+            .collect::<Value>(),
     );
-    s.put("runs", Json::Arr(runs));
+    s.put("runs", Value::Array(runs));
     s
 }
 
-pub(super) fn findings_json(found: &[Finding]) -> Json {
-    Json::Arr(
-        found
-            .iter()
-            .map(|f| {
-                Json::obj([
-                    ("lint", Json::str(&f.lint)),
-                    ("level", Json::str(&f.level)),
-                    ("at", Json::str(&f.place)),
-                ])
-            })
-            .collect(),
-    )
+pub(super) fn findings_json(found: &[Finding]) -> Value {
+    found
+        .iter()
+        .map(|f| json!({ "lint": f.lint, "level": f.level, "at": f.place }))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
 
 /// The firmware app under the same profile, as warnings: findings are counted, not gating.
-fn lint_firmware(ctx: &Ctx, body: &mut String) -> Option<Json> {
+fn lint_firmware(ctx: &Ctx, body: &mut String) -> Option<Value> {
     let fw = ctx.root.join("firmware");
     if fw.join("app/Cargo.toml").is_file() {
         let mut cmd = cargo(ctx, &ctx.stable);
@@ -226,12 +206,12 @@ fn lint_firmware(ctx: &Ctx, body: &mut String) -> Option<Json> {
                 ctx.shown("lint-firmware")
             );
         }
-        Some(Json::obj([
-            ("name", Json::str("firmware app (advisory)")),
-            ("gating", Json::Bool(false)),
-            ("completed", Json::Bool(ran.ok)),
-            ("findings", findings_json(&found)),
-        ]))
+        Some(json!({
+            "name": "firmware app (advisory)",
+            "gating": false,
+            "completed": ran.ok,
+            "findings": findings_json(&found),
+        }))
     } else {
         body.push_str("- firmware app: not present (firmware/app/Cargo.toml missing)\n");
         None

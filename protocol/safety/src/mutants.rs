@@ -94,25 +94,18 @@ pub(super) fn mutants(ctx: &Ctx, iterate: bool) -> Section {
         unviable.len(),
     );
     s.body = body;
-    s.put("caught", Json::Num((caught.len() + earlier.len()) as f64));
-    s.put("caught_in_earlier_run", Json::Num(earlier.len() as f64));
-    s.put("missed", Json::Num(missed.len() as f64));
-    s.put("timeout", Json::Num(timeout.len() as f64));
-    s.put("unviable", Json::Num(unviable.len() as f64));
-    s.put("score_percent", Json::Num(score));
+    s.put("caught", caught.len() + earlier.len());
+    s.put("caught_in_earlier_run", json!(earlier.len()));
+    s.put("missed", json!(missed.len()));
+    s.put("timeout", json!(timeout.len()));
+    s.put("unviable", json!(unviable.len()));
+    s.put("score_percent", num(score));
     s.put(
         "missed_mutants",
-        Json::Arr(
-            missed
-                .iter()
-                .map(|m| {
-                    Json::obj([
-                        ("mutant", Json::str(m)),
-                        ("explanation", explanation(m).map_or(Json::Null, Json::Str)),
-                    ])
-                })
-                .collect(),
-        ),
+        missed
+            .iter()
+            .map(|m| json!({ "mutant": m, "explanation": explanation(m) }))
+            .collect::<Value>(),
     );
     s
 }

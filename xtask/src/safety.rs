@@ -1,0 +1,47 @@
+//! `cargo xtask safety`: hand over to `beacon-safety`.
+//!
+//! The safety evidence pack (strict lints, Miri, coverage, mutation testing, Kani harnesses,
+//! traceability) is a certification tool for the protocol crate, so it lives with what it
+//! serves, in `protocol/safety` (`beacon-safety`), not in xtask. xtask's part is the command
+//! line: `cargo run -q -p beacon-safety -- <the rest>` from the project root, with the rest
+//! passed through untouched (`cargo xtask safety --help` lists it) and its exit status kept.
+
+use std::process::{Command, ExitCode};
+
+/// The command line after `safety`, passed through untouched.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// Runs `beacon-safety` with the rest of the command line; its exit status is ours.
+pub fn run(args: Args) -> ExitCode {
+    let root = crate::project::root();
+    let mut cmd = Command::new("cargo");
+    cmd.args(["run", "-q", "-p", "beacon-safety", "--"])
+        .args(&args.rest)
+        .current_dir(&root);
+    eprintln!(
+        "$ cargo run -q -p beacon-safety -- {} (in {})",
+        args.rest.join(" "),
+        root.display()
+    );
+    match cmd.status() {
+        Ok(status) => match status.code() {
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            // Killed by a signal: a failure, said as such.
+            None => {
+                eprintln!("error: beacon-safety was stopped by a signal ({status})");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "error: could not start `cargo run -p beacon-safety` in {}: {e}; is cargo on PATH?",
+                root.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
