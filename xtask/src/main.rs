@@ -17,7 +17,6 @@
 mod bench;
 // template:service:end
 mod bench_build;
-mod bench_levers;
 mod cmd;
 // template:service:begin
 mod contract;

@@ -16,14 +16,24 @@
 //! Then a breakdown for the configured tree: cargo's own overhead (a no-op build) and the units
 //! each loop rebuilt (`--timings`). Writes `target/bench-build.json`; setup reads its linker
 //! fields (`--link` races mold against LLD as before).
+//!
+//! Here: the arguments, the variants and loops, the measuring and the run. `trees.rs`: the
+//! scratch trees (source copies, an older commit's tree) and the variants built from them;
+//! `report.rs`: the printed tables and their JSON; `levers.rs`: the `--levers` variants.
+
+mod levers;
+mod report;
+mod trees;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::cmd::{Error, Result, on_path};
+use crate::cmd::{Error, Result};
 use crate::json::Json;
 use crate::setup::{self, Ctx};
+use report::{breakdown_report, levers_report, loops_report, nums};
+use trees::{prepare, seed};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -46,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub cranelift: bool,
     /// Also race the smaller levers against the configured tree on L1 and L2: debug info off,
-    /// split debug info, 16 codegen units, and the wild linker (src/bench_levers.rs).
+    /// split debug info, 16 codegen units, and the wild linker (src/bench_build/levers.rs).
     #[arg(long)]
     pub levers: bool,
     /// The wild linker's binary for `--levers` (default: `wild` on PATH; none: not raced).
@@ -153,56 +163,7 @@ impl Variant {
 }
 
 pub fn median(v: &[f64]) -> f64 {
-    crate::bench_levers::middle(v)
-}
-
-/// Copies the sources git knows about (tracked + untracked, not ignored) to `dest`.
-fn copy_sources(root: &Path, dest: &Path) -> Result {
-    let out = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(root)
-        .output()
-        .map_err(|e| {
-            Error(format!(
-                "could not run git: {e}; bench-build copies the sources git lists"
-            ))
-        })?;
-    if !out.status.success() {
-        crate::bail!(
-            "git ls-files failed in {}; bench-build needs a git checkout",
-            root.display()
-        );
-    }
-    if dest.exists() {
-        crate::fs::remove_dir_all(dest)?;
-    }
-    for rel in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let rel = String::from_utf8_lossy(rel);
-        // The firmware is its own workspace, and the machine-local config must not leak into
-        // "stock": the fast variant passes it explicitly.
-        if rel.starts_with("firmware/")
-            || rel.starts_with(".cargo/local")
-            || rel.starts_with(".cargo/fast")
-        {
-            continue;
-        }
-        let from = root.join(rel.as_ref());
-        if !from.is_file() {
-            continue; // deleted in the working tree
-        }
-        let to = dest.join(rel.as_ref());
-        if let Some(d) = to.parent() {
-            crate::fs::create_dir_all(d)?;
-        }
-        crate::fs::copy(&from, &to)?;
-    }
-    Ok(())
+    levers::middle(v)
 }
 
 /// Which linker to use from the incremental rebuild times with LLD and with mold, and why.
@@ -240,46 +201,6 @@ pub fn link_verdict(lld: &[f64], mold: &[f64]) -> (&'static str, String) {
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::NAN }
-}
-
-fn nums(v: &[f64]) -> Json {
-    Json::Arr(
-        v.iter()
-            .map(|x| Json::Num((x * 100.0).round() / 100.0))
-            .collect(),
-    )
-}
-
-/// The tree of an older commit (`git archive`), without the firmware workspace.
-fn copy_commit(root: &Path, commit: &str, dest: &Path) -> Result {
-    if dest.exists() {
-        crate::fs::remove_dir_all(dest)?;
-    }
-    crate::fs::create_dir_all(dest)?;
-    let archive = Command::new("git")
-        .args(["archive", "--format=tar", commit])
-        .current_dir(root)
-        .output()
-        .map_err(|e| Error(format!("could not run git archive: {e}")))?;
-    if !archive.status.success() {
-        crate::bail!(
-            "git archive {commit} failed: {}; pass --baseline <a commit of this repository> or --baseline ''",
-            String::from_utf8_lossy(&archive.stderr).trim()
-        );
-    }
-    let tar = dest.join(".baseline.tar");
-    crate::fs::write(&tar, &archive.stdout)?;
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .args(["--exclude", "firmware"])
-        .current_dir(dest)
-        .status()?;
-    crate::fs::remove_file(&tar)?;
-    if !st.success() {
-        crate::bail!("could not unpack the {commit} tree into {}", dest.display());
-    }
-    Ok(())
 }
 
 /// (unit, seconds) from a `--timings` report.
@@ -504,273 +425,6 @@ fn med(variants: &[Variant], incr: &[Vec<Vec<f64>>], l: usize, name: &str) -> f6
         .unwrap_or(f64::NAN)
 }
 
-/// Prints the L1-L3 table (medians and ratios); the same as JSON, with every run.
-fn loops_report(
-    args: &Args,
-    variants: &[Variant],
-    incr: &[Vec<Vec<f64>>],
-    cores: usize,
-    load: &str,
-) -> Vec<Json> {
-    let med = |l: usize, name: &str| med(variants, incr, l, name);
-    println!(
-        "\nbench-build ({cores} cores, load at start {}; medians of {} runs, seconds; configured = stock + .cargo/local.toml from setup)",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        args.incr_runs
-    );
-    println!(
-        "  {:<4} {:<48} {:>8} {:>10} {:>10}  {:>10} {:>10}",
-        "loop", "command", "stock", "configured", "conf/stock", "baseline", "conf/base"
-    );
-    let mut loops_json = Vec::new();
-    for (l, lp) in LOOPS.iter().enumerate() {
-        let (s, c, b) = (med(l, "stock"), med(l, "configured"), med(l, "baseline"));
-        println!(
-            "  {:<4} {:<48} {s:>8.2} {c:>10.2} {:>9.2}x  {b:>10.2} {:>9.2}x",
-            lp.id,
-            lp.args[..lp.args.len() - 1].join(" "),
-            ratio(c, s),
-            ratio(c, b)
-        );
-        let mut fields = vec![
-            ("id", Json::str(lp.id)),
-            ("what", Json::str(lp.what)),
-            ("edit", Json::str(lp.edit)),
-            ("command", Json::str(format!("cargo {}", lp.args.join(" ")))),
-        ];
-        for (k, v) in variants.iter().enumerate() {
-            if l >= v.loops {
-                continue;
-            }
-            fields.push((v.name, nums(&incr[l][k])));
-        }
-        fields.push(("stock_median_s", Json::Num(s)));
-        fields.push(("configured_median_s", Json::Num(c)));
-        fields.push(("baseline_median_s", Json::Num(b)));
-        fields.push(("configured_over_stock", Json::Num(ratio(c, s))));
-        fields.push(("stock_over_baseline", Json::Num(ratio(s, b))));
-        fields.push(("configured_over_baseline", Json::Num(ratio(c, b))));
-        if args.cranelift {
-            let cl = med(l, "cranelift");
-            fields.push(("cranelift_median_s", Json::Num(cl)));
-            fields.push(("cranelift_over_configured", Json::Num(ratio(cl, c))));
-        }
-        loops_json.push(Json::obj(fields));
-    }
-    loops_json
-}
-
-/// Prints each lever's L1/L2 medians against the configured tree's (and which linker its
-/// binary names in `.comment`); the same as JSON.
-fn levers_report(variants: &[Variant], incr: &[Vec<Vec<f64>>]) -> Vec<Json> {
-    let mut out = Vec::new();
-    for (k, v) in variants.iter().enumerate().filter(|(_, v)| v.seeded) {
-        let comment =
-            crate::elf::elf_comment(&v.bin_dir().join("beacon-service")).unwrap_or_default();
-        let linker = crate::elf::linker_of(&comment);
-        let mut fields: Vec<(String, Json)> = vec![
-            ("lever".into(), Json::str(v.name)),
-            (
-                "configs".into(),
-                Json::Arr(v.configs.iter().map(Json::str).collect()),
-            ),
-            ("linker".into(), Json::str(&linker)),
-        ];
-        let mut line = Vec::new();
-        for (l, lp) in LOOPS.iter().enumerate().take(v.loops) {
-            let (c, x) = (median(&incr[l][1]), median(&incr[l][k]));
-            let won = crate::bench_levers::wins(&incr[l][1], &incr[l][k]);
-            let verdict = if won { "wins" } else { "no clear win" };
-            line.push(format!(
-                "{} {x:.2}s = {:.2}x of configured ({verdict})",
-                lp.id,
-                ratio(x, c)
-            ));
-            fields.push((format!("{}_s", lp.id), nums(&incr[l][k])));
-            fields.push((format!("{}_over_configured", lp.id), Json::Num(ratio(x, c))));
-            fields.push((format!("{}_wins", lp.id), Json::Bool(won)));
-        }
-        println!("  lever {:<7} {} [{linker}]", v.name, line.join("; "));
-        out.push(Json::obj(fields));
-    }
-    out
-}
-
-/// Prints where each configured loop's time goes; the same as JSON.
-fn breakdown_report(breakdown: &Breakdown) -> Vec<Json> {
-    println!("\n  where the configured loops' time goes (cargo --timings, one extra run each):");
-    let mut bd_json = Vec::new();
-    for (id, noop, units) in breakdown {
-        let top: Vec<String> = units
-            .iter()
-            .take(8)
-            .map(|(n, d)| format!("{n} {d:.2}s"))
-            .collect();
-        let sum: f64 = units.iter().map(|(_, d)| d).sum();
-        println!(
-            "  {id}: no-op build (cargo's own overhead) {noop:.2}s; {} units rebuilt, {sum:.2}s of unit time: {}",
-            units.len(),
-            top.join(", ")
-        );
-        bd_json.push(Json::obj([
-            ("loop", Json::str(id.as_str())),
-            ("noop_s", Json::Num((noop * 100.0).round() / 100.0)),
-            ("unit_time_s", Json::Num((sum * 100.0).round() / 100.0)),
-            (
-                "units",
-                Json::Arr(
-                    units
-                        .iter()
-                        .map(|(n, d)| {
-                            Json::obj([
-                                ("unit", Json::str(n.as_str())),
-                                ("s", Json::Num((d * 100.0).round() / 100.0)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]));
-    }
-
-    bd_json
-}
-
-/// Copies the trees to compare (stock, configured, and the optional baseline, Cranelift and
-/// mold variants) into the work directory. Returns them, the configured local.toml, and
-/// whether mold is raced.
-fn prepare(ctx: &Ctx, args: &Args, host: &str) -> Result<(Vec<Variant>, String, bool)> {
-    let root = ctx.root.clone();
-    let stable = ctx.stable()?.to_string();
-    let work = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("beacon-bench-build"));
-    crate::fs::create_dir_all(&work)?;
-    if !root.join("services/service/Cargo.toml").is_file() {
-        crate::bail!(
-            "bench-build measures the service loops (services/service): this project has none"
-        );
-    }
-
-    // The configured tree's local.toml: what setup writes (linker part + dev-loop levers).
-    let (local_body, fast_body, _) = setup::local_config_bodies(ctx)?;
-    let local_body = setup::localcfg::with_dev_loop(&local_body, host, &root);
-
-    eprintln!("bench-build: copying sources to {}", work.display());
-    let src_stock = work.join("src-stock");
-    let src_conf = work.join("src-configured");
-    copy_sources(&root, &src_stock)?;
-    copy_sources(&root, &src_conf)?;
-    crate::fs::write(src_conf.join(".cargo/local.toml"), &local_body)?;
-    let mut variants = vec![
-        Variant {
-            name: "stock",
-            src: src_stock.clone(),
-            toolchain: stable.clone(),
-            configs: vec![],
-            profile: None,
-            target_dir: work.join("t-stock"),
-            loops: LOOPS.len(),
-            seeded: false,
-        },
-        Variant {
-            name: "configured",
-            src: src_conf.clone(),
-            toolchain: stable.clone(),
-            configs: vec![],
-            profile: None,
-            target_dir: work.join("t-configured"),
-            loops: LOOPS.len(),
-            seeded: false,
-        },
-    ];
-    if !args.baseline.is_empty() {
-        let src = work.join("src-baseline");
-        copy_commit(&root, &args.baseline, &src)?;
-        variants.push(Variant {
-            name: "baseline",
-            src,
-            toolchain: stable.clone(),
-            configs: vec![],
-            profile: None,
-            target_dir: work.join("t-baseline"),
-            loops: LOOPS.len(),
-            seeded: false,
-        });
-    }
-    if args.cranelift {
-        let src = work.join("src-cranelift");
-        copy_sources(&root, &src)?;
-        crate::fs::write(src.join(".cargo/local.toml"), &local_body)?;
-        // The fast profile's settings, applied to the dev profile plain cargo uses.
-        let dev = fast_body
-            .replace("[profile.fast]\ninherits = \"dev\"\n", "[profile.dev]\n")
-            .replace("[profile.fast.", "[profile.dev.");
-        crate::fs::write(work.join("cranelift.toml"), dev)?;
-        variants.push(Variant {
-            name: "cranelift",
-            src,
-            toolchain: ctx.nightly()?,
-            configs: vec![work.join("cranelift.toml").display().to_string()],
-            profile: None,
-            target_dir: work.join("t-cranelift"),
-            loops: LOOPS.len(),
-            seeded: false,
-        });
-    }
-    let mold_on = args.link && ctx.platform.is_linux() && on_path("mold");
-    if mold_on {
-        variants.push(Variant {
-            name: "mold",
-            src: src_stock.clone(),
-            toolchain: stable.clone(),
-            configs: vec![format!(
-                "target.{host}.rustflags=[\"-C\",\"link-arg=-fuse-ld=mold\"]"
-            )],
-            profile: None,
-            target_dir: work.join("t-mold"),
-            loops: 1,
-            seeded: false,
-        });
-    } else if args.link {
-        eprintln!("bench-build: mold not on PATH (or not Linux): LLD stays, not raced");
-    }
-    if args.levers {
-        let wild = args
-            .wild
-            .clone()
-            .or_else(|| crate::cmd::find_on_path("wild"))
-            .map(|w| std::fs::canonicalize(&w).unwrap_or(w));
-        let wild_dir = match &wild {
-            Some(w) if ctx.platform.is_linux() => Some(crate::bench_levers::wild_dir(&work, w)?),
-            _ => {
-                eprintln!("bench-build: wild not on PATH (--wild <path>): not raced");
-                None
-            }
-        };
-        let members = crate::devdeps::workspace_members(&root)?;
-        for lever in crate::bench_levers::levers(&members, host, wild_dir.as_deref()) {
-            eprintln!("bench-build: lever {}: {}", lever.name, lever.what);
-            variants.push(Variant {
-                name: lever.name,
-                src: src_conf.clone(),
-                toolchain: stable.clone(),
-                configs: lever.configs,
-                profile: None,
-                target_dir: work.join(format!("t-{}", lever.name)),
-                loops: 2,
-                seeded: true,
-            });
-        }
-    }
-
-    Ok((variants, local_body, mold_on))
-}
-
 /// L4: clean builds of stock and configured, interleaved; seconds per run, per variant.
 fn measure_clean(args: &Args, variants: &[Variant]) -> Result<Vec<Vec<f64>>> {
     let mut clean: Vec<Vec<f64>> = vec![Vec::new(); 2];
@@ -796,26 +450,6 @@ fn measure_clean(args: &Args, variants: &[Variant]) -> Result<Vec<Vec<f64>>> {
     }
 
     Ok(clean)
-}
-
-/// Replaces `to` with a copy of the target dir `from` (`cp -a`: timestamps kept, so cargo
-/// finds the copied units fresh).
-fn seed(from: &Path, to: &Path) -> Result {
-    let _ = std::fs::remove_dir_all(to);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .map_err(|e| Error(format!("could not run cp: {e}")))?;
-    if !st.success() {
-        crate::bail!(
-            "could not copy {} to {}; free disk space, or run without --levers",
-            from.display(),
-            to.display()
-        );
-    }
-    Ok(())
 }
 
 /// A loop's no-op build time and its rebuilt units (cargo --timings), for the configured tree.
