@@ -406,19 +406,7 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     for &n in &args.devices {
         ladder.push(rung(&bins, &dir, n, args.rate, args.secs)?);
     }
-    let mut ceiling = Vec::new();
-    if args.ceiling_devices > 0 {
-        let mut rate = args.ceiling_start_rate;
-        for _ in 0..args.ceiling_steps.max(1) {
-            let r = rung(&bins, &dir, args.ceiling_devices, rate, args.ceiling_secs)?;
-            let passed = r.passed();
-            ceiling.push(r);
-            if !passed {
-                break;
-            }
-            rate *= 2.0;
-        }
-    }
+    let ceiling = ceiling_search(args, &bins, &dir)?;
     let registered = if args.register_devices > 0 {
         Some(registration(
             &bins,
@@ -452,56 +440,10 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         print_row(r);
     }
     if !ceiling.is_empty() {
-        println!(
-            "ceiling ({} devices, doubling the rate):",
-            args.ceiling_devices
-        );
-        print_header();
-        for r in &ceiling {
-            print_row(r);
-        }
-        let best = ceiling.iter().rfind(|r| r.passed());
-        let first_miss = ceiling.iter().find(|r| !r.passed());
-        match (best, first_miss) {
-            (Some(b), Some(m)) => println!(
-                "ceiling: {:.0} readings/s sustained ({} devices at {}/s); at {}/s: {:.0} \
-                 readings/s, p99 {:.0} ms, {} lost; CPU there: gateway {:.0} %, service {:.0} % \
-                 of one core (the simulator takes the rest of the {} cores)",
-                b.rps,
-                b.devices,
-                b.rate,
-                m.rate,
-                m.rps,
-                m.p99,
-                m.lost,
-                m.gateway_cpu_pct,
-                m.service_cpu_pct,
-                std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
-            ),
-            (Some(b), None) => println!(
-                "ceiling not reached: {:.0} readings/s at {}/s passed; raise --ceiling-steps",
-                b.rps, b.rate
-            ),
-            (None, _) => println!("even the first ceiling step missed: see the ladder"),
-        }
+        print_ceiling(args, &ceiling);
     }
     if let Some(r) = &registered {
-        println!(
-            "registration under load: {} new devices connected and registered while {} ran at \
-             1/s: the running fleet p50 {} ms, p99 {} ms, {} lost (its ladder rung without \
-             registrations: see above); the new devices' readings (their first one waited for \
-             the registration) p50 {} ms, p99 {} ms, {} stored, {} lost, in {:.1} s",
-            r["new_devices"],
-            r["running_devices"],
-            r["running_p50_ms"],
-            r["running_p99_ms"],
-            r["running_lost"],
-            r["new_p50_ms"],
-            r["new_p99_ms"],
-            r["new_stored"],
-            r["new_lost"],
-            r["new_wall_secs"].as_f64().unwrap_or(f64::NAN),
-        );
+        print_registration(r);
     }
     let report = json!({
         "load_average_before": load_before,
@@ -511,4 +453,79 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         "registration_under_load": registered,
     });
     write_report(&out.join("bench-fleet.json"), &report)
+}
+
+/// The ceiling search: `--ceiling-devices` devices at doubling rates until a rung misses
+/// (none with `--ceiling-devices 0`).
+fn ceiling_search(args: &Args, bins: &Bins, dir: &Path) -> Result<Vec<Rung>> {
+    let mut ceiling = Vec::new();
+    if args.ceiling_devices > 0 {
+        let mut rate = args.ceiling_start_rate;
+        for _ in 0..args.ceiling_steps.max(1) {
+            let r = rung(bins, dir, args.ceiling_devices, rate, args.ceiling_secs)?;
+            let passed = r.passed();
+            ceiling.push(r);
+            if !passed {
+                break;
+            }
+            rate *= 2.0;
+        }
+    }
+    Ok(ceiling)
+}
+
+/// The ceiling's rungs, the best one and what the first miss says limits it.
+fn print_ceiling(args: &Args, ceiling: &[Rung]) {
+    println!(
+        "ceiling ({} devices, doubling the rate):",
+        args.ceiling_devices
+    );
+    print_header();
+    for r in ceiling {
+        print_row(r);
+    }
+    let best = ceiling.iter().rfind(|r| r.passed());
+    let first_miss = ceiling.iter().find(|r| !r.passed());
+    match (best, first_miss) {
+        (Some(b), Some(m)) => println!(
+            "ceiling: {:.0} readings/s sustained ({} devices at {}/s); at {}/s: {:.0} \
+             readings/s, p99 {:.0} ms, {} lost; CPU there: gateway {:.0} %, service {:.0} % \
+             of one core (the simulator takes the rest of the {} cores)",
+            b.rps,
+            b.devices,
+            b.rate,
+            m.rate,
+            m.rps,
+            m.p99,
+            m.lost,
+            m.gateway_cpu_pct,
+            m.service_cpu_pct,
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+        ),
+        (Some(b), None) => println!(
+            "ceiling not reached: {:.0} readings/s at {}/s passed; raise --ceiling-steps",
+            b.rps, b.rate
+        ),
+        (None, _) => println!("even the first ceiling step missed: see the ladder"),
+    }
+}
+
+/// What registering new devices under load did to the running fleet.
+fn print_registration(r: &Value) {
+    println!(
+        "registration under load: {} new devices connected and registered while {} ran at \
+         1/s: the running fleet p50 {} ms, p99 {} ms, {} lost (its ladder rung without \
+         registrations: see above); the new devices' readings (their first one waited for \
+         the registration) p50 {} ms, p99 {} ms, {} stored, {} lost, in {:.1} s",
+        r["new_devices"],
+        r["running_devices"],
+        r["running_p50_ms"],
+        r["running_p99_ms"],
+        r["running_lost"],
+        r["new_p50_ms"],
+        r["new_p99_ms"],
+        r["new_stored"],
+        r["new_lost"],
+        r["new_wall_secs"].as_f64().unwrap_or(f64::NAN),
+    );
 }

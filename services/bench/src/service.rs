@@ -211,7 +211,41 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         return compare(args, &bins, out, &dir);
     }
     let load_before = load_average();
+    let (off, on) = console_off_on(args, &bins, &dir)?;
+    let churn = churn(args, &bins, &dir)?;
+    let load_after = load_average();
+    let console = Console {
+        off,
+        on,
+        ratio: on.rps / off.rps,
+    };
+    print_console(args, [&load_before, &load_after], &console, &churn);
+    let Console { off, on, ratio } = console;
+    let report = json!({
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "concurrency": f64::from(args.concurrency),
+        "batch": f64::from(args.batch),
+        "console_off_readings_per_sec": off.rps,
+        "console_off_p50_ms": off.p50,
+        "console_off_p99_ms": off.p99,
+        "console_off_service_cpu_us_per_reading": off.cpu_us,
+        "console_on_readings_per_sec": on.rps,
+        "console_on_service_cpu_us_per_reading": on.cpu_us,
+        "console_on_p50_ms": on.p50,
+        "console_on_p99_ms": on.p99,
+        "console_ratio": ratio,
+        "churn_seconds": args.churn_secs as f64,
+        "churn_connections_per_sec": churn.conn_per_sec,
+        "churn_peak_rss_mb": churn.hwm_mb,
+        "churn_rss_samples_mb": churn.samples,
+    });
+    write_report(&out.join("bench-service.json"), &report)
+}
 
+/// The throughput rounds, console off then on in each: the best run of each (other processes
+/// on the machine only ever make a round slower).
+fn console_off_on(args: &Args, bins: &Bins, dir: &Path) -> Result<(Run, Run)> {
     eprintln!(
         "throughput: {} s per run, {} concurrent requests of {} readings (binary frames), fsync per commit",
         args.secs, args.concurrency, args.batch
@@ -219,8 +253,8 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let mut off = Vec::new();
     let mut on = Vec::new();
     for round in 1..=args.rounds.max(1) {
-        off.push(throughput(args, &bins, &dir, false, round)?);
-        on.push(throughput(args, &bins, &dir, true, round)?);
+        off.push(throughput(args, bins, dir, false, round)?);
+        on.push(throughput(args, bins, dir, true, round)?);
     }
     let best = |runs: &[Run]| {
         runs.iter()
@@ -233,16 +267,26 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let (Some(off), Some(on)) = (best(&off), best(&on)) else {
         bail!("no throughput run completed");
     };
-    let ratio = on.rps / off.rps;
+    Ok((off, on))
+}
 
-    let Churn {
+/// The best throughput runs with the console off and on, and on / off.
+struct Console {
+    off: Run,
+    on: Run,
+    ratio: f64,
+}
+
+/// The table against the targets; `loads` the load average before and after.
+fn print_console(args: &Args, loads: [&str; 2], console: &Console, churn: &Churn) {
+    let &Console { off, on, ratio } = console;
+    let &Churn {
         conn_per_sec,
         errors: churn_errors,
         hwm_mb,
-        samples,
-    } = churn(args, &bins, &dir)?;
-    let load_after = load_average();
-
+        ..
+    } = churn;
+    let [load_before, load_after] = loads;
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!();
     println!("beacon-service benchmark (loopback, load generator on the same machine)");
@@ -278,26 +322,6 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         "peak RSS (VmHWM) after churn: {hwm_mb:>9.1} MB   target < {TARGET_RSS_MB}: {}",
         mark(hwm_mb < TARGET_RSS_MB)
     );
-    let report = json!({
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "concurrency": f64::from(args.concurrency),
-        "batch": f64::from(args.batch),
-        "console_off_readings_per_sec": off.rps,
-        "console_off_p50_ms": off.p50,
-        "console_off_p99_ms": off.p99,
-        "console_off_service_cpu_us_per_reading": off.cpu_us,
-        "console_on_readings_per_sec": on.rps,
-        "console_on_service_cpu_us_per_reading": on.cpu_us,
-        "console_on_p50_ms": on.p50,
-        "console_on_p99_ms": on.p99,
-        "console_ratio": ratio,
-        "churn_seconds": args.churn_secs as f64,
-        "churn_connections_per_sec": conn_per_sec,
-        "churn_peak_rss_mb": hwm_mb,
-        "churn_rss_samples_mb": samples,
-    });
-    write_report(&out.join("bench-service.json"), &report)
 }
 
 /// One measured configuration of the backend comparison.
@@ -384,59 +408,19 @@ fn measure(
     })
 }
 
+/// `--db postgres`: the backends side by side, each beside its limit, best of `--rounds`.
 fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     let cluster = crate::pg::start(&dir.join("pg"))?;
     let load_before = load_average();
     let replicas = args.replicas.max(1);
-    let mut labels = vec![
-        "sqlite, 1 service".to_owned(),
-        "sqlite limit (bare client)".to_owned(),
-        "postgres, 1 replica".to_owned(),
-        "postgres limit (bare COPY)".to_owned(),
-    ];
-    if replicas > 1 {
-        labels.push(format!("postgres, {replicas} replicas"));
-        eprintln!(
-            "{replicas} replicas: {} writer connection(s) each, as many in all as one replica's 2",
-            (2 / replicas).max(1)
-        );
-    }
+    let labels = compare_labels(replicas);
     let mut best: Vec<Option<Measured>> = vec![None; labels.len()];
     eprintln!(
         "backends: {} s per run, {} concurrent requests of {} readings (binary frames), durable commits",
         args.secs, args.concurrency, args.batch
     );
     for round in 1..=args.rounds.max(1) {
-        let mut runs = Vec::new();
-        let svc = start(bins, &dir.join(format!("cmp-{round}.db")), false, &[])?;
-        runs.push(measure(args, bins, std::slice::from_ref(&svc), None, None)?);
-        svc.0.stop()?;
-        let limit = dir.join(format!("limit-{round}.db")).display().to_string();
-        runs.push(measure(args, bins, &[], Some(&limit), None)?);
-        let url = cluster.create_db(&format!("svc1_{round}"))?;
-        let svc = start(bins, Path::new(&url), false, &[])?;
-        runs.push(measure(
-            args,
-            bins,
-            std::slice::from_ref(&svc),
-            None,
-            Some(&cluster),
-        )?);
-        svc.0.stop()?;
-        let url = cluster.create_db(&format!("limit_{round}"))?;
-        runs.push(measure(args, bins, &[], Some(&url), Some(&cluster))?);
-        if replicas > 1 {
-            let url = cluster.create_db(&format!("svc{replicas}_{round}"))?;
-            // The same database resources as one replica: its 2 writer connections in all.
-            let writers = (2 / replicas).max(1).to_string();
-            let services = (0..replicas)
-                .map(|_| start(bins, Path::new(&url), false, &["--db-writers", &writers]))
-                .collect::<Result<Vec<_>>>()?;
-            runs.push(measure(args, bins, &services, None, Some(&cluster))?);
-            for (s, _) in services {
-                s.stop()?;
-            }
-        }
+        let runs = compare_round(args, bins, dir, &cluster, round, replicas)?;
         for (i, run) in runs.into_iter().enumerate() {
             eprintln!(
                 "  round {round} {:<28} {:>9.0} readings/s  p50 {:>7.1} ms  p99 {:>7.1} ms  service {:.2} us/reading  db {:.2} us/reading  errors {}",
@@ -451,7 +435,83 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     if best.len() != labels.len() {
         bail!("a benchmark run did not complete");
     }
-    let load_after = load_average();
+    let loads = [load_before, load_average()];
+    print_comparison(args, &loads, &labels, &best, replicas);
+    let report = comparison_report(args, loads, &labels, &best, replicas);
+    drop(cluster);
+    write_report(&target.join("bench-service-db.json"), &report)
+}
+
+/// What [`compare`] measures, in the order of [`compare_round`]'s runs.
+fn compare_labels(replicas: u32) -> Vec<String> {
+    let mut labels = vec![
+        "sqlite, 1 service".to_owned(),
+        "sqlite limit (bare client)".to_owned(),
+        "postgres, 1 replica".to_owned(),
+        "postgres limit (bare COPY)".to_owned(),
+    ];
+    if replicas > 1 {
+        labels.push(format!("postgres, {replicas} replicas"));
+        eprintln!(
+            "{replicas} replicas: {} writer connection(s) each, as many in all as one replica's 2",
+            (2 / replicas).max(1)
+        );
+    }
+    labels
+}
+
+/// One round of the comparison: each configuration of [`compare_labels`] on a fresh database.
+fn compare_round(
+    args: &Args,
+    bins: &Bins,
+    dir: &Path,
+    cluster: &Cluster,
+    round: u32,
+    replicas: u32,
+) -> Result<Vec<Measured>> {
+    let mut runs = Vec::new();
+    let svc = start(bins, &dir.join(format!("cmp-{round}.db")), false, &[])?;
+    runs.push(measure(args, bins, std::slice::from_ref(&svc), None, None)?);
+    svc.0.stop()?;
+    let limit = dir.join(format!("limit-{round}.db")).display().to_string();
+    runs.push(measure(args, bins, &[], Some(&limit), None)?);
+    let url = cluster.create_db(&format!("svc1_{round}"))?;
+    let svc = start(bins, Path::new(&url), false, &[])?;
+    runs.push(measure(
+        args,
+        bins,
+        std::slice::from_ref(&svc),
+        None,
+        Some(cluster),
+    )?);
+    svc.0.stop()?;
+    let url = cluster.create_db(&format!("limit_{round}"))?;
+    runs.push(measure(args, bins, &[], Some(&url), Some(cluster))?);
+    if replicas > 1 {
+        let url = cluster.create_db(&format!("svc{replicas}_{round}"))?;
+        // The same database resources as one replica: its 2 writer connections in all.
+        let writers = (2 / replicas).max(1).to_string();
+        let services = (0..replicas)
+            .map(|_| start(bins, Path::new(&url), false, &["--db-writers", &writers]))
+            .collect::<Result<Vec<_>>>()?;
+        runs.push(measure(args, bins, &services, None, Some(cluster))?);
+        for (s, _) in services {
+            s.stop()?;
+        }
+    }
+    Ok(runs)
+}
+
+/// The comparison's table and its ratios against the targets; `loads` the load average
+/// before and after.
+fn print_comparison(
+    args: &Args,
+    loads: &[String; 2],
+    labels: &[String],
+    best: &[Measured],
+    replicas: u32,
+) {
+    let [load_before, load_after] = loads;
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     let sqlite_ratio = best[0].rps / best[1].rps;
     let pg_ratio = best[2].rps / best[3].rps;
@@ -467,7 +527,7 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         "{:<28} {:>11} {:>8} {:>8} {:>11} {:>11}",
         "", "readings/s", "p50 ms", "p99 ms", "svc us/rdg", "db us/rdg"
     );
-    for (label, m) in labels.iter().zip(&best) {
+    for (label, m) in labels.iter().zip(best) {
         println!(
             "{label:<28} {:>11.0} {:>8.1} {:>8.1} {:>11.2} {:>11.2}",
             m.rps, m.p50, m.p99, m.service_cpu_us, m.db_cpu_us
@@ -486,25 +546,38 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         best[2].rps,
         mark(best[2].rps >= TARGET_RPS)
     );
-    let mut report = json!({
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "concurrency": f64::from(args.concurrency),
-        "batch": f64::from(args.batch),
-        "sqlite_service_over_limit": sqlite_ratio,
-        "postgres_service_over_limit": pg_ratio,
-    });
     if replicas > 1 {
         let r = best[4].rps / best[2].rps;
         println!(
             "postgres {replicas} replicas / 1     : {r:.2}   target >= 1.0: {}",
             mark(r >= 1.0)
         );
-        report["postgres_replicas_over_one"] = json!(r);
+    }
+}
+
+/// `target/bench-service-db.json`.
+fn comparison_report(
+    args: &Args,
+    loads: [String; 2],
+    labels: &[String],
+    best: &[Measured],
+    replicas: u32,
+) -> Value {
+    let [load_before, load_after] = loads;
+    let mut report = json!({
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "concurrency": f64::from(args.concurrency),
+        "batch": f64::from(args.batch),
+        "sqlite_service_over_limit": best[0].rps / best[1].rps,
+        "postgres_service_over_limit": best[2].rps / best[3].rps,
+    });
+    if replicas > 1 {
+        report["postgres_replicas_over_one"] = json!(best[4].rps / best[2].rps);
     }
     let runs = labels
         .iter()
-        .zip(&best)
+        .zip(best)
         .map(|(label, m)| {
             json!({
                 "what": label.clone(),
@@ -518,6 +591,5 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         })
         .collect::<Vec<Value>>();
     report["runs"] = json!(runs);
-    drop(cluster);
-    write_report(&target.join("bench-service-db.json"), &report)
+    report
 }
