@@ -570,6 +570,59 @@ fn standin_ci_true_implies_yes() {
     );
 }
 
+/// apt that, like Debian's on this machine kind, can install qemu-system-arm only by removing
+/// something (`$FAKE_REMOVES`): `--no-remove` makes it refuse; `-s` shows the plan.
+const APT_REMOVES: &str = r#"#!/bin/sh
+echo "${0##*/} $*" >> "$FAKE_LOG"
+case " $* " in
+  *" -s "*) echo "Remv $FAKE_REMOVES [1:10.0.2]"; echo "Inst qemu-system-arm (1:7.2)"; exit 0;;
+  *" --no-remove "*qemu-system-arm*) echo "E: Packages need to be removed but remove is disabled." >&2; exit 100;;
+  *qemu-system-arm*) printf '#!/bin/sh\necho "QEMU emulator version 7.2.22"\n' > "$FAKE_BIN/qemu-system-arm"; chmod +x "$FAKE_BIN/qemu-system-arm";;
+esac
+exit 0
+"#;
+
+#[test]
+fn standin_apt_that_must_remove_a_same_family_package_does_so_only_with_consent() {
+    let mut sb = Sandbox::new("apt-removes", "linux", "debian", 0);
+    sb.with_rustup_and_stable().fake("apt-get", APT_REMOVES);
+    sb.set("FAKE_REMOVES", "qemu-utils");
+    sb.set("CI", "true");
+    let out = sb.run(&["--only", "qemu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sb.changes(),
+        vec![
+            "apt-get update",
+            "apt-get install -y --no-remove --no-install-recommends qemu-system-arm",
+            "apt-get -s install --no-install-recommends qemu-system-arm",
+            "apt-get install -y --no-install-recommends qemu-system-arm",
+        ]
+    );
+    assert!(
+        stderr(&out).contains("apt must remove qemu-utils to install qemu-system-arm"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An unrelated package is never removed, even with consent: the error names it.
+    std::fs::remove_file(sb.bin.join("qemu-system-arm")).unwrap();
+    sb.set("FAKE_REMOVES", "libc-bin");
+    let refused = sb.run(&["--only", "qemu"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("apt would have to remove libc-bin: xtask never removes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !sb.changes()
+            .contains(&"apt-get install -y --no-install-recommends qemu-system-arm".to_string()),
+        "{:?}",
+        sb.changes()
+    );
+}
+
 // template:service:begin
 #[test]
 fn standin_postgres_is_opt_in_shown_by_dry_run_installed_once_then_present() {

@@ -193,17 +193,53 @@ impl Ctx {
             argv.push("update".into());
             run_argv(&argv)?;
         }
-        run_argv(&self.pkg_argv(pm, pkg)).map_err(|e| {
-            if pm == Pm::Apt {
-                crate::cmd::Error(format!(
-                    "{e}\n  (apt would have had to remove an installed package, or could not resolve \
-                     `{pkg}`: xtask never lets it remove one; resolve what apt printed above, e.g. by \
-                     installing a matching version, then re-run)"
-                ))
-            } else {
-                e
-            }
-        })
+        let argv = self.pkg_argv(pm, pkg);
+        let Err(e) = run_argv(&argv) else {
+            return Ok(());
+        };
+        if pm != Pm::Apt {
+            return Err(e);
+        }
+        // apt refused (`--no-remove`) or failed otherwise: ask it, in a simulation, what the
+        // install would remove. Removing is allowed only with consent (--yes or CI) and only
+        // for packages of the same family as the one asked for (seen here: Debian's
+        // qemu-system-arm 7.2 cannot sit beside a backported qemu-utils 10.0, which the project
+        // does not use); anything else stays the user's decision.
+        let removals = apt_removals(pkg);
+        let family = |name: &str| name.split('-').next().unwrap_or(name).to_string();
+        let same_family = !removals.is_empty()
+            && removals
+                .iter()
+                .all(|r| pkg.split_whitespace().any(|p| family(p) == family(r)));
+        if same_family && self.yes {
+            eprintln!(
+                "note: apt must remove {} to install {pkg} (the same package family; the project \
+                 does not use it): removing it, as --yes / CI=true allows; reinstall it later if \
+                 you need it",
+                removals.join(", ")
+            );
+            let again: Vec<String> = argv.into_iter().filter(|a| a != "--no-remove").collect();
+            return run_argv(&again);
+        }
+        let why = if removals.is_empty() {
+            format!(
+                "apt could not install `{pkg}`: resolve what apt printed above, e.g. by \
+                 installing a matching version, then re-run"
+            )
+        } else if same_family {
+            format!(
+                "apt would have to remove {}, of the same family: re-run with --yes to let it, \
+                 or remove it yourself, then re-run",
+                removals.join(", ")
+            )
+        } else {
+            format!(
+                "apt would have to remove {}: xtask never removes unrelated packages; resolve \
+                 what apt printed above, then re-run",
+                removals.join(", ")
+            )
+        };
+        Err(crate::cmd::Error(format!("{e}\n  ({why})")))
     }
 
     fn pkg_name(&self, tool: &str, pm: Pm) -> Option<String> {
@@ -217,6 +253,20 @@ impl Ctx {
         let pm = self.platform.pm?;
         Some((pm, self.pkg_name(tool, pm)?))
     }
+}
+
+/// What `apt-get install <pkg>` would remove, from a simulation (`-s`, no root needed): the
+/// names on its `Remv` lines; empty when it would remove nothing or cannot say.
+fn apt_removals(pkg: &str) -> Vec<String> {
+    let mut argv = vec!["apt-get", "-s", "install", "--no-install-recommends"];
+    argv.extend(pkg.split_whitespace());
+    crate::cmd::read_argv(&argv)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
 }
 
 /// `cargo install` runs from a neutral directory so the project's config does not apply to
