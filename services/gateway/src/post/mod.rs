@@ -7,20 +7,26 @@
 //! Retries never double-count: the service stores a `(device, boot, seq)` triple once and
 //! answers a repeat as a duplicate. A batch stays in the buffer (holding its permits) until the service
 //! acknowledged it, so a service that is down or answers 503 costs time, never readings.
+//!
+//! # Files
+//! - this file: [`PostConfig`], [`Poster`] (the shared state, routing frames to device tasks,
+//!   registering, handing a batch to a coalescer), reading the service's errors, [`acks_for`];
+//! - `device.rs`: a device's task (batching, fail-over, backoff, acks);
+//! - `coalesce.rs`: a replica's coalescer (multi-device requests and their answers).
 
-use crate::link::{AckSink, Backoff, Pending};
+mod coalesce;
+mod device;
+
+use crate::link::{AckSink, Pending};
 use crate::metrics::Metrics;
-use crate::model::{
-    DeviceBatchRef, DeviceOutcome, ErrorBody, IngestOutcome, MultiIngestOutcome, RegisterRequest,
-    now_millis,
-};
+use crate::model::{DeviceBatchRef, ErrorBody, IngestOutcome, RegisterRequest};
 use beacon_protocol::Ack;
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How the poster talks to the service.
@@ -193,172 +199,6 @@ impl Poster {
         self.metrics.buffered.fetch_sub(n as u64, Relaxed);
     }
 
-    /// One device: batch, post, retry.
-    async fn device(self: Arc<Self>, id: u32, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        let token = self.config.token_for(id);
-        let max = self.config.batch_max.max(1);
-        let mut registered = false;
-        let mut batch: Vec<Pending> = Vec::with_capacity(max);
-        loop {
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(p) => batch.push(p),
-                    None => return,
-                }
-                if !self.config.linger.is_zero() {
-                    let deadline = tokio::time::Instant::now() + self.config.linger;
-                    while batch.len() < max {
-                        tokio::select! {
-                            p = rx.recv() => match p {
-                                Some(p) => batch.push(p),
-                                None => break,
-                            },
-                            () = tokio::time::sleep_until(deadline) => break,
-                        }
-                    }
-                }
-            }
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-            let mut backoff = Backoff::new(self.config.retry_base, self.config.retry_max);
-            // Spread: each batch starts at the next replica in turn. Fail over: a retryable
-            // failure moves the batch to the next replica at once, until each was tried once
-            // in this round; then the usual backoff (every replica is busy or down).
-            let replicas = self.config.services.len();
-            let mut pick = self.next.fetch_add(1, Relaxed) % replicas;
-            let mut tried = 0;
-            loop {
-                let service = &self.config.services[pick];
-                let result = if registered {
-                    self.ingest(pick, id, &token, &batch).await
-                } else {
-                    match self.register(service, id, &token).await {
-                        Ok(()) => {
-                            registered = true;
-                            self.ingest(pick, id, &token, &batch).await
-                        }
-                        Err(f) => Err(f),
-                    }
-                };
-                if matches!(result, Err(Failure::Retry { .. })) {
-                    tried += 1;
-                    pick = (pick + 1) % replicas;
-                    if tried < replicas {
-                        self.metrics.retries.fetch_add(1, Relaxed);
-                        tracing::debug!(
-                            "device {id}: failing over to {}",
-                            self.config.services[pick]
-                        );
-                        continue;
-                    }
-                    tried = 0;
-                }
-                let (why, after) = match result {
-                    Ok(outcome) => {
-                        let now = now_millis();
-                        let latencies: Vec<u64> = batch
-                            .iter()
-                            .map(|p| {
-                                u64::try_from(now - p.reading.sampled_at_ms.unwrap_or(now))
-                                    .unwrap_or(0)
-                            })
-                            .collect();
-                        self.metrics
-                            .acked(id, outcome.accepted, outcome.duplicates, &latencies);
-                        if outcome.accepted + outcome.duplicates != batch.len() {
-                            tracing::warn!(
-                                "device {id}: sent {} readings, the service acknowledged {} new + {} duplicates",
-                                batch.len(),
-                                outcome.accepted,
-                                outcome.duplicates
-                            );
-                        }
-                        if backoff.attempts() > 0 {
-                            tracing::info!(
-                                "device {id}: delivered after {} retries",
-                                backoff.attempts()
-                            );
-                        }
-                        self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
-                        // Committed (2xx): now, and only now, tell the devices.
-                        for (sink, ack) in acks_for(&batch) {
-                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
-                        }
-                        batch.clear();
-                        break;
-                    }
-                    Err(Failure::Rejected(why)) => {
-                        tracing::error!(
-                            "device {id}: the service rejected {} readings for good: {why}",
-                            batch.len()
-                        );
-                        self.metrics.rejected.fetch_add(batch.len() as u64, Relaxed);
-                        self.metrics.buffered.fetch_sub(batch.len() as u64, Relaxed);
-                        // Acked too: the service will never take them, so the device keeping
-                        // them would only block its outbox (the loss is counted as `rejected`).
-                        for (sink, ack) in acks_for(&batch) {
-                            let _ = sink.send(beacon_protocol::Downlink::Ack(ack));
-                        }
-                        batch.clear();
-                        break;
-                    }
-                    Err(Failure::Unregistered) => {
-                        registered = false;
-                        (
-                            "the service does not know the device; registering it again".to_owned(),
-                            None,
-                        )
-                    }
-                    Err(Failure::Refused(why)) => {
-                        tracing::error!("device {id}: {why}");
-                        (why, Some(self.config.retry_max))
-                    }
-                    Err(Failure::Retry { why, after }) => (why, after),
-                };
-                self.metrics.retries.fetch_add(1, Relaxed);
-                let n = backoff.attempts();
-                let delay = backoff
-                    .next_delay()
-                    .max(after.unwrap_or_default().min(self.config.retry_max));
-                if n == 0 || n % 10 == 9 {
-                    tracing::warn!(
-                        "device {id}: {why}; {} readings kept, retry #{} in {} ms",
-                        batch.len(),
-                        n + 1,
-                        delay.as_millis()
-                    );
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = self.give_up.cancelled() => {
-                        let mut lost = batch.len();
-                        batch.clear();
-                        rx.close();
-                        while rx.try_recv().is_ok() {
-                            lost += 1;
-                        }
-                        tracing::error!(
-                            "device {id}: the service stayed unreachable through the shutdown drain: {lost} readings dropped"
-                        );
-                        self.give_up_on(lost);
-                        return;
-                    }
-                }
-                // Catch up in bigger requests once the service is back.
-                while batch.len() < max {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
-    }
-
     async fn register(&self, service: &str, id: u32, token: &str) -> Result<(), Failure> {
         let _permit = self.registering.acquire().await;
         let url = format!("{service}/api/v1/devices");
@@ -417,183 +257,6 @@ impl Poster {
             })
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
-    }
-
-    /// One service's coalescer: takes the first ready device batch, waits up to
-    /// `request_linger` for more (bounded by devices, readings and bytes per request), then
-    /// sends them as one request once an in-flight slot is free. While every slot is busy the
-    /// queue grows, so the next request carries more devices: load makes requests bigger, not
-    /// more numerous.
-    async fn coalesce(self: Arc<Self>, service: usize, mut rx: mpsc::UnboundedReceiver<Entry>) {
-        let mut carry: Option<Entry> = None;
-        loop {
-            let first = match carry.take() {
-                Some(e) => e,
-                None => match rx.recv().await {
-                    Some(e) => e,
-                    None => return,
-                },
-            };
-            let mut group = Group::new(first);
-            let deadline = tokio::time::Instant::now() + self.config.request_linger;
-            while carry.is_none() && !group.full(&self.config) {
-                tokio::select! {
-                    e = rx.recv() => match e {
-                        Some(e) => carry = group.add(e, &self.config),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
-                }
-            }
-            let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
-                return;
-            };
-            while carry.is_none() && !group.full(&self.config) {
-                match rx.try_recv() {
-                    Ok(e) => carry = group.add(e, &self.config),
-                    Err(_) => break,
-                }
-            }
-            tokio::spawn(Arc::clone(&self).send_group(service, group, permit));
-        }
-    }
-
-    /// Sends one multi-device request and answers each entry.
-    async fn send_group(
-        self: Arc<Self>,
-        service: usize,
-        group: Group,
-        _permit: OwnedSemaphorePermit,
-    ) {
-        let mut body = Vec::with_capacity(group.bytes + group.entries.len() + 16);
-        body.extend_from_slice(b"{\"batches\":[");
-        for (i, e) in group.entries.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(&e.json);
-        }
-        body.extend_from_slice(b"]}");
-        self.metrics.requests.fetch_add(1, Relaxed);
-        self.metrics
-            .request_entries
-            .fetch_add(group.entries.len() as u64, Relaxed);
-        let service = &self.config.services[service];
-        match self.post_many(service, body).await {
-            Ok(answer) if answer.results.len() == group.entries.len() => {
-                for (e, r) in group.entries.into_iter().zip(answer.results) {
-                    let _ = e.reply.send(entry_result(r));
-                }
-            }
-            Ok(answer) => {
-                let f = Failure::Retry {
-                    why: format!(
-                        "the service answered {} results for {} entries",
-                        answer.results.len(),
-                        group.entries.len()
-                    ),
-                    after: None,
-                };
-                for e in group.entries {
-                    let _ = e.reply.send(Err(f.clone()));
-                }
-            }
-            Err(f) => {
-                for e in group.entries {
-                    let _ = e.reply.send(Err(f.clone()));
-                }
-            }
-        }
-    }
-
-    async fn post_many(&self, service: &str, body: Vec<u8>) -> Result<MultiIngestOutcome, Failure> {
-        let url = format!("{service}/api/v1/readings");
-        let resp = self
-            .client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(network)?;
-        let status = resp.status();
-        if status.is_success() {
-            return resp
-                .json::<MultiIngestOutcome>()
-                .await
-                .map_err(|e| Failure::Retry {
-                    why: format!("unreadable answer from the service: {e}"),
-                    after: None,
-                });
-        }
-        let (after, msg) = error_of(resp).await;
-        Err(match status {
-            // The path itself: unknown devices are answered per entry.
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Failure::Refused(format!(
-                "{url} answered {status} ({msg}): the service has no multi-device ingest; it is older than this gateway, upgrade it"
-            )),
-            s => classify(s, after, msg),
-        })
-    }
-}
-
-/// Device batches going out in one request, and their size so far.
-struct Group {
-    entries: Vec<Entry>,
-    readings: usize,
-    bytes: usize,
-}
-
-impl Group {
-    fn new(first: Entry) -> Self {
-        Self {
-            readings: first.readings,
-            bytes: first.json.len(),
-            entries: vec![first],
-        }
-    }
-
-    fn full(&self, c: &PostConfig) -> bool {
-        self.entries.len() >= c.request_max_devices.max(1)
-            || self.readings >= c.request_max_readings
-            || self.bytes >= REQUEST_MAX_BYTES
-    }
-
-    /// Adds `e`, or hands it back when it would take the request past a bound.
-    fn add(&mut self, e: Entry, c: &PostConfig) -> Option<Entry> {
-        if self.readings + e.readings > c.request_max_readings.max(1)
-            || self.bytes + e.json.len() > REQUEST_MAX_BYTES
-        {
-            return Some(e);
-        }
-        self.readings += e.readings;
-        self.bytes += e.json.len();
-        self.entries.push(e);
-        None
-    }
-}
-
-/// The service's answer to one entry, as the per-device endpoint's answer would be read.
-fn entry_result(r: DeviceOutcome) -> Result<IngestOutcome, Failure> {
-    let id = r.device_id;
-    let msg = r.error.unwrap_or_default();
-    match StatusCode::from_u16(r.status) {
-        Ok(StatusCode::OK) => Ok(IngestOutcome {
-            accepted: r.accepted,
-            duplicates: r.duplicates,
-        }),
-        Ok(StatusCode::NOT_FOUND) => Err(Failure::Unregistered),
-        Ok(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Failure::Refused(format!(
-            "the service refused device {id}'s token: {msg}; pass the right one with --device-token {id}=TOKEN"
-        ))),
-        Ok(s) => Err(classify(s, None, msg)),
-        Err(_) => Err(Failure::Retry {
-            why: format!(
-                "the service answered status {} for device {id}'s entry",
-                r.status
-            ),
-            after: None,
-        }),
     }
 }
 
