@@ -166,7 +166,8 @@
 //! durable reading (~310k readings per CPU-second); JSON bodies cost about twice the CPU of
 //! frames. Peak RSS after 60 s of connection churn (~1000 new connections/s) with the console
 //! on: ~64 MB. The single SQLite writer is the ceiling on an idle machine; the
-//! `readings_by_time` index costs about a third of it (see TODO(7) in `store/sqlite.rs`).
+//! `readings_by_time` index costs about a third of it (see TODO(7) in
+//! `store/sqlite/migrations.rs`).
 //!
 //! # Async patterns
 //! See [`async_patterns`]: where this code handles `Send` across `.await`, `async fn` in

@@ -5,9 +5,18 @@
 //! `--db` picks one: a file path or a `postgres://` URL; for a managed PostgreSQL put TLS in
 //! the URL (`?sslmode=verify-full&sslrootcert=/path/to/provider-ca.pem`, or `sslmode=require`
 //! to encrypt without checking the certificate: [`pg_tls`]).
+//!
+//! # Layout
+//! - this file: the trait, its types, and the write queue's errors both backends answer with;
+//! - `sqlite/` and `postgres/`: one folder per backend (each `mod.rs` says what its files hold);
+//! - `rows.rs`: what both backends do the same way with rows (columns, stored value formats,
+//!   the paging cursor, the registration rules); `migration.rs`: the shared migration step
+//!   type and its errors; `pg_tls.rs`: PostgreSQL's TLS.
 
+mod migration;
 pub mod pg_tls;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use crate::model::{Device, ReadingQuery, Registered, StoredReading};
@@ -40,6 +49,27 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// The answer once the store was closed (or its writer is gone).
+    pub(crate) fn closed() -> Self {
+        Self::Unavailable("the store is shutting down; retry against the restarted service".into())
+    }
+}
+
+/// Queues a write for a backend's writer without waiting: a full queue is
+/// [`StoreError::Unavailable`] at once (503 + `Retry-After`, back-pressure instead of an
+/// unbounded queue), a closed one [`StoreError::closed`].
+pub(crate) fn enqueue<T>(queue: &tokio::sync::mpsc::Sender<T>, cmd: T) -> Result<(), StoreError> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match queue.try_send(cmd) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(StoreError::Unavailable(
+            "the store's write queue is full; retry shortly (or raise --write-queue)".into(),
+        )),
+        Err(TrySendError::Closed(_)) => Err(StoreError::closed()),
+    }
+}
 
 /// What the store keeps instead of a device token: `sha256:` and the lowercase hex SHA-256 of
 /// the token. Tokens are never stored or returned in plaintext; a check hashes the presented
@@ -100,7 +130,7 @@ pub struct Ingested {
 /// The storage interface.
 ///
 /// # async fn in traits
-/// Each method is an `async fn` in the implementations (see `sqlite.rs`): Rust 1.75+ supports
+/// Each method is an `async fn` in the implementations (see `sqlite/mod.rs`): Rust 1.75+ supports
 /// that natively. The trait spells the return type as `impl Future<Output = ...> + Send`
 /// (what `async fn` desugars to, plus `Send`): a plain `async fn` in a public trait cannot
 /// promise that its future is `Send`, and the server runs handlers on a multi-threaded
