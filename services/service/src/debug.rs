@@ -22,11 +22,8 @@
 //!   the blocking pool); one dump at a time, with a timeout. Nothing but the name registry is
 //!   spent when no dump is taken.
 
-use crate::api::ApiError;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,7 +51,7 @@ pub const DUMP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Task id to the name it was spawned with (while the task runs).
 static NAMES: Mutex<Option<HashMap<tokio::task::Id, &'static str>>> = Mutex::new(None);
 /// One dump at a time.
-static DUMPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+pub(crate) static DUMPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 fn names() -> std::sync::MutexGuard<'static, Option<HashMap<tokio::task::Id, &'static str>>> {
     NAMES
@@ -129,72 +126,6 @@ where
     fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
         req.extensions_mut().insert(ConnectInfo(self.peer));
         self.inner.call(req)
-    }
-}
-
-/// The service's JSON error shape.
-fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-        field: None,
-        offset: None,
-    }
-}
-
-/// The diagnostics routes: `/debug/tasks` with `--debug-endpoints`, nothing without.
-pub fn routes(config: &crate::Config) -> axum::Router<std::sync::Arc<crate::AppState>> {
-    let router = axum::Router::new();
-    if config.debug_endpoints {
-        router.route("/debug/tasks", axum::routing::get(tasks))
-    } else {
-        router
-    }
-}
-
-/// `GET /debug/tasks` (mounted only with `--debug-endpoints`): every task, its name when it
-/// has one, and the backtrace of where it waits, as plain text.
-pub async fn tasks(req: Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    match peer {
-        Some(p) if p.ip().is_loopback() => {}
-        Some(p) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "/debug/tasks is served to loopback clients only (this request came from {}): \
-                     it shows the runtime's internals; run it on the service's host or tunnel with ssh -L",
-                    p.ip()
-                ),
-            )
-            .into_response();
-        }
-        None => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "/debug/tasks is served to loopback clients only, and this request's peer \
-                 address is unknown (not through the service's accept loop)",
-            )
-            .into_response();
-        }
-    }
-    let Ok(_one) = DUMPING.try_acquire() else {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "a task dump is already being taken; retry when it is done",
-        )
-        .into_response();
-    };
-    match dump_text().await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            Body::from(text),
-        )
-            .into_response(),
-        Err((status, msg)) => error(status, msg).into_response(),
     }
 }
 

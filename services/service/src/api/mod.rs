@@ -3,6 +3,7 @@
 //! TODO(6): your API routes. Every route is listed in [`router`] and in `openapi.json`.
 
 mod auth;
+mod debug;
 mod devices;
 mod error;
 mod ingest;
@@ -235,7 +236,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/", get(dashboard))
-        .merge(crate::debug::routes(&state.config))
+        .merge(debug::routes(&state.config))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies beyond the limit get 413 from the `Bytes` extractor, or at once when their
