@@ -263,15 +263,19 @@ fn ignored(rel: &str) -> bool {
                 && rel.contains("/tests/data/")))
 }
 
+/// `path` relative to `root`, with `/` separators (what [`ignored`] and the markers match).
+fn rel_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
 /// Every file under `dir` that git would not ignore (see [`ignored`]).
 fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = rel_path(root, &path);
         if ignored(&rel) {
             continue;
         }
@@ -288,11 +292,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result {
 fn remove_ignored(root: &Path, dir: &Path) -> Result {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = rel_path(root, &path);
         let name = path.file_name().unwrap_or_default();
         if name == "target" || name == ".git" {
             continue;

@@ -173,19 +173,14 @@ fn service_steps(root: &std::path::Path) -> Result {
         .run()?;
     // The dashboard in headless Chromium (services/service/tests/it/browser.rs); `#[ignore]`d for a
     // plain `cargo test`. Needs `apt-get install -y chromium chromium-driver`: it fails saying so.
-    cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "beacon-service",
-            "--test",
-            "it",
-            "browser::",
-            "--",
-            "--ignored",
-        ])
-        .dir(root)
-        .run()?;
+    let ignored = |filter: &str| {
+        cmd("cargo")
+            .args(["test", "-p", "beacon-service", "--test", "it", filter])
+            .args(["--", "--ignored"])
+            .dir(root)
+            .run()
+    };
+    ignored("browser::")?;
     // A full disk under the service (a 1 MiB tmpfs: needs root to mount, as in CI);
     // `#[ignore]`d for a plain `cargo test`. Skipped, saying so, when not root.
     let is_root = cmd("id")
@@ -193,19 +188,7 @@ fn service_steps(root: &std::path::Path) -> Result {
         .read()
         .is_ok_and(|uid| uid.trim() == "0");
     if is_root {
-        cmd("cargo")
-            .args([
-                "test",
-                "-p",
-                "beacon-service",
-                "--test",
-                "it",
-                "hostile::needs_root_",
-                "--",
-                "--ignored",
-            ])
-            .dir(root)
-            .run()?;
+        ignored("hostile::needs_root_")?;
     } else {
         eprintln!(
             "skipping hostile::needs_root_* (SIGTERM on a full disk): mounting its 1 MiB tmpfs needs root; run `sudo cargo test -p beacon-service --test it hostile::needs_root_ -- --ignored`"
