@@ -9,15 +9,15 @@
 //! device 4 seq 0..=4 as version 1 wire frames (status 1, counter seq), and stopped it with
 //! SIGTERM (WAL checkpointed). The tests copy it; the fixture is never opened in place.
 
+use crate::shared::{Running, all_readings, get_json, register, serve_on};
 use beacon_protocol::{Frame, Reading, wire::encode_to_vec};
-use beacon_service::model::{ReadingQuery, StoredReading, Value};
+use beacon_service::model::{StoredReading, Value};
 use beacon_service::store::Store;
 use beacon_service::store::sqlite::{MIGRATIONS, SCHEMA_VERSION};
-use beacon_service::{Config, open_store, serve};
+use beacon_service::{Config, open_store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1-schema.db");
 
@@ -33,17 +33,6 @@ fn user_version(db: &Path) -> u32 {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap()
-}
-
-fn all(device_id: u32) -> ReadingQuery {
-    ReadingQuery {
-        device_id,
-        from_ms: i64::MIN,
-        to_ms: i64::MAX,
-        after_boot: None,
-        after_seq: None,
-        limit: 10_000,
-    }
 }
 
 fn reading(device_id: u32, boot: u32, seq: u32) -> StoredReading {
@@ -89,8 +78,8 @@ async fn v1_database_from_the_first_release_migrates_in_place_keeping_every_row(
 
     let store = open_store(&Config::for_db(&db)).await.unwrap();
     // Every row is there, field for field, with boot 0.
-    let mut after = Store::query(&store, all(3)).await.unwrap();
-    after.extend(Store::query(&store, all(4)).await.unwrap());
+    let mut after = Store::query(&store, all_readings(3)).await.unwrap();
+    after.extend(Store::query(&store, all_readings(4)).await.unwrap());
     assert_eq!(after.len(), before.len());
     for (old, new) in before.iter().zip(&after) {
         assert_eq!(new.boot, 0, "{new:?}");
@@ -123,7 +112,10 @@ async fn v1_database_from_the_first_release_migrates_in_place_keeping_every_row(
         .await
         .unwrap();
     assert_eq!((got.accepted.len(), got.duplicates), (0, 2));
-    assert_eq!(Store::query(&store, all(3)).await.unwrap().len(), 20);
+    assert_eq!(
+        Store::query(&store, all_readings(3)).await.unwrap().len(),
+        20
+    );
     Store::close(&store).await.unwrap();
     drop(store);
 
@@ -142,8 +134,14 @@ async fn v1_database_from_the_first_release_migrates_in_place_keeping_every_row(
 
     // Opening the migrated file again runs nothing and finds the same rows.
     let store = open_store(&Config::for_db(&db)).await.unwrap();
-    assert_eq!(Store::query(&store, all(3)).await.unwrap().len(), 20);
-    assert_eq!(Store::query(&store, all(4)).await.unwrap().len(), 5);
+    assert_eq!(
+        Store::query(&store, all_readings(3)).await.unwrap().len(),
+        20
+    );
+    assert_eq!(
+        Store::query(&store, all_readings(4)).await.unwrap().len(),
+        5
+    );
     Store::close(&store).await.unwrap();
 }
 
@@ -170,45 +168,29 @@ async fn a_database_from_a_newer_build_is_refused_naming_both_versions() {
     );
 }
 
-struct Running {
-    url: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), beacon_service::Error>>,
+/// The in-process server on a database at `db`, with device 5 (token `t5`) registered.
+struct App {
+    running: Running,
     client: reqwest::Client,
 }
 
-async fn start(db: &Path) -> Running {
+async fn start(db: &Path) -> App {
     let config = Config::for_db(db);
     let store = open_store(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(config, Arc::new(store), listener, async move {
-        let _ = stopped.await;
-    }));
+    let running = serve_on(config, Arc::new(store)).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{url}/api/v1/devices"))
-        .json(&json!({"id": 5, "token": "t5"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    Running {
-        url,
-        stop,
-        server,
-        client,
-    }
+    register(&client, &running.url, 5, "t5").await;
+    App { running, client }
 }
 
-impl Running {
-    async fn post_frames(&self, body: Vec<u8>) -> serde_json::Value {
+impl App {
+    /// Posts `body` (of `content_type`) to device 5's readings: the answer, a success.
+    async fn post(&self, content_type: &str, body: impl Into<reqwest::Body>) -> serde_json::Value {
         let r = self
             .client
-            .post(format!("{}/api/v1/devices/5/readings", self.url))
+            .post(format!("{}/api/v1/devices/5/readings", self.running.url))
             .bearer_auth("t5")
-            .header("content-type", "application/x-beacon-frames")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
@@ -217,17 +199,12 @@ impl Running {
         r.json().await.unwrap()
     }
 
+    async fn post_frames(&self, body: Vec<u8>) -> serde_json::Value {
+        self.post("application/x-beacon-frames", body).await
+    }
+
     async fn post_json(&self, body: serde_json::Value) -> serde_json::Value {
-        let r = self
-            .client
-            .post(format!("{}/api/v1/devices/5/readings", self.url))
-            .bearer_auth("t5")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-        r.json().await.unwrap()
+        self.post("application/json", body.to_string()).await
     }
 
     /// Every reading of device 5 as (boot, seq), paging `limit` at a time with both cursors.
@@ -235,18 +212,14 @@ impl Running {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
-            let page: serde_json::Value = self
-                .client
-                .get(format!(
+            let page = get_json(
+                &self.client,
+                &format!(
                     "{}/api/v1/devices/5/readings?limit={limit}{cursor}",
-                    self.url
-                ))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                    self.running.url
+                ),
+            )
+            .await;
             for r in page["readings"].as_array().unwrap() {
                 out.push((r["boot"].as_u64().unwrap(), r["seq"].as_u64().unwrap()));
             }
@@ -262,8 +235,8 @@ impl Running {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
+        let _ = self.running.stop.send(());
+        self.running.server.await.unwrap().unwrap();
     }
 }
 
@@ -309,18 +282,14 @@ async fn a_rebooted_device_is_stored_not_deduplicated_over_http_frames_and_json(
     expected.extend((0..30).map(|s| (0xBBBB_0002, s)));
     assert_eq!(got, expected);
     // The old cursor alone still means boot 0 (what clients from before boots send).
-    let old: serde_json::Value = app
-        .client
-        .get(format!(
+    let old = get_json(
+        &app.client,
+        &format!(
             "{}/api/v1/devices/5/readings?after_seq=2&limit=1",
-            app.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            app.running.url
+        ),
+    )
+    .await;
     assert_eq!(
         (
             old["readings"][0]["boot"].as_u64(),
@@ -329,15 +298,7 @@ async fn a_rebooted_device_is_stored_not_deduplicated_over_http_frames_and_json(
         (Some(0), Some(3))
     );
     // `latest` names the boot of the newest reading too.
-    let latest: serde_json::Value = app
-        .client
-        .get(format!("{}/api/v1/latest", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest = get_json(&app.client, &format!("{}/api/v1/latest", app.running.url)).await;
     assert!(latest["readings"][0]["boot"].is_u64(), "{latest}");
     app.stop().await;
 }

@@ -8,6 +8,7 @@
 //!
 //! Set `BEACON_DASHBOARD_SCREENSHOT=/path/file.png` to keep a screenshot of the loaded page.
 
+use crate::shared::register;
 use serde_json::{Value, json};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -135,13 +136,7 @@ async fn dashboard_shows_devices_history_and_live_readings() {
     let url = service.url.clone();
     let http = reqwest::Client::new();
     for id in [1u32, 2] {
-        let res = http
-            .post(format!("{url}/api/v1/devices"))
-            .json(&json!({"id": id, "token": format!("token-{id}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "register device {id}");
+        register(&http, &url, id, &format!("token-{id}")).await;
     }
     // Device 1: boot 7 (20 readings), rebooted, boot 8 (10 readings); temperature and counter.
     // Device 2: boot 3, one reading 10 minutes old (outside the window), then 15 with
@@ -329,13 +324,7 @@ async fn post_many(
 /// one page of 50 rows with the count of all devices and pages on, the charts aggregate.
 async fn fleet_page(browser: &fantoccini::Client, http: &reqwest::Client, url: &str) {
     for id in 3u32..=120 {
-        let res = http
-            .post(format!("{url}/api/v1/devices"))
-            .json(&json!({"id": id, "token": format!("token-{id}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "register device {id}");
+        register(http, url, id, &format!("token-{id}")).await;
     }
     post_many(http, url, 3..=120, 0).await;
     browser.goto(url).await.unwrap();

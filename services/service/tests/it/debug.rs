@@ -4,8 +4,7 @@
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use beacon_service::store::DynStore;
-use beacon_service::{AppState, Config, debug, open_store, router, serve};
+use beacon_service::{Config, debug, open_store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{Mutex, oneshot};
@@ -43,12 +42,8 @@ async fn a_stuck_task_shows_up_in_the_dump_with_the_line_where_it_waits() {
     let mut config = Config::for_db(dir.path().join("t.db"));
     config.debug_endpoints = true;
     let store = open_store(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/debug/tasks", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(config, Arc::new(store), listener, async move {
-        let _ = stopped.await;
-    }));
+    let server = crate::shared::serve_on(config, Arc::new(store)).await;
+    let url = format!("{}/debug/tasks", server.url);
 
     let lock = Arc::new(Mutex::new(()));
     let held = lock.lock().await;
@@ -99,21 +94,17 @@ async fn a_stuck_task_shows_up_in_the_dump_with_the_line_where_it_waits() {
 
     drop(held);
     stuck.await.unwrap();
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop.send(()).unwrap();
+    server.server.await.unwrap().unwrap();
 }
 
 async fn get_tasks(debug_endpoints: bool, peer: Option<SocketAddr>) -> (StatusCode, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_db(dir.path().join("t.db"));
-    config.debug_endpoints = debug_endpoints;
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
+    let app = crate::app::app_with(|c| c.debug_endpoints = debug_endpoints).await;
     let mut req = Request::get("/debug/tasks").body(Body::empty()).unwrap();
     if let Some(peer) = peer {
         req.extensions_mut().insert(ConnectInfo(peer));
     }
-    let resp = router(state).oneshot(req).await.unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await

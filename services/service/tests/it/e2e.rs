@@ -1,46 +1,13 @@
 //! End-to-end: the real `beacon-service` binary on 127.0.0.1:0 with a real SQLite file,
 //! stopped with SIGTERM under load and restarted on the same file.
 
-use crate::spawn::start;
+use crate::shared::{all_seqs, counter_batch, post_readings, register};
+use crate::spawn::{sigterm, start};
 use serde_json::{Value, json};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-fn sigterm(child: &Child) {
-    // By syscall, not the `kill` program: a minimal box (no procps) has none.
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM failed");
-}
-
-async fn all_seqs(client: &reqwest::Client, url: &str, device: u32) -> Vec<u32> {
-    let mut seqs = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page: Value = client
-            .get(format!(
-                "{url}/api/v1/devices/{device}/readings?limit=10000{after}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        seqs.extend(
-            page["readings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["seq"].as_u64().unwrap() as u32),
-        );
-        match page["next_after_seq"].as_u64() {
-            Some(n) => after = format!("&after_seq={n}"),
-            None => return seqs,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_then_restart_finds_every_accepted_reading() {
@@ -48,13 +15,7 @@ async fn sigterm_under_load_then_restart_finds_every_accepted_reading() {
     let db = dir.path().join("e2e.db");
     let mut service = start(&db, &[]);
     let client = reqwest::Client::new();
-    let reg = client
-        .post(format!("{}/api/v1/devices", service.url))
-        .json(&json!({"id": 42, "token": "secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
+    register(&client, &service.url, 42, "secret").await;
 
     // Four writers post batches of 50 until the service goes away; each remembers what it was
     // told was accepted.
@@ -66,15 +27,11 @@ async fn sigterm_under_load_then_restart_finds_every_accepted_reading() {
                 let mut accepted = Vec::new();
                 let mut batch_no = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    let seqs: Vec<u32> = (0..50).map(|i| w * 1_000_000 + batch_no * 50 + i).collect();
+                    let seqs: Vec<u32> =
+                        (0..50).map(|i| w * 1_000_000 + batch_no * 50 + i).collect();
                     batch_no += 1;
-                    let body = json!({"readings": seqs.iter().map(|&s| json!({"seq": s, "uptime_ms": s, "values": [{"kind": "counter", "value": s}]})).collect::<Vec<_>>()});
-                    let sent = client
-                        .post(format!("{url}/api/v1/devices/42/readings"))
-                        .bearer_auth("secret")
-                        .json(&body)
-                        .send()
-                        .await;
+                    let body = counter_batch(&seqs).to_string();
+                    let sent = post_readings(&client, &url, 42, "secret", body).await;
                     match sent {
                         Ok(r) if r.status() == 200 => {
                             let v: Value = r.json().await.unwrap();
@@ -129,13 +86,15 @@ async fn sigterm_under_load_then_restart_finds_every_accepted_reading() {
         &missing[..missing.len().min(5)]
     );
     // The restarted service still knows the device and its token.
-    let again = client
-        .post(format!("{}/api/v1/devices/42/readings", service.url))
-        .bearer_auth("secret")
-        .json(&json!({"readings": [{"seq": 7, "uptime_ms": 1, "values": []}]}))
-        .send()
-        .await
-        .unwrap();
+    let again = post_readings(
+        &client,
+        &service.url,
+        42,
+        "secret",
+        json!({"readings": [{"seq": 7, "uptime_ms": 1, "values": []}]}).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.status(), 200);
 }
 

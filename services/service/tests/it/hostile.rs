@@ -3,12 +3,14 @@
 //! (in-process, `oneshot`), the library's server on `127.0.0.1:0`, or the real binary, with the
 //! real SQLite store in a temp dir; each is bounded in time.
 
+use crate::app::{Answer, App, app_in, app_with};
+use crate::shared::{post_readings, register};
+use crate::spawn;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use beacon_service::store::DynStore;
-use beacon_service::{AppState, Config, open_store};
+use beacon_service::Config;
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,8 +19,6 @@ use tower::ServiceExt as _;
 
 // ---------------------------------------------------------------------------------------------
 // Harnesses
-
-use crate::app::{Answer, App, app_with};
 
 impl App {
     async fn ingest(&self, id: u32, token: &str, body: &str) -> Answer {
@@ -51,42 +51,23 @@ fn one_reading(seq: u32) -> String {
         .to_string()
 }
 
-/// The real binary, killed on drop.
-struct Bin {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The real binary's command (`crate::spawn`), its stderr piped for `wait_exit` to read.
 fn bin_command(db: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beacon-service"));
-    cmd.args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = spawn::command(db, extra);
+    cmd.stderr(Stdio::piped());
     cmd
 }
 
-fn start_bin(mut cmd: Command) -> Bin {
-    let mut child = cmd.spawn().expect("cannot start beacon-service");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line: {line:?}"
-    );
-    Bin { child, url }
+/// An ingest body of 500 readings (seqs from `chunk * 500`) with a 40-byte firmware string
+/// each: about 40 KB a chunk, to fill a small store.
+fn fat_batch(chunk: u32) -> String {
+    let readings: Vec<Value> = (0..500u32)
+        .map(|i| {
+            json!({"seq": chunk * 500 + i, "uptime_ms": 1,
+                   "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
+        })
+        .collect();
+    json!({ "readings": readings }).to_string()
 }
 
 /// Waits (bounded) for the child to exit; its exit status and stderr.
@@ -253,33 +234,16 @@ async fn a_removed_database_is_503_with_retry_after_and_the_binary_exits_non_zer
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("x");
     std::fs::create_dir(&sub).unwrap();
-    let mut bin = start_bin(bin_command(&sub.join("x.db"), &[]));
+    let mut bin = spawn::launch(bin_command(&sub.join("x.db"), &[]));
     let client = reqwest::Client::new();
-    let reg = client
-        .post(format!("{}/api/v1/devices", bin.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":7,"token":"tok-seven"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
-    let ok = client
-        .post(format!("{}/api/v1/devices/7/readings", bin.url))
-        .bearer_auth("tok-seven")
-        .header("content-type", "application/json")
-        .body(one_reading(1))
-        .send()
+    register(&client, &bin.url, 7, "tok-seven").await;
+    let ok = post_readings(&client, &bin.url, 7, "tok-seven", one_reading(1))
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
 
     std::fs::remove_dir_all(&sub).unwrap();
-    let lost = client
-        .post(format!("{}/api/v1/devices/7/readings", bin.url))
-        .bearer_auth("tok-seven")
-        .header("content-type", "application/json")
-        .body(one_reading(2))
-        .send()
+    let lost = post_readings(&client, &bin.url, 7, "tok-seven", one_reading(2))
         .await
         .unwrap();
     assert_eq!(
@@ -305,9 +269,8 @@ async fn readyz_is_503_once_the_database_is_gone_even_without_a_write() {
     let sub = dir.path().join("x");
     std::fs::create_dir(&sub).unwrap();
     let config = Config::for_db(sub.join("x.db"));
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, Arc::clone(&store)).await.unwrap();
-    let app = App::on(state, dir);
+    let app = app_in(config, dir).await;
+    let store = Arc::clone(&app.state.store);
     assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
     std::fs::remove_dir_all(&sub).unwrap();
     let ready = app.call(Method::GET, "/readyz", &[], "").await;
@@ -342,15 +305,7 @@ async fn readyz_is_503_while_the_store_is_full() {
     assert_eq!(app.call(Method::GET, "/readyz", &[], "").await.status, 200);
     let mut full = false;
     for chunk in 0..100u32 {
-        let readings: Vec<Value> = (0..500u32)
-            .map(|i| {
-                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
-                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
-            })
-            .collect();
-        let a = app
-            .ingest(1, "t", &json!({ "readings": readings }).to_string())
-            .await;
+        let a = app.ingest(1, "t", &fat_batch(chunk)).await;
         if a.status == StatusCode::SERVICE_UNAVAILABLE {
             full = true;
             break;
@@ -390,7 +345,7 @@ async fn closed_by_server(stream: &mut tokio::net::TcpStream, bound: Duration) -
 async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
     use tokio::io::AsyncWriteExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let bin = start_bin(bin_command(
+    let bin = spawn::launch(bin_command(
         &dir.path().join("t.db"),
         &["--header-read-timeout-secs", "1"],
     ));
@@ -435,7 +390,7 @@ async fn healthz_keeps_answering_with_150_slowloris_sockets_under_a_128_fd_limit
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let bin = start_bin(cmd);
+    let bin = spawn::launch(cmd);
     let addr = bin.url.trim_start_matches("http://").to_owned();
     let mut sockets = Vec::new();
     for _ in 0..150 {
@@ -587,9 +542,7 @@ async fn plaintext_tokens_of_an_older_database_are_hashed_in_place_and_still_wor
         .unwrap();
     }
     let config = Config::for_db(&db);
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
-    let app = App::on(state, dir);
+    let app = app_in(config, dir).await;
     let stored = stored_tokens(&db);
     assert!(
         stored.iter().all(|t| t.starts_with("sha256:")),
@@ -744,7 +697,7 @@ async fn nulls_foreign_kind_keys_and_other_content_types_are_refused_naming_the_
 async fn a_huge_content_length_is_413_at_once_not_a_408_after_the_request_timeout() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().unwrap();
-    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let bin = spawn::launch(bin_command(&dir.path().join("t.db"), &[]));
     let addr = bin.url.trim_start_matches("http://").to_owned();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(
@@ -780,19 +733,12 @@ const TOKENLESS_PEAK_RSS_CAP_KIB: u64 = 100 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_tokenless_4_mib_ingests_are_refused_and_peak_rss_stays_under_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let bin = spawn::launch(bin_command(&dir.path().join("t.db"), &[]));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let reg = client
-        .post(format!("{}/api/v1/devices", bin.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":7,"token":"tok-seven"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
+    register(&client, &bin.url, 7, "tok-seven").await;
     let body = axum::body::Bytes::from(vec![b' '; 4 * 1024 * 1024 - 1]);
     let requests: Vec<_> = (0..40)
         .map(|_| {
@@ -1008,23 +954,13 @@ async fn max_db_mb_counts_the_wal_and_shm_files() {
     let db = dir.path().join("t.db");
     let mut config = Config::for_db(&db);
     config.max_db_mb = Some(1);
-    let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
-    let state = AppState::new(config, store).await.unwrap();
-    let app = App::on(state, dir);
+    let app = app_in(config, dir).await;
     app.register_body(json!({"id": 1, "token": "t"}), None)
         .await;
     let mut full = false;
     let mut peak = 0;
     for chunk in 0..100u32 {
-        let readings: Vec<Value> = (0..500u32)
-            .map(|i| {
-                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
-                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
-            })
-            .collect();
-        let a = app
-            .ingest(1, "t", &json!({ "readings": readings }).to_string())
-            .await;
+        let a = app.ingest(1, "t", &fat_batch(chunk)).await;
         peak = peak.max(files_bytes(&db));
         if a.status == StatusCode::SERVICE_UNAVAILABLE {
             full = true;
@@ -1082,31 +1018,13 @@ impl Drop for Tmpfs {
 async fn needs_root_sigterm_on_a_full_disk_exits_0_and_every_accepted_reading_is_kept() {
     let fs = Tmpfs::mount();
     let db = fs.at.join("t.db");
-    let mut bin = start_bin(bin_command(&db, &[]));
+    let mut bin = spawn::launch(bin_command(&db, &[]));
     let client = reqwest::Client::new();
-    let reg = client
-        .post(format!("{}/api/v1/devices", bin.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":1,"token":"t"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
+    register(&client, &bin.url, 1, "t").await;
     let mut accepted = 0u64;
     let mut full = false;
     for chunk in 0..200u32 {
-        let readings: Vec<Value> = (0..500u32)
-            .map(|i| {
-                json!({"seq": chunk * 500 + i, "uptime_ms": 1,
-                       "values": [{"kind": "boot", "firmware": "x".repeat(40), "board": 1}]})
-            })
-            .collect();
-        let a = client
-            .post(format!("{}/api/v1/devices/1/readings", bin.url))
-            .bearer_auth("t")
-            .header("content-type", "application/json")
-            .body(json!({ "readings": readings }).to_string())
-            .send()
+        let a = post_readings(&client, &bin.url, 1, "t", fat_batch(chunk))
             .await
             .unwrap();
         if a.status() == 503 {
@@ -1119,9 +1037,7 @@ async fn needs_root_sigterm_on_a_full_disk_exits_0_and_every_accepted_reading_is
     }
     assert!(full, "the 1 MiB disk never filled up");
     assert!(accepted > 0);
-    // By syscall, not the `kill` program (procps, which a minimal box lacks).
-    let pid = rustix::process::Pid::from_raw(i32::try_from(bin.child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM failed");
+    spawn::sigterm(&bin.child);
     let (status, stderr) = wait_exit(&mut bin.child, Duration::from_secs(30));
     assert!(
         status.success(),
@@ -1150,7 +1066,7 @@ async fn needs_root_sigterm_on_a_full_disk_exits_0_and_every_accepted_reading_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_heads_over_the_limits_get_414_and_431_with_the_json_error() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = start_bin(bin_command(&dir.path().join("t.db"), &[]));
+    let bin = spawn::launch(bin_command(&dir.path().join("t.db"), &[]));
     let client = reqwest::Client::new();
     let long_uri = format!("{}/healthz?pad={}", bin.url, "a".repeat(9 * 1024));
     let mut many = reqwest::header::HeaderMap::new();
@@ -1193,7 +1109,7 @@ async fn request_heads_over_the_limits_get_414_and_431_with_the_json_error() {
 async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
     use tokio::io::AsyncWriteExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let bin = start_bin(bin_command(
+    let bin = spawn::launch(bin_command(
         &dir.path().join("t.db"),
         &["--max-unauthenticated-per-ip", "2"],
     ));
@@ -1201,14 +1117,7 @@ async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let reg = client
-        .post(format!("{}/api/v1/devices", bin.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":7,"token":"tok-seven"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
+    register(&client, &bin.url, 7, "tok-seven").await;
     // Two open registrations whose bodies never come: unauthenticated work in flight.
     let addr = bin.url.trim_start_matches("http://").to_owned();
     let slow_registration = || async {
@@ -1254,12 +1163,7 @@ async fn unauthenticated_requests_beyond_the_per_address_limit_get_429() {
         "{body}"
     );
     // A device with its token, and the probes, are not held up.
-    let ok = client
-        .post(format!("{}/api/v1/devices/7/readings", bin.url))
-        .bearer_auth("tok-seven")
-        .header("content-type", "application/json")
-        .body(one_reading(1))
-        .send()
+    let ok = post_readings(&client, &bin.url, 7, "tok-seven", one_reading(1))
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);

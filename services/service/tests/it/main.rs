@@ -25,6 +25,10 @@ mod pg;
 mod pg_tls;
 #[path = "server.rs"]
 mod server;
+/// Helpers of more than one module: the all-readings query, the in-process server, HTTP calls.
+#[path = "common/shared.rs"]
+mod shared;
+/// The real binary as a child process.
 #[path = "common/spawn.rs"]
 mod spawn;
 mod store_contract;

@@ -3,12 +3,12 @@
 //! acknowledged reading; a device registered on one replica ingests through the other; the live
 //! stream of one replica shows what the other stored; `/readyz` follows the database.
 
+use crate::shared::{all_seqs, counter_batch as batch, post_readings, register};
+use crate::spawn::{Service, command, launch_logged};
 use beacon_pgtemp::Cluster;
-use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use serde_json::Value;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A fresh database in this test process's one shared cluster (removed after the process).
@@ -18,99 +18,16 @@ pub(crate) fn fresh_db() -> String {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Service {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(db: &str) -> Service {
     start_with(db, &[])
 }
 
+/// A replica on `db`, its stderr (`RUST_LOG=info`) collected for the assertions on its log.
 fn start_with(db: &str, extra: &[&str]) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-service"))
-        .args(["--listen", "127.0.0.1:0", "--db", db])
-        .args(extra)
-        .env("RUST_LOG", "info,tower_http=warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start beacon-service");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "unexpected first line: {line:?}; log: {:?}",
-        log.lock().unwrap()
-    );
-    Service { child, url, log }
-}
-
-fn batch(seqs: &[u32]) -> Value {
-    json!({"readings": seqs.iter().map(|&s| json!({"seq": s, "uptime_ms": s, "values": [{"kind": "counter", "value": s}]})).collect::<Vec<_>>()})
-}
-
-async fn register(client: &reqwest::Client, url: &str, id: u32, token: &str) {
-    let r = client
-        .post(format!("{url}/api/v1/devices"))
-        .json(&json!({"id": id, "token": token}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "register {id} on {url}");
-}
-
-async fn stored_seqs(client: &reqwest::Client, url: &str, device: u32) -> Vec<u32> {
-    let mut seqs = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page: Value = client
-            .get(format!(
-                "{url}/api/v1/devices/{device}/readings?limit=10000{after}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        seqs.extend(
-            page["readings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["seq"].as_u64().unwrap() as u32),
-        );
-        match page["next_after_seq"].as_u64() {
-            Some(n) => after = format!("&after_seq={n}"),
-            None => return seqs,
-        }
-    }
+    let mut cmd = command(db, extra);
+    cmd.env("RUST_LOG", "info,tower_http=warn")
+        .env("NO_COLOR", "1");
+    launch_logged(cmd)
 }
 
 const DEVICES: u32 = 4;
@@ -150,12 +67,9 @@ async fn two_replicas_one_killed_mid_run_lose_no_acknowledged_reading() {
                     loop {
                         tries += 1;
                         assert!(tries < 200, "device {d} batch {n}: no replica accepted it");
-                        let sent = client
-                            .post(format!("{}/api/v1/devices/{d}/readings", urls[pick]))
-                            .bearer_auth(format!("tok-{d}"))
-                            .json(&body)
-                            .send()
-                            .await;
+                        let token = format!("tok-{d}");
+                        let sent =
+                            post_readings(&client, &urls[pick], d, &token, body.to_string()).await;
                         match sent {
                             Ok(r) if r.status() == 200 => {
                                 let v: Value = r.json().await.unwrap();
@@ -211,7 +125,7 @@ async fn two_replicas_one_killed_mid_run_lose_no_acknowledged_reading() {
     let mut stored_total = 0;
     for (i, sent) in acked.iter().enumerate() {
         let d = i as u32 + 1;
-        let stored = stored_seqs(&client, &a.url, d).await;
+        let stored = all_seqs(&client, &a.url, d).await;
         stored_total += stored.len();
         let mut sorted = stored.clone();
         sorted.dedup();
@@ -267,19 +181,11 @@ async fn tokens_and_the_live_stream_span_replicas() {
         .unwrap();
     // Registered on B, used at once on A (A's token map has never seen it).
     register(&client, &b.url, 9, "nine").await;
-    let r = client
-        .post(format!("{}/api/v1/devices/9/readings", a.url))
-        .bearer_auth("nine")
-        .json(&batch(&[0]))
-        .send()
+    let r = post_readings(&client, &a.url, 9, "nine", batch(&[0]).to_string())
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "A did not accept a device registered on B");
-    let wrong = client
-        .post(format!("{}/api/v1/devices/9/readings", a.url))
-        .bearer_auth("not-nine")
-        .json(&batch(&[1]))
-        .send()
+    let wrong = post_readings(&client, &a.url, 9, "not-nine", batch(&[1]).to_string())
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
@@ -293,11 +199,7 @@ async fn tokens_and_the_live_stream_span_replicas() {
     assert_eq!(stream.status(), 200);
     let mut seen = false;
     for seq in 1..60u32 {
-        let r = client
-            .post(format!("{}/api/v1/devices/9/readings", b.url))
-            .bearer_auth("nine")
-            .json(&batch(&[seq]))
-            .send()
+        let r = post_readings(&client, &b.url, 9, "nine", batch(&[seq]).to_string())
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -308,8 +210,8 @@ async fn tokens_and_the_live_stream_span_replicas() {
     }
     assert!(seen, "A's stream never showed a reading stored through B");
     // Both replicas answer queries from the same data.
-    let on_a = stored_seqs(&client, &a.url, 9).await;
-    let on_b = stored_seqs(&client, &b.url, 9).await;
+    let on_a = all_seqs(&client, &a.url, 9).await;
+    let on_b = all_seqs(&client, &b.url, 9).await;
     assert_eq!(on_a, on_b);
     assert!(on_a.len() >= 2);
 }
@@ -344,11 +246,7 @@ async fn readyz_and_ingest_follow_the_database() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 503, "/readyz must fail while PostgreSQL is down");
-    let r = client
-        .post(format!("{}/api/v1/devices/1/readings", svc.url))
-        .bearer_auth("one")
-        .json(&batch(&[0]))
-        .send()
+    let r = post_readings(&client, &svc.url, 1, "one", batch(&[0]).to_string())
         .await
         .unwrap();
     assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
@@ -367,11 +265,7 @@ async fn readyz_and_ingest_follow_the_database() {
     // connection and answer 503; the client's retry is what the contract promises to take).
     let mut stored = false;
     for _ in 0..20 {
-        let r = client
-            .post(format!("{}/api/v1/devices/1/readings", svc.url))
-            .bearer_auth("one")
-            .json(&batch(&[0]))
-            .send()
+        let r = post_readings(&client, &svc.url, 1, "one", batch(&[0]).to_string())
             .await
             .unwrap();
         if r.status() == 200 {
@@ -392,11 +286,7 @@ async fn readyz_and_ingest_follow_the_database() {
 
 /// The status of one ingest with `token` on `url`.
 async fn ingest_status(client: &reqwest::Client, url: &str, id: u32, token: &str, seq: u32) -> u16 {
-    client
-        .post(format!("{url}/api/v1/devices/{id}/readings"))
-        .bearer_auth(token)
-        .json(&batch(&[seq]))
-        .send()
+    post_readings(client, url, id, token, batch(&[seq]).to_string())
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0)

@@ -106,6 +106,16 @@ async fn open(url: &str) -> Result<Arc<dyn DynStore>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Opening `url` fails with an error that says `needle`; `what` names the case.
+async fn refused(url: &str, what: &str, needle: &str) {
+    let err = open(url).await.err();
+    eprintln!("{what}: {err:?}");
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains(needle)),
+        "{what}: not refused with an error naming {needle:?}: {err:?}"
+    );
+}
+
 /// Opens, checks readiness (a pool connection), registers a device (a write) and reads it
 /// back: every kind of connection the store makes, over TLS.
 async fn works(url: &str) {
@@ -141,13 +151,12 @@ async fn sslmode_require_verify_ca_and_verify_full_against_a_tls_only_cluster() 
     let url = |host: &str, params: &str| format!("postgres://beacon@{host}:{port}/{db}?{params}");
 
     // The server takes TLS only: plain TCP is refused.
-    let plain = open(&url("127.0.0.1", "sslmode=disable")).await.err();
-    eprintln!("sslmode=disable: {plain:?}");
-    assert!(
-        plain.as_deref().is_some_and(|e| e.contains("pg_hba.conf")),
-        "{plain:?}"
-    );
-
+    refused(
+        &url("127.0.0.1", "sslmode=disable"),
+        "sslmode=disable",
+        "pg_hba.conf",
+    )
+    .await;
     works(&url("127.0.0.1", "sslmode=require")).await;
     // libpq's default mode: TLS when offered.
     works(&url("127.0.0.1", "application_name=x")).await;
@@ -167,49 +176,37 @@ async fn sslmode_require_verify_ca_and_verify_full_against_a_tls_only_cluster() 
         &format!("sslmode=verify-ca&sslrootcert={ca}"),
     ))
     .await;
-    let wrong_name = open(&url(
-        "localhost",
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ))
-    .await
-    .err();
-    eprintln!("verify-full, wrong name: {wrong_name:?}");
-    assert!(
-        wrong_name
-            .as_deref()
-            .is_some_and(|e| e.contains("certificate")),
-        "{wrong_name:?}"
-    );
+    refused(
+        &url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        "verify-full, wrong name",
+        "certificate",
+    )
+    .await;
     for mode in ["verify-ca", "verify-full", "require"] {
-        let untrusted = open(&url(
-            "127.0.0.1",
-            &format!("sslmode={mode}&sslrootcert={other}"),
-        ))
-        .await
-        .err();
-        eprintln!("{mode}, another CA: {untrusted:?}");
-        assert!(
-            untrusted
-                .as_deref()
-                .is_some_and(|e| e.contains("certificate")),
-            "{mode} accepted a certificate its sslrootcert did not sign: {untrusted:?}"
-        );
+        refused(
+            &url("127.0.0.1", &format!("sslmode={mode}&sslrootcert={other}")),
+            &format!("{mode}, a certificate its sslrootcert did not sign"),
+            "certificate",
+        )
+        .await;
     }
     // Mistakes in the URL say what to fix.
-    let e = open(&url("127.0.0.1", "sslmode=verify"))
-        .await
-        .err()
-        .unwrap();
-    assert!(e.contains("sslmode=verify is not one of"), "{e}");
-    let e = open(&url(
-        "127.0.0.1",
-        "sslmode=verify-full&sslrootcert=/nonexistent.pem",
-    ))
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        e.contains("cannot read sslrootcert=/nonexistent.pem"),
-        "{e}"
-    );
+    refused(
+        &url("127.0.0.1", "sslmode=verify"),
+        "sslmode=verify",
+        "sslmode=verify is not one of",
+    )
+    .await;
+    refused(
+        &url(
+            "127.0.0.1",
+            "sslmode=verify-full&sslrootcert=/nonexistent.pem",
+        ),
+        "sslrootcert=/nonexistent.pem",
+        "cannot read sslrootcert=/nonexistent.pem",
+    )
+    .await;
 }

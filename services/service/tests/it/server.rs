@@ -1,32 +1,19 @@
 //! The library's server on a real socket (127.0.0.1:0), in-process: the SSE stream, and
 //! graceful shutdown draining in-flight requests.
 
-use beacon_service::model::ReadingQuery;
+use crate::shared::{Running, all_readings, register, serve_on};
 use beacon_service::store::Store;
-use beacon_service::{Config, open_store, serve};
+use beacon_service::{Config, open_store};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 mod common;
 use common::Slow;
 
-struct Running {
-    url: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), beacon_service::Error>>,
-}
-
 async fn start(config: Config, ingest_delay: Duration) -> Running {
     let store = Slow(open_store(&config).await.unwrap(), ingest_delay);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(config, Arc::new(store), listener, async move {
-        let _ = stopped.await;
-    }));
-    Running { url, stop, server }
+    serve_on(config, Arc::new(store)).await
 }
 
 fn reading(seq: u32) -> serde_json::Value {
@@ -38,13 +25,7 @@ async fn sse_stream_delivers_new_readings_and_ends_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let app = start(Config::for_db(dir.path().join("t.db")), Duration::ZERO).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{}/api/v1/devices", app.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":1,"token":"t"}"#)
-        .send()
-        .await
-        .unwrap();
+    register(&client, &app.url, 1, "t").await;
     let mut stream = client
         .get(format!("{}/api/v1/stream?device_id=1", app.url))
         .send()
@@ -95,13 +76,7 @@ async fn shutdown_drains_in_flight_ingests_and_every_accepted_reading_is_stored(
     let db = dir.path().join("t.db");
     let app = start(Config::for_db(&db), Duration::from_millis(400)).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{}/api/v1/devices", app.url))
-        .header("content-type", "application/json")
-        .body(r#"{"id":1,"token":"t"}"#)
-        .send()
-        .await
-        .unwrap();
+    register(&client, &app.url, 1, "t").await;
     let requests: Vec<_> = (0..20u32)
         .map(|i| {
             let req = client
@@ -137,15 +112,7 @@ async fn shutdown_drains_in_flight_ingests_and_every_accepted_reading_is_stored(
 
     // Reopen the file: every accepted reading is there.
     let store = open_store(&Config::for_db(&db)).await.unwrap();
-    let q = ReadingQuery {
-        device_id: 1,
-        from_ms: i64::MIN,
-        to_ms: i64::MAX,
-        after_boot: None,
-        after_seq: None,
-        limit: 1000,
-    };
-    let stored = Store::query(&store, q).await.unwrap();
+    let stored = Store::query(&store, all_readings(1)).await.unwrap();
     assert_eq!(
         stored.iter().map(|r| r.seq).collect::<Vec<_>>(),
         (0..40).collect::<Vec<_>>()

@@ -3,8 +3,9 @@
 //! beacon-pgtemp), opened the way the binary opens them (`open_any_store` on a `--db` path or
 //! URL). `cargo test -p beacon-service --test it store_contract::postgres::` runs one side.
 
+use crate::shared::all_readings;
 use beacon_service::Config;
-use beacon_service::model::{ReadingQuery, StoredReading, Value};
+use beacon_service::model::{StoredReading, Value};
 use beacon_service::store::{DynStore, NewDevice, StoreError, token_hash};
 use std::sync::Arc;
 
@@ -77,17 +78,6 @@ async fn register(store: &dyn DynStore, id: u32, token: &str) {
         .unwrap();
 }
 
-fn all(device_id: u32) -> ReadingQuery {
-    ReadingQuery {
-        device_id,
-        from_ms: i64::MIN,
-        to_ms: i64::MAX,
-        after_boot: None,
-        after_seq: None,
-        limit: 10_000,
-    }
-}
-
 /// What was ingested comes back, field for field (u64::MAX uptime included), in (boot, seq)
 /// order; `latest` is the newest sample.
 async fn round_trip(b: Backend) {
@@ -109,9 +99,9 @@ async fn round_trip(b: Backend) {
     assert_eq!((out.accepted.len(), out.duplicates), (3, 0));
     let mut expected = batch.clone();
     expected.sort_by_key(|r| (r.boot, r.seq));
-    assert_eq!(store.query(all(1)).await.unwrap(), expected);
+    assert_eq!(store.query(all_readings(1)).await.unwrap(), expected);
     assert_eq!(store.latest().await.unwrap(), vec![batch[0].clone()]);
-    assert!(store.query(all(2)).await.unwrap().is_empty());
+    assert!(store.query(all_readings(2)).await.unwrap().is_empty());
     store.ready().await.unwrap();
     store.close().await.unwrap();
 }
@@ -134,7 +124,7 @@ async fn dedup(b: Backend) {
     assert_eq!((repeat.accepted.len(), repeat.duplicates), (1, 1));
     let reboot = store.ingest(vec![reading(1, 2, 0)]).await.unwrap();
     assert_eq!((reboot.accepted.len(), reboot.duplicates), (1, 0));
-    assert_eq!(store.query(all(1)).await.unwrap().len(), 52);
+    assert_eq!(store.query(all_readings(1)).await.unwrap().len(), 52);
     store.close().await.unwrap();
 }
 
@@ -172,7 +162,7 @@ async fn concurrent_group_commit(b: Backend) {
     );
     for d in 1..=4 {
         let seqs: Vec<u32> = store
-            .query(all(d))
+            .query(all_readings(d))
             .await
             .unwrap()
             .iter()
@@ -228,7 +218,7 @@ async fn paging_and_time_range(b: Backend) {
     batch.extend((0..12).map(|s| reading(1, 1, s)));
     store.ingest(batch).await.unwrap();
     let mut seen = Vec::new();
-    let mut q = all(1);
+    let mut q = all_readings(1);
     q.limit = 10;
     loop {
         let page = store.query(q).await.unwrap();
@@ -240,7 +230,7 @@ async fn paging_and_time_range(b: Backend) {
     let mut expected: Vec<_> = (0..12).map(|s| (1, s)).collect();
     expected.extend((0..13).map(|s| (2, s)));
     assert_eq!(seen, expected);
-    let mut window = all(1);
+    let mut window = all_readings(1);
     window.from_ms = 1_000_003;
     window.to_ms = 1_000_005;
     let got: Vec<_> = store
@@ -271,7 +261,7 @@ async fn durable_across_reopen(b: Backend) {
     }
     drop(store);
     let store = open(&place).await;
-    assert_eq!(store.query(all(3)).await.unwrap().len(), 100);
+    assert_eq!(store.query(all_readings(3)).await.unwrap().len(), 100);
     assert_eq!(store.device_token(3).await.unwrap(), Some(token_hash("t")));
     let again = store
         .ingest((50..150).map(|s| reading(3, 1, s)).collect())
@@ -308,7 +298,7 @@ async fn bounded_queue_refuses_instead_of_queueing(b: Backend) {
     assert!(refused > 0, "64 ingests at once never filled a queue of 1");
     assert_eq!(ok + refused * 100, 6400);
     assert_eq!(
-        store.query(all(1)).await.unwrap().len(),
+        store.query(all_readings(1)).await.unwrap().len(),
         ok,
         "a refused ingest stored rows"
     );

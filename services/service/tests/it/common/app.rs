@@ -31,6 +31,12 @@ pub async fn app_with(tweak: impl FnOnce(&mut Config)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_db(dir.path().join("t.db"));
     tweak(&mut config);
+    app_in(config, dir).await
+}
+
+/// The router on the real SQLite store that `config` names (a database in `dir`, or one a
+/// test wrote there first), keeping `dir` alive.
+pub async fn app_in(config: Config, dir: tempfile::TempDir) -> App {
     let store: Arc<dyn DynStore> = Arc::new(open_store(&config).await.unwrap());
     let state = AppState::new(config, store).await.unwrap();
     App::on(state, dir)
