@@ -41,7 +41,7 @@ mod safety;
 mod setup;
 mod sha256;
 mod test;
-mod toml_lite;
+use xtask_leaf::toml_lite;
 mod tools;
 
 use clap::{Parser, Subcommand};

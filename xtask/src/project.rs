@@ -1,40 +1,13 @@
-//! Leaf module: where the project's files are. One project root for every command (it honours
-//! `XTASK_PROJECT_ROOT`), cargo's target directory, the machine-local config files setup
-//! writes, and the linker bench-build chose. Imports only the other leaves.
+//! Leaf module: where the project's files are. The root, the target directory and the pins come
+//! from the shared leaf crate (xtask/leaf, also read by beacon-safety); here: the
+//! machine-local config files setup writes, and the linker bench-build chose. Imports only the
+//! other leaves.
 
 use std::path::{Path, PathBuf};
 
 use crate::json::Json;
 
-/// The repository root (the parent of xtask/).
-///
-/// Read at run time first (`cargo run`, so `cargo xtask`, sets `CARGO_MANIFEST_DIR` for the
-/// program too): with a `CARGO_TARGET_DIR` shared between two checkouts, cargo may reuse an
-/// xtask binary built from the other checkout, whose compile-time path points there.
-///
-/// `XTASK_PROJECT_ROOT` overrides both: the stand-in tests point xtask at a scratch copy.
-pub fn root() -> PathBuf {
-    if let Some(root) = std::env::var_os("XTASK_PROJECT_ROOT") {
-        return PathBuf::from(root);
-    }
-    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("src/main.rs").is_file() && dir.ends_with("xtask"));
-    runtime
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// cargo's target directory for the host workspace (`CARGO_TARGET_DIR`, relative to the root
-/// when relative).
-pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"))
-}
+pub use xtask_leaf::project::{root, target_dir};
 
 /// The machine-local cargo config setup writes (git-ignored, included by config.toml).
 pub fn local_toml(root: &Path) -> PathBuf {

@@ -200,16 +200,11 @@ fn the_layout_checks_catch_what_they_claim() {
 
 /// xtask's modules that any command may import. Each imports only other leaves, so a leaf
 /// can never pull a command into a cycle (rust-analyzer's rule for its xtask).
-const XTASK_LEAVES: &[&str] = &[
-    "cmd",
-    "elf",
-    "fs",
-    "json",
-    "project",
-    "sha256",
-    "tools",
-    "toml_lite",
-];
+const XTASK_LEAVES: &[&str] = &["cmd", "elf", "fs", "json", "project", "sha256", "tools"];
+
+/// The shared leaf crate's modules (xtask/leaf), `use`d at xtask's crate root: a separate
+/// crate, so it cannot import xtask; every module may name them.
+const SHARED_LEAVES: &[&str] = &["toml_lite"];
 
 /// `crate::<name>` references in xtask/src, per top-level module (a file or a folder).
 fn xtask_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
@@ -259,7 +254,7 @@ fn xtask_leaf_modules_import_only_leaves_and_no_modules_import_in_a_circle() {
             .unwrap_or_else(|| panic!("xtask/src/{leaf}.rs is gone; update XTASK_LEAVES"));
         let bad: Vec<_> = deps
             .iter()
-            .filter(|d| !XTASK_LEAVES.contains(&d.as_str()))
+            .filter(|d| !XTASK_LEAVES.contains(&d.as_str()) && !SHARED_LEAVES.contains(&d.as_str()))
             .collect();
         assert!(
             bad.is_empty(),

@@ -1,101 +1,36 @@
 //! The machine the report runs on: the project root and cargo's target directory, the pinned
-//! toolchains, what rustup has installed, what is on PATH, and the two ways a section runs a
+//! toolchains and what rustup has installed (all from xtask's shared leaf crate, xtask/leaf, so
+//! the report and setup cannot disagree), what is on PATH, and the two ways a section runs a
 //! program ([`run_status`] for an install step, [`run_logged`] for a tool whose output is
 //! evidence). Errors are a message for a person that names the file or command that failed.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A message for a person: what failed (naming the file or command) and what to do.
 pub type Result<T = ()> = std::result::Result<T, String>;
 
-/// The repository root (two levels above this crate's folder, protocol/safety).
-///
-/// Read at run time first (`cargo run`, so `cargo xtask safety`, sets `CARGO_MANIFEST_DIR` for
-/// the program too): with a `CARGO_TARGET_DIR` shared between two checkouts, cargo may reuse a
-/// binary built from the other checkout, whose compile-time path points there.
-pub fn root() -> PathBuf {
-    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.ends_with("protocol/safety"));
-    let dir = runtime.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    dir.ancestors()
-        .nth(2)
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-/// cargo's target directory for the host workspace: `CARGO_TARGET_DIR` (relative to the root
-/// when relative: `join` keeps an absolute one as it is), else `<root>/target`.
-pub fn target_dir(root: &Path) -> PathBuf {
-    root.join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
-}
-
-/// The string at `table.key` of the TOML file `path`; the error names the file and the key.
-fn toml_str(path: &Path, table: &str, key: &str, example: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e| format!("cannot parse {} as TOML: {e}", path.display()))?;
-    doc.get(table)
-        .and_then(|t| t.get(key))
-        .and_then(toml::Value::as_str)
-        .map(String::from)
-        .ok_or_else(|| {
-            format!(
-                "{} has no `{key}` under [{table}]; pin one (e.g. {key} = \"{example}\")",
-                path.display()
-            )
-        })
-}
+/// The root, the target directory and the pins, one source with xtask (xtask/leaf); the
+/// leaf's errors become this crate's messages.
+pub use xtask_leaf::project::{root, target_dir};
+pub use xtask_leaf::rustup::{has_component, installed};
 
 /// `[toolchain] channel` from rust-toolchain.toml: the pinned stable.
 pub fn pinned_stable(root: &Path) -> Result<String> {
-    toml_str(
-        &root.join("rust-toolchain.toml"),
-        "toolchain",
-        "channel",
-        "1.98.0",
-    )
+    xtask_leaf::project::pinned_stable(root).map_err(|e| e.0)
 }
 
 /// `nightly-<date>` from `[nightly] date` in toolchains/manifest.toml.
 pub fn pinned_nightly(root: &Path) -> Result<String> {
-    let path = root.join("toolchains/manifest.toml");
-    toml_str(&path, "nightly", "date", "2026-10-29").map(|d| format!("nightly-{d}"))
+    xtask_leaf::project::pinned_nightly(root).map_err(|e| e.0)
 }
 
-/// Installed components of a toolchain, as `rustup component list --installed` prints them
-/// (`None`: the toolchain itself is not installed, or rustup is missing).
+/// Installed components of a toolchain (`None`: the toolchain itself is not installed, or
+/// rustup is missing).
 pub fn components(toolchain: &str) -> Option<String> {
-    let out = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", toolchain])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Does `toolchain` have component `c` installed?
-pub fn has_component(toolchain: &str, c: &str) -> bool {
-    components(toolchain).is_some_and(|installed| installed.lines().any(|l| names(l.trim(), c)))
-}
-
-/// Does a line of rustup's `--installed` list name component `c`? rustup prints some
-/// components bare (`rust-src`) and most with the host's target triple appended
-/// (`llvm-tools-x86_64-unknown-linux-gnu`). The host triple begins with the architecture this
-/// program was built for (`x86_64`, `aarch64`), so neither `llvm-tools-preview` nor a shorter
-/// name (`llvm` in `llvm-tools-...`) counts.
-pub fn names(line: &str, c: &str) -> bool {
-    line == c
-        || line
-            .strip_prefix(c)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|triple| triple.strip_prefix(std::env::consts::ARCH))
-            .is_some_and(|rest| rest.starts_with('-'))
+    installed("component", toolchain)
 }
 
 /// Is `program` on PATH?

@@ -136,15 +136,21 @@ fn reads_pins_and_names_the_file_when_one_is_missing() {
 fn rustup_component_lines() {
     let arch = std::env::consts::ARCH;
     let llvm = format!("llvm-tools-{arch}-unknown-linux-gnu");
-    assert!(host::names(&llvm, "llvm-tools"));
-    assert!(host::names(&format!("miri-{arch}-apple-darwin"), "miri"));
-    assert!(host::names("rust-src", "rust-src"));
-    assert!(!host::names("llvm-tools-preview", "llvm-tools"));
-    assert!(!host::names(
+    assert!(xtask_leaf::rustup::is_component(&llvm, "llvm-tools"));
+    assert!(xtask_leaf::rustup::is_component(
+        &format!("miri-{arch}-apple-darwin"),
+        "miri"
+    ));
+    assert!(xtask_leaf::rustup::is_component("rust-src", "rust-src"));
+    assert!(!xtask_leaf::rustup::is_component(
+        "llvm-tools-preview",
+        "llvm-tools"
+    ));
+    assert!(!xtask_leaf::rustup::is_component(
         &format!("rust-std-{arch}-unknown-linux-gnu"),
         "rust-src"
     ));
-    assert!(!host::names(&llvm, "llvm"));
+    assert!(!xtask_leaf::rustup::is_component(&llvm, "llvm"));
 }
 
 #[test]

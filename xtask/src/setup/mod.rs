@@ -162,7 +162,7 @@ impl Ctx {
     }
 
     pub fn stable(&self) -> Result<&str> {
-        self.toolchain.req("toolchain.channel")
+        Ok(self.toolchain.req("toolchain.channel")?)
     }
 
     pub fn nightly(&self) -> Result<String> {

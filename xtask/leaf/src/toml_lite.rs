@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::cmd::{Error, Result};
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn reads_the_real_manifest_and_toolchain_file() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let m = Doc::read(&root.join("toolchains/manifest.toml")).unwrap();
         assert!(m.req("nightly.date").unwrap().starts_with("20"));
         assert_eq!(m.req("probe-rs.crate").unwrap(), "probe-rs-tools");
