@@ -556,18 +556,27 @@ fn standin_dry_run_and_tool_selection_change_nothing() {
 
 #[test]
 fn standin_ci_true_implies_yes() {
-    let mut sb = Sandbox::new("ci", "linux", "debian", 0);
-    sb.with_rustup_and_stable().fake("apt-get", PKG);
-    sb.set("CI", "true");
-    let out = sb.run(&["--only", "qemu"]);
+    let (_sb, out, changes) = qemu_in_ci("ci", PKG, "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        sb.changes(),
+        changes,
         vec![
             "apt-get update",
             "apt-get install -y --no-remove --no-install-recommends qemu-system-arm"
         ]
     );
+}
+
+/// `setup --only qemu` with `CI=true` on a Debian root whose apt-get is `apt` (`$FAKE_REMOVES`
+/// set to `removes`): the sandbox, the output and the commands it ran.
+fn qemu_in_ci(name: &str, apt: &str, removes: &str) -> (Sandbox, Output, Vec<String>) {
+    let mut sb = Sandbox::new(name, "linux", "debian", 0);
+    sb.with_rustup_and_stable().fake("apt-get", apt);
+    sb.set("FAKE_REMOVES", removes);
+    sb.set("CI", "true");
+    let out = sb.run(&["--only", "qemu"]);
+    let changes = sb.changes();
+    (sb, out, changes)
 }
 
 /// apt that, like Debian's on this machine kind, can install qemu-system-arm only by removing
@@ -584,14 +593,10 @@ exit 0
 
 #[test]
 fn standin_apt_that_must_remove_a_same_family_package_does_so_only_with_consent() {
-    let mut sb = Sandbox::new("apt-removes", "linux", "debian", 0);
-    sb.with_rustup_and_stable().fake("apt-get", APT_REMOVES);
-    sb.set("FAKE_REMOVES", "qemu-utils");
-    sb.set("CI", "true");
-    let out = sb.run(&["--only", "qemu"]);
+    let (mut sb, out, changes) = qemu_in_ci("apt-removes", APT_REMOVES, "qemu-utils");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        sb.changes(),
+        changes,
         vec![
             "apt-get update",
             "apt-get install -y --no-remove --no-install-recommends qemu-system-arm",

@@ -175,16 +175,7 @@ pub(super) fn coverage(ctx: &Ctx) -> (Section, Option<String>) {
         );
     }
     let lcov_path = ctx.out.join("lcov.info");
-    let mut cmd = cargo(ctx, &ctx.stable);
-    cmd.args([
-        "llvm-cov",
-        "-p",
-        "beacon-protocol",
-        "--lcov",
-        "--output-path",
-    ])
-    .arg(&lcov_path);
-    let ran = run_logged(cmd, &ctx.log("coverage"));
+    let ran = llvm_cov(ctx, &ctx.stable, &[], &lcov_path, "coverage");
     let test_output = ran.output.clone();
     if !ran.ok {
         s.status = Status::Fail;
@@ -422,6 +413,23 @@ type Branches = (
     BTreeMap<String, FileCov>,
 );
 
+/// `cargo llvm-cov -p beacon-protocol <extra> --lcov --output-path <lcov>` on `toolchain`,
+/// logged as `log`.
+fn llvm_cov(
+    ctx: &Ctx,
+    toolchain: &str,
+    extra: &[&str],
+    lcov: &Path,
+    log: &str,
+) -> crate::host::Ran {
+    let mut cmd = cargo(ctx, toolchain);
+    cmd.args(["llvm-cov", "-p", "beacon-protocol"])
+        .args(extra)
+        .args(["--lcov", "--output-path"])
+        .arg(lcov);
+    run_logged(cmd, &ctx.log(log))
+}
+
 pub(super) fn branch_coverage(ctx: &Ctx) -> std::result::Result<Branches, String> {
     if !has_component(&ctx.nightly, "llvm-tools") {
         return Err(format!(
@@ -431,17 +439,7 @@ pub(super) fn branch_coverage(ctx: &Ctx) -> std::result::Result<Branches, String
         ));
     }
     let path = ctx.out.join("lcov-branch.info");
-    let mut cmd = cargo(ctx, &ctx.nightly);
-    cmd.args([
-        "llvm-cov",
-        "-p",
-        "beacon-protocol",
-        "--branch",
-        "--lcov",
-        "--output-path",
-    ])
-    .arg(&path);
-    let ran = run_logged(cmd, &ctx.log("coverage-branch"));
+    let ran = llvm_cov(ctx, &ctx.nightly, &["--branch"], &path, "coverage-branch");
     if !ran.ok {
         return Err(format!(
             "the nightly branch-coverage run failed; see {}",
