@@ -88,6 +88,7 @@ exit 0
 /// apt-get, dnf, pacman, zypper, brew: record, and "install" the tool the package provides.
 const PKG: &str = r#"#!/bin/sh
 echo "${0##*/} $*" >> "$FAKE_LOG"
+case " $* " in *" -s "*) exit 0;; esac
 mk() { printf '#!/bin/sh\necho "%s"\n' "$2" > "$FAKE_BIN/$1"; chmod +x "$FAKE_BIN/$1"; }
 for a in "$@"; do case "$a" in
   mold) mk mold "mold 2.4.0 (compatible with GNU ld)";;
@@ -265,13 +266,15 @@ impl Sandbox {
         c.output().unwrap()
     }
 
-    /// The commands that change something (queries such as `list` and `--version` dropped).
+    /// The commands that change something (queries such as `list`, `--version` and apt's
+    /// simulations dropped).
     fn changes(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap()
             .lines()
             .filter(|l| {
                 !(l.contains(" list")
+                    || l.contains("apt-get -s ")
                     || l.ends_with("--version")
                     || l.starts_with("criticalup which"))
             })
@@ -580,11 +583,13 @@ fn qemu_in_ci(name: &str, apt: &str, removes: &str) -> (Sandbox, Output, Vec<Str
 }
 
 /// apt that, like Debian's on this machine kind, can install qemu-system-arm only by removing
-/// something (`$FAKE_REMOVES`): `--no-remove` makes it refuse; `-s` shows the plan.
+/// something (`$FAKE_REMOVES`): `--no-remove` makes it refuse; `-s` shows the plan (with
+/// `$FAKE_SIM_AFTER_UPDATE` set, only after an `apt-get update`, as with no package lists).
 const APT_REMOVES: &str = r#"#!/bin/sh
 echo "${0##*/} $*" >> "$FAKE_LOG"
 case " $* " in
-  *" -s "*) echo "Remv $FAKE_REMOVES [1:10.0.2]"; echo "Inst qemu-system-arm (1:7.2)"; exit 0;;
+  *" update "*) [ -n "$FAKE_SIM_AFTER_UPDATE" ] && touch "$FAKE_LOG.updated"; exit 0;;
+  *" -s "*) if [ -z "$FAKE_SIM_AFTER_UPDATE" ] || [ -e "$FAKE_LOG.updated" ]; then echo "Remv $FAKE_REMOVES [1:10.0.2]"; fi; echo "Inst qemu-system-arm (1:7.2)"; exit 0;;
   *" --no-remove "*qemu-system-arm*) echo "E: Packages need to be removed but remove is disabled." >&2; exit 100;;
   *qemu-system-arm*) printf '#!/bin/sh\necho "QEMU emulator version 7.2.22"\n' > "$FAKE_BIN/qemu-system-arm"; chmod +x "$FAKE_BIN/qemu-system-arm";;
 esac
@@ -593,22 +598,45 @@ exit 0
 
 #[test]
 fn standin_apt_that_must_remove_a_same_family_package_does_so_only_with_consent() {
+    // The plan asks apt first (a simulation), so the plan shown, and the one question on a
+    // terminal, already say what goes; the install then runs without `--no-remove`.
     let (mut sb, out, changes) = qemu_in_ci("apt-removes", APT_REMOVES, "qemu-utils");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         changes,
         vec![
             "apt-get update",
-            "apt-get install -y --no-remove --no-install-recommends qemu-system-arm",
-            "apt-get -s install --no-install-recommends qemu-system-arm",
             "apt-get install -y --no-install-recommends qemu-system-arm",
         ]
     );
     assert!(
-        stderr(&out).contains("apt must remove qemu-utils to install qemu-system-arm"),
+        stderr(&out).contains(
+            "qemu          (apt removes qemu-utils, of the same family: the project does not use it)"
+        ),
         "{}",
         stderr(&out)
     );
+
+    // When the plan's simulation saw nothing (no package lists before `apt-get update`), the
+    // refused install asks apt again and, with consent, removes the same-family package.
+    std::fs::remove_file(sb.bin.join("qemu-system-arm")).unwrap();
+    sb.set("FAKE_SIM_AFTER_UPDATE", "1");
+    let late = sb.run(&["--only", "qemu"]);
+    assert!(late.status.success(), "{}", stderr(&late));
+    assert!(
+        stderr(&late).contains("apt must remove qemu-utils to install qemu-system-arm"),
+        "{}",
+        stderr(&late)
+    );
+    assert!(
+        sb.changes().ends_with(&[
+            "apt-get install -y --no-remove --no-install-recommends qemu-system-arm".to_string(),
+            "apt-get install -y --no-install-recommends qemu-system-arm".to_string(),
+        ]),
+        "{:?}",
+        sb.changes()
+    );
+    sb.set("FAKE_SIM_AFTER_UPDATE", "");
 
     // An unrelated package is never removed, even with consent: the error names it.
     std::fs::remove_file(sb.bin.join("qemu-system-arm")).unwrap();

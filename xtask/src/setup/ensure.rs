@@ -11,10 +11,12 @@
 //!
 //! Each step says what it does before doing it, and how long it took.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Instant;
 
-use super::{Action, Ctx, elapsed, in_ci, plan_c_compiler, plan_qemu, plan_rust, with_heartbeat};
+use super::{
+    Action, Ctx, ask, elapsed, in_ci, plan_c_compiler, plan_qemu, plan_rust, with_heartbeat,
+};
 use crate::cmd::{Result, on_path};
 
 /// One thing a command needs, and what for (said in every message about it).
@@ -83,7 +85,15 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
             ),
             Action::Do { plan, work } => {
                 let system = need.tool != "rust";
-                let commands = plan.join("' then '");
+                // The commands, and the plan's notes (`(apt removes ...)`) said beside them.
+                let (notes, commands): (Vec<&String>, Vec<&String>) =
+                    plan.iter().partition(|l| l.starts_with('('));
+                let commands = commands
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("' then '");
+                let notes: String = notes.iter().map(|n| format!(" {n}")).collect();
                 if system && !ctx.yes {
                     let pkg = ctx
                         .pkg_plan(need.tool)
@@ -91,17 +101,13 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
                         .unwrap_or_else(|| need.tool.to_string());
                     if !std::io::stdin().is_terminal() {
                         crate::bail!(
-                            "{pkg} is not installed ({} needs it: {}): run '{commands}', or \
-                             re-run `cargo xtask {command} --yes` to let xtask run it",
+                            "{pkg} is not installed ({} needs it: {}): run '{commands}'{notes}, \
+                             or re-run `cargo xtask {command} --yes` to let xtask run it",
                             command,
                             need.why
                         );
                     }
-                    eprint!("install {pkg} with '{commands}'? [Y/n] ");
-                    let _ = std::io::stderr().flush();
-                    let mut answer = String::new();
-                    std::io::stdin().read_line(&mut answer)?;
-                    if !matches!(answer.trim(), "" | "y" | "Y" | "yes") {
+                    if !ask(&format!("install {pkg} with '{commands}'{notes}?"))? {
                         crate::bail!(
                             "{pkg} is needed ({}): install it with '{commands}', then re-run",
                             need.why

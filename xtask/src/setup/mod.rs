@@ -186,37 +186,44 @@ impl Ctx {
     }
 
     /// Installs `pkg` with the package manager (runs `apt-get update` once first on apt).
-    fn pkg_install(&self, pm: Pm, pkg: &str) -> Result {
+    /// `removal_agreed`: the plan the user said yes to (or `--yes`) already showed that apt
+    /// removes packages of the same family ([`same_family_removals`]), so `--no-remove` is off.
+    fn pkg_install(&self, pm: Pm, pkg: &str, removal_agreed: bool) -> Result {
         if pm == Pm::Apt && !self.apt_updated.swap(true, Ordering::SeqCst) {
             let mut argv = self.pkg_argv(pm, "");
             argv.truncate(argv.iter().position(|a| a == "apt-get").unwrap_or(0) + 1);
             argv.push("update".into());
             run_argv(&argv)?;
         }
-        let argv = self.pkg_argv(pm, pkg);
+        let mut argv = self.pkg_argv(pm, pkg);
+        if removal_agreed {
+            argv.retain(|a| a != "--no-remove");
+        }
         let Err(e) = run_argv(&argv) else {
             return Ok(());
         };
-        if pm != Pm::Apt {
+        if pm != Pm::Apt || removal_agreed {
             return Err(e);
         }
-        // apt refused (`--no-remove`) or failed otherwise: ask it, in a simulation, what the
-        // install would remove. Removing is allowed only with consent (--yes or CI) and only
-        // for packages of the same family as the one asked for (seen here: Debian's
+        // apt refused (`--no-remove`) or failed otherwise (the plan's simulation saw nothing,
+        // e.g. no package lists before `apt-get update`): ask it again what the install would
+        // remove. Removing is allowed only with consent (--yes, CI, or a yes on a terminal)
+        // and only for packages of the same family as the one asked for (seen here: Debian's
         // qemu-system-arm 7.2 cannot sit beside a backported qemu-utils 10.0, which the project
         // does not use); anything else stays the user's decision.
         let removals = apt_removals(pkg);
-        let family = |name: &str| name.split('-').next().unwrap_or(name).to_string();
-        let same_family = !removals.is_empty()
-            && removals
-                .iter()
-                .all(|r| pkg.split_whitespace().any(|p| family(p) == family(r)));
-        if same_family && self.yes {
+        let same_family = is_same_family(pkg, &removals);
+        let list = removals.join(", ");
+        if same_family
+            && (self.yes
+                || ask(&format!(
+                    "apt must remove {list} (the same package family; the project does not use \
+                     it) to install {pkg}: let it?"
+                ))?)
+        {
             eprintln!(
-                "note: apt must remove {} to install {pkg} (the same package family; the project \
-                 does not use it): removing it, as --yes / CI=true allows; reinstall it later if \
-                 you need it",
-                removals.join(", ")
+                "note: apt must remove {list} to install {pkg} (the same package family; the \
+                 project does not use it): removing it; reinstall it later if you need it"
             );
             let again: Vec<String> = argv.into_iter().filter(|a| a != "--no-remove").collect();
             return run_argv(&again);
@@ -228,15 +235,13 @@ impl Ctx {
             )
         } else if same_family {
             format!(
-                "apt would have to remove {}, of the same family: re-run with --yes to let it, \
-                 or remove it yourself, then re-run",
-                removals.join(", ")
+                "apt would have to remove {list}, of the same family: re-run with --yes to let \
+                 it, or remove it yourself, then re-run"
             )
         } else {
             format!(
-                "apt would have to remove {}: xtask never removes unrelated packages; resolve \
-                 what apt printed above, then re-run",
-                removals.join(", ")
+                "apt would have to remove {list}: xtask never removes unrelated packages; \
+                 resolve what apt printed above, then re-run"
             )
         };
         Err(crate::cmd::Error(format!("{e}\n  ({why})")))
@@ -255,8 +260,9 @@ impl Ctx {
     }
 }
 
-/// What `apt-get install <pkg>` would remove, from a simulation (`-s`, no root needed): the
-/// names on its `Remv` lines; empty when it would remove nothing or cannot say.
+/// What `apt-get install <pkg>` would remove, from a simulation (`-s`, no root needed, changes
+/// nothing): the names on its `Remv` lines; empty when it would remove nothing or cannot say
+/// (no package lists yet, no apt-get).
 fn apt_removals(pkg: &str) -> Vec<String> {
     let mut argv = vec!["apt-get", "-s", "install", "--no-install-recommends"];
     argv.extend(pkg.split_whitespace());
@@ -267,6 +273,35 @@ fn apt_removals(pkg: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next())
         .map(String::from)
         .collect()
+}
+
+/// Whether every package apt would remove is of the family (`qemu-*`) of one asked for.
+fn is_same_family(pkg: &str, removals: &[String]) -> bool {
+    let family = |name: &str| name.split('-').next().unwrap_or(name).to_string();
+    !removals.is_empty()
+        && removals
+            .iter()
+            .all(|r| pkg.split_whitespace().any(|p| family(p) == family(r)))
+}
+
+/// At plan time: the packages of the same family that apt says it must remove to install
+/// `pkg`, so the one question (or `--dry-run`) shows them; `None` when it removes nothing,
+/// cannot say, or would remove something unrelated (then `--no-remove` stays and refuses).
+pub(super) fn same_family_removals(pkg: &str) -> Option<Vec<String>> {
+    let removals = apt_removals(pkg);
+    is_same_family(pkg, &removals).then_some(removals)
+}
+
+/// One yes/no question on the terminal (`[Y/n]`, yes by default); `false` with no terminal.
+pub(super) fn ask(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [Y/n] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "" | "y" | "Y" | "yes"))
 }
 
 /// `cargo install` runs from a neutral directory so the project's config does not apply to

@@ -84,7 +84,7 @@ pub(super) fn plan_mold(ctx: &Ctx) -> Result<Step> {
     let progress = std::io::stderr().is_terminal();
     let work: Work = Box::new(move |ctx| {
         if let Some((pm, name)) = pkg {
-            match ctx.pkg_install(pm, &name) {
+            match ctx.pkg_install(pm, &name, false) {
                 Ok(()) => return Ok(format!("installed {name} with {}", pm.key())),
                 Err(e) => eprintln!("    {e}; trying the release tarball"),
             }

@@ -78,13 +78,33 @@ pub(super) fn plan_c_compiler(ctx: &Ctx) -> Result<Step> {
 
 pub(super) fn pkg_action(ctx: &Ctx, tool: &'static str) -> Action {
     match ctx.pkg_plan(tool) {
-        Some((pm, pkg)) if ctx.platform.can_install_packages() => Action::Do {
-            plan: vec![ctx.pkg_argv(pm, &pkg).join(" ")],
-            work: Box::new(move |ctx| {
-                ctx.pkg_install(pm, &pkg)
-                    .map(|()| format!("installed {pkg}"))
-            }),
-        },
+        Some((pm, pkg)) if ctx.platform.can_install_packages() => {
+            // apt: ask it first (a simulation: no root, changes nothing) whether the install
+            // must remove a package of the same family, so the one question shows it.
+            let removes = (pm == Pm::Apt)
+                .then(|| super::same_family_removals(&pkg))
+                .flatten();
+            let mut argv = ctx.pkg_argv(pm, &pkg);
+            let mut plan = Vec::new();
+            if let Some(r) = &removes {
+                argv.retain(|a| a != "--no-remove");
+                plan.push(argv.join(" "));
+                plan.push(format!(
+                    "(apt removes {}, of the same family: the project does not use it)",
+                    r.join(", ")
+                ));
+            } else {
+                plan.push(argv.join(" "));
+            }
+            let agreed = removes.is_some();
+            Action::Do {
+                plan,
+                work: Box::new(move |ctx| {
+                    ctx.pkg_install(pm, &pkg, agreed)
+                        .map(|()| format!("installed {pkg}"))
+                }),
+            }
+        }
         Some((pm, pkg)) => Action::Cannot(format!(
             "needs root: run `sudo {}` yourself, then re-run",
             pm.install_argv(&pkg).join(" ")
