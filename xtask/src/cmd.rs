@@ -124,6 +124,83 @@ impl Cmd {
     }
 }
 
+impl Cmd {
+    /// Starts the command in the background with its output kept in a file, so it can run
+    /// beside a build whose output is live ([`Background::wait`] shows it only on failure).
+    pub fn spawn_beside(mut self, what: &str) -> Result<Background> {
+        let log = std::env::temp_dir().join(format!("xtask-{}-{what}.log", std::process::id()));
+        let file = std::fs::File::create(&log)
+            .map_err(|e| Error(format!("cannot create {}: {e}", log.display())))?;
+        eprintln!(
+            "$ {} ({what}, beside the next build; its output is shown if it fails)",
+            self.display
+        );
+        let child = self
+            .inner
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .map_err(|e| {
+                Error(format!(
+                    "could not start `{}`: {e}; is it installed and on PATH?",
+                    self.display
+                ))
+            })?;
+        Ok(Background {
+            child: Some(child),
+            display: self.display,
+            what: what.to_string(),
+            log,
+            started: Instant::now(),
+        })
+    }
+}
+
+/// A command started by [`Cmd::spawn_beside`]; killed if dropped before [`Background::wait`].
+pub struct Background {
+    child: Option<std::process::Child>,
+    display: String,
+    what: String,
+    log: std::path::PathBuf,
+    started: Instant,
+}
+
+impl Background {
+    /// Waits for it; says how long it took, or fails with its output.
+    pub fn wait(mut self) -> Result {
+        let status = self.child.take().map(|mut c| c.wait()).transpose()?;
+        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        let took = self.started.elapsed().as_secs_f64();
+        match status {
+            Some(s) if s.success() => {
+                eprintln!("    {}: done in {took:.1}s", self.what);
+                Ok(())
+            }
+            Some(s) => {
+                eprintln!("{output}");
+                bail!(
+                    "`{}` ({}) failed ({s}) after {took:.1}s; its output is above",
+                    self.display,
+                    self.what
+                )
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
 /// Is `program` on PATH?
 pub fn on_path(program: &str) -> bool {
     find_on_path(program).is_some()

@@ -204,7 +204,10 @@ impl Config {
     /// `--db` for logs: a URL's password replaced by `***`.
     pub fn db_display(&self) -> String {
         match self.postgres_url() {
+            #[cfg(feature = "postgres")]
             Some(url) => crate::store::postgres::redact(url),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => "a postgres:// URL".to_string(),
             None => self.db.display().to_string(),
         }
     }

@@ -247,6 +247,16 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
 /// Opens the store `--db` names: PostgreSQL for a `postgres://` URL, else the SQLite file.
 /// Logs which backend it opened.
 pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreError> {
+    #[cfg(not(feature = "postgres"))]
+    if config.postgres_url().is_some() {
+        return Err(StoreError::Internal(format!(
+            "--db {} is a PostgreSQL URL, but this beacon-service was built without the \
+             `postgres` feature: rebuild with it (`cargo build -p beacon-service --features \
+             postgres`; `cargo xtask demo --db postgres` does), or pass a SQLite file",
+            config.db_display()
+        )));
+    }
+    #[cfg(feature = "postgres")]
     if let Some(url) = config.postgres_url() {
         let mut pg = store::postgres::PgConfig::new(url);
         pg.write_queue = config.write_queue;
@@ -265,16 +275,15 @@ pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreE
             store::postgres::SCHEMA_VERSION,
             store.tls_mode.name()
         );
-        Ok(Arc::new(store))
-    } else {
-        let store = open_store(config).await?;
-        tracing::info!(
-            "store: SQLite at {} (schema version {})",
-            config.db.display(),
-            store::sqlite::SCHEMA_VERSION
-        );
-        Ok(Arc::new(store))
+        return Ok(Arc::new(store));
     }
+    let store = open_store(config).await?;
+    tracing::info!(
+        "store: SQLite at {} (schema version {})",
+        config.db.display(),
+        store::sqlite::SCHEMA_VERSION
+    );
+    Ok(Arc::new(store))
 }
 
 /// Runs the service on `listener` with the store from `config` until `shutdown`

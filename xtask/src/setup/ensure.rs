@@ -114,7 +114,7 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
                         );
                     }
                 }
-                eprintln!("==> {}: {} ({})", need.tool, plan.join("; "), need.why);
+                eprintln!("==> {}: {commands}{notes} ({})", need.tool, need.why);
                 let t0 = Instant::now();
                 let r = with_heartbeat(need.tool, || work(&ctx));
                 let took = elapsed(t0.elapsed().as_secs_f64());

@@ -1,10 +1,11 @@
 //! Storage: the [`Store`] trait, its object-safe twin [`DynStore`], and the backends.
 //!
 //! TODO(7): your storage backend. Two implement the trait: [`sqlite`] (embedded, the default)
-//! and [`postgres`] (networked, shared by several service replicas; docs/scale-out.md).
+//! and `postgres` (networked, shared by several service replicas; docs/scale-out.md; the
+//! `postgres` cargo feature, on by default).
 //! `--db` picks one: a file path or a `postgres://` URL; for a managed PostgreSQL put TLS in
 //! the URL (`?sslmode=verify-full&sslrootcert=/path/to/provider-ca.pem`, or `sslmode=require`
-//! to encrypt without checking the certificate: [`pg_tls`]).
+//! to encrypt without checking the certificate: `pg_tls`).
 //!
 //! # Layout
 //! - this file: the trait, its types, and the write queue's errors both backends answer with;
@@ -14,7 +15,9 @@
 //!   type and its errors; `pg_tls.rs`: PostgreSQL's TLS.
 
 mod migration;
+#[cfg(feature = "postgres")]
 pub mod pg_tls;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
 pub mod sqlite;

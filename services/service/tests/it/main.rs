@@ -21,7 +21,9 @@ mod e2e;
 mod fleet;
 mod hostile;
 mod multi_ingest;
+#[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
 mod pg_tls;
 #[path = "server.rs"]
 mod server;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 enum Backend {
     Sqlite,
+    #[cfg(feature = "postgres")]
     Postgres,
 }
 
@@ -32,6 +33,7 @@ impl Backend {
                     _dir: Some(dir),
                 }
             }
+            #[cfg(feature = "postgres")]
             Backend::Postgres => Place {
                 db: crate::pg::fresh_db(),
                 _dir: None,
@@ -316,6 +318,7 @@ macro_rules! contract {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,7 @@ pub fn launch(cmd: Command) -> Service {
 }
 
 /// [`launch`] with the service's stderr collected into [`Service::log`].
+#[cfg(feature = "postgres")]
 pub fn launch_logged(mut cmd: Command) -> Service {
     cmd.stderr(Stdio::piped());
     run(cmd, true)
