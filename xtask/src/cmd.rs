@@ -171,11 +171,22 @@ impl Background {
     pub fn wait(mut self) -> Result {
         let status = self.child.take().map(|mut c| c.wait()).transpose()?;
         let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // When it finished, near enough: its last write to the log (cargo's `Finished`).
+        let took = std::fs::metadata(&self.log)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(self.started.elapsed(), |since| {
+                self.started.elapsed().saturating_sub(since)
+            })
+            .as_secs_f64();
         let _ = std::fs::remove_file(&self.log);
-        let took = self.started.elapsed().as_secs_f64();
         match status {
             Some(s) if s.success() => {
-                eprintln!("    {}: done in {took:.1}s", self.what);
+                eprintln!(
+                    "    {}: done in {took:.1}s (beside the build above)",
+                    self.what
+                );
                 Ok(())
             }
             Some(s) => {

@@ -249,12 +249,12 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
 pub async fn open_any_store(config: &Config) -> Result<Arc<dyn DynStore>, StoreError> {
     #[cfg(not(feature = "postgres"))]
     if config.postgres_url().is_some() {
-        return Err(StoreError::Internal(format!(
-            "--db {} is a PostgreSQL URL, but this beacon-service was built without the \
-             `postgres` feature: rebuild with it (`cargo build -p beacon-service --features \
-             postgres`; `cargo xtask demo --db postgres` does), or pass a SQLite file",
-            config.db_display()
-        )));
+        return Err(StoreError::Internal(
+            "--db (BEACON_DB) is a postgres:// URL, but this beacon-service was built without \
+             the `postgres` feature: rebuild with it (`cargo build -p beacon-service --features \
+             postgres`; `cargo xtask demo --db postgres` does), or pass a SQLite file"
+                .into(),
+        ));
     }
     #[cfg(feature = "postgres")]
     if let Some(url) = config.postgres_url() {

@@ -339,3 +339,22 @@ contract!(
     durable_across_reopen,
     bounded_queue_refuses_instead_of_queueing,
 );
+
+/// The SQLite-only build (`--no-default-features`, what `cargo xtask demo` builds without
+/// `--db postgres`) refuses a PostgreSQL URL at open, naming the feature to turn on.
+/// `cargo xtask test` runs it: `cargo test -p beacon-service --no-default-features --test it`.
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn sqlite_only_build_refuses_a_postgres_url_naming_the_feature() {
+    let config = Config::for_db("postgres://beacon:secret@127.0.0.1:1/beacon");
+    let Err(e) = beacon_service::open_any_store(&config).await else {
+        panic!("a SQLite-only build opened a postgres:// URL");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("built without the `postgres` feature")
+            && msg.contains("--features postgres")
+            && !msg.contains("secret"),
+        "{msg}"
+    );
+}
