@@ -343,4 +343,38 @@ mod tests {
         assert_eq!(parse_berkeley("garbage"), None);
         assert_eq!(parse_berkeley("h\nx y z\n"), None);
     }
+
+    /// A real board's chip is written twice: here (xtask flashes with it) and in its board
+    /// folder's `.cargo/config.toml` runner (`cargo run --release` there). TODO(4) changes
+    /// both; this fails, naming the file, when only one was changed.
+    #[test]
+    fn board_chip_names_agree_with_each_boards_cargo_runner() {
+        let boards = crate::project::root().join("firmware/boards");
+        for board in BOARDS {
+            let Some(chip) = board.chip else { continue };
+            let dir = std::fs::read_dir(&boards)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|d| {
+                    std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| {
+                        t.lines()
+                            .any(|l| l.trim() == format!("name = \"{}\"", board.package))
+                    })
+                })
+                .unwrap_or_else(|| {
+                    panic!("no firmware/boards/*/Cargo.toml names {}", board.package)
+                });
+            let config = dir.join(".cargo/config.toml");
+            let text = std::fs::read_to_string(&config).unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| !l.trim_start().starts_with('#')
+                        && l.contains(&format!("--chip {chip}"))),
+                "{} does not run `probe-rs run --chip {chip}` (xtask/src/firmware.rs BOARDS \
+                 says {chip}): change both to your chip",
+                config.display()
+            );
+        }
+    }
 }
