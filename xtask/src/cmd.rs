@@ -84,16 +84,18 @@ impl Cmd {
         self
     }
 
+    fn start_error(&self, e: std::io::Error) -> Error {
+        Error(format!(
+            "could not start `{}`: {e}; is it installed and on PATH?",
+            self.display
+        ))
+    }
+
     /// Runs the command with inherited stdio; fails unless it exits 0.
     pub fn run(mut self) -> Result {
         eprintln!("$ {}", self.display);
         let started = Instant::now();
-        let status = self.inner.status().map_err(|e| {
-            Error(format!(
-                "could not start `{}`: {e}; is it installed and on PATH?",
-                self.display
-            ))
-        })?;
+        let status = self.inner.status().map_err(|e| self.start_error(e))?;
         if !status.success() {
             bail!(
                 "`{}` failed ({status}) after {:.1}s; its output is above",
@@ -106,12 +108,7 @@ impl Cmd {
 
     /// Runs the command and returns its stdout; fails unless it exits 0.
     pub fn read(mut self) -> Result<String> {
-        let out = self.inner.output().map_err(|e| {
-            Error(format!(
-                "could not start `{}`: {e}; is it installed and on PATH?",
-                self.display
-            ))
-        })?;
+        let out = self.inner.output().map_err(|e| self.start_error(e))?;
         if !out.status.success() {
             bail!(
                 "`{}` failed ({}): {}",
@@ -122,9 +119,7 @@ impl Cmd {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
-}
 
-impl Cmd {
     /// Starts the command in the background with its output kept in a file, so it can run
     /// beside a build whose output is live ([`Background::wait`] shows it only on failure).
     pub fn spawn_beside(mut self, what: &str) -> Result<Background> {
@@ -141,12 +136,7 @@ impl Cmd {
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
-            .map_err(|e| {
-                Error(format!(
-                    "could not start `{}`: {e}; is it installed and on PATH?",
-                    self.display
-                ))
-            })?;
+            .map_err(|e| self.start_error(e))?;
         Ok(Background {
             child: Some(child),
             display: self.display,
@@ -169,7 +159,8 @@ pub struct Background {
 impl Background {
     /// Waits for it; says how long it took, or fails with its output.
     pub fn wait(mut self) -> Result {
-        let status = self.child.take().map(|mut c| c.wait()).transpose()?;
+        let mut child = self.child.take().expect("waited once: wait takes self");
+        let status = child.wait()?;
         let output = std::fs::read_to_string(&self.log).unwrap_or_default();
         // When it finished, near enough: its last write to the log (cargo's `Finished`).
         let took = std::fs::metadata(&self.log)
@@ -181,24 +172,19 @@ impl Background {
             })
             .as_secs_f64();
         let _ = std::fs::remove_file(&self.log);
-        match status {
-            Some(s) if s.success() => {
-                eprintln!(
-                    "    {}: done in {took:.1}s (beside the build above)",
-                    self.what
-                );
-                Ok(())
-            }
-            Some(s) => {
-                eprintln!("{output}");
-                bail!(
-                    "`{}` ({}) failed ({s}) after {took:.1}s; its output is above",
-                    self.display,
-                    self.what
-                )
-            }
-            None => Ok(()),
+        if status.success() {
+            eprintln!(
+                "    {}: done in {took:.1}s (beside the build above)",
+                self.what
+            );
+            return Ok(());
         }
+        eprintln!("{output}");
+        bail!(
+            "`{}` ({}) failed ({status}) after {took:.1}s; its output is above",
+            self.display,
+            self.what
+        )
     }
 }
 

@@ -86,14 +86,18 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
             Action::Do { plan, work } => {
                 let system = need.tool != "rust";
                 // The commands, and the plan's notes (`(apt removes ...)`) said beside them.
-                let (notes, commands): (Vec<&String>, Vec<&String>) =
-                    plan.iter().partition(|l| l.starts_with('('));
-                let commands = commands
+                let is_note = |l: &&String| l.starts_with('(');
+                let commands: Vec<&str> = plan
                     .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("' then '");
-                let notes: String = notes.iter().map(|n| format!(" {n}")).collect();
+                    .filter(|l| !is_note(l))
+                    .map(String::as_str)
+                    .collect();
+                let commands = commands.join("' then '");
+                let notes: String = plan
+                    .iter()
+                    .filter(is_note)
+                    .map(|n| format!(" {n}"))
+                    .collect();
                 if system && !ctx.yes {
                     let pkg = ctx
                         .pkg_plan(need.tool)
@@ -107,7 +111,7 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
                             need.why
                         );
                     }
-                    if !ask(&format!("install {pkg} with '{commands}'{notes}?"))? {
+                    if !ask(&format!("install {pkg} with '{commands}'{notes}?"), true)? {
                         crate::bail!(
                             "{pkg} is needed ({}): install it with '{commands}', then re-run",
                             need.why

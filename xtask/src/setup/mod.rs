@@ -169,8 +169,9 @@ impl Ctx {
         Ok(format!("nightly-{}", self.manifest.req("nightly.date")?))
     }
 
-    /// The command line to install a system package, with sudo when needed.
-    fn pkg_argv(&self, pm: Pm, pkg: &str) -> Vec<String> {
+    /// The command line to install a system package, with sudo when needed; `allow_remove` as
+    /// in [`Pm::install_argv`].
+    fn pkg_argv(&self, pm: Pm, pkg: &str, allow_remove: bool) -> Vec<String> {
         let mut argv = Vec::new();
         if pm.needs_root() && !self.platform.root {
             argv.push("sudo".to_string());
@@ -181,25 +182,21 @@ impl Ctx {
                 argv.push("--preserve-env=DEBIAN_FRONTEND".into());
             }
         }
-        argv.extend(pm.install_argv(pkg));
+        argv.extend(pm.install_argv(pkg, allow_remove));
         argv
     }
 
     /// Installs `pkg` with the package manager (runs `apt-get update` once first on apt).
     /// `removal_agreed`: the plan the user said yes to (or `--yes`) already showed that apt
-    /// removes packages of the same family ([`same_family_removals`]), so `--no-remove` is off.
+    /// removes packages of the same family ([`same_family_removals`]).
     fn pkg_install(&self, pm: Pm, pkg: &str, removal_agreed: bool) -> Result {
         if pm == Pm::Apt && !self.apt_updated.swap(true, Ordering::SeqCst) {
-            let mut argv = self.pkg_argv(pm, "");
+            let mut argv = self.pkg_argv(pm, "", false);
             argv.truncate(argv.iter().position(|a| a == "apt-get").unwrap_or(0) + 1);
             argv.push("update".into());
             run_argv(&argv)?;
         }
-        let mut argv = self.pkg_argv(pm, pkg);
-        if removal_agreed {
-            argv.retain(|a| a != "--no-remove");
-        }
-        let Err(e) = run_argv(&argv) else {
+        let Err(e) = run_argv(&self.pkg_argv(pm, pkg, removal_agreed)) else {
             return Ok(());
         };
         if pm != Pm::Apt || removal_agreed {
@@ -216,17 +213,19 @@ impl Ctx {
         let list = removals.join(", ");
         if same_family
             && (self.yes
-                || ask(&format!(
-                    "apt must remove {list} (the same package family; the project does not use \
-                     it) to install {pkg}: let it?"
-                ))?)
+                || ask(
+                    &format!(
+                        "apt must remove {list} (the same package family; the project does not \
+                         use it) to install {pkg}: let it?"
+                    ),
+                    true,
+                )?)
         {
             eprintln!(
                 "note: apt must remove {list} to install {pkg} (the same package family; the \
                  project does not use it): removing it; reinstall it later if you need it"
             );
-            let again: Vec<String> = argv.into_iter().filter(|a| a != "--no-remove").collect();
-            return run_argv(&again);
+            return run_argv(&self.pkg_argv(pm, pkg, true));
         }
         let why = if removals.is_empty() {
             format!(
@@ -292,16 +291,20 @@ pub(super) fn same_family_removals(pkg: &str) -> Option<Vec<String>> {
     is_same_family(pkg, &removals).then_some(removals)
 }
 
-/// One yes/no question on the terminal (`[Y/n]`, yes by default); `false` with no terminal.
-pub(super) fn ask(question: &str) -> Result<bool> {
+/// One yes/no question on the terminal (`[Y/n]` when `default` is yes, else `[y/N]`; an
+/// empty answer takes the default); `false` with no terminal.
+pub(super) fn ask(question: &str, default: bool) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
-    eprint!("{question} [Y/n] ");
+    eprint!("{question} {} ", if default { "[Y/n]" } else { "[y/N]" });
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "" | "y" | "Y" | "yes"))
+    Ok(match answer.trim() {
+        "" => default,
+        a => matches!(a, "y" | "Y" | "yes"),
+    })
 }
 
 /// `cargo install` runs from a neutral directory so the project's config does not apply to
@@ -423,11 +426,7 @@ fn show_plan_and_ask(ctx: &Ctx, args: &Args, steps: &[Step]) -> Result<(bool, us
     } else if ctx.yes {
         true
     } else if std::io::stdin().is_terminal() {
-        eprint!("proceed? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        matches!(answer.trim(), "y" | "Y" | "yes")
+        ask("proceed?", false)?
     } else {
         crate::bail!(
             "setup would change this machine and cannot ask: re-run with --yes (CI=true implies it), or --dry-run to only see the plan"

@@ -72,7 +72,7 @@ pub(super) fn plan_mold(ctx: &Ctx) -> Result<Step> {
     let rel = mold_release(ctx)?;
     let mut plan = Vec::new();
     if let Some((pm, name)) = &pkg {
-        plan.push(ctx.pkg_argv(*pm, name).join(" "));
+        plan.push(ctx.pkg_argv(*pm, name, false).join(" "));
         plan.push("(if that fails: the pinned release tarball)".into());
     } else {
         plan.push(format!(

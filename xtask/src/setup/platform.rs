@@ -43,10 +43,12 @@ impl Pm {
 
     /// The install command line for `pkg` (one name, or several separated by spaces), without
     /// sudo.
-    pub fn install_argv(self, pkg: &str) -> Vec<String> {
+    /// `allow_remove`: apt may remove installed packages to make room (only after the user
+    /// agreed to the removals it showed); otherwise `--no-remove` makes it abort instead
+    /// (seen here: qemu-system-arm from Debian would have removed a newer qemu-utils).
+    pub fn install_argv(self, pkg: &str, allow_remove: bool) -> Vec<String> {
         let v: &[&str] = match self {
-            // `--no-remove`: apt aborts instead of removing an installed package to make room
-            // (seen here: qemu-system-arm from Debian would have removed a newer qemu-utils).
+            Pm::Apt if allow_remove => &["apt-get", "install", "-y", "--no-install-recommends"],
             Pm::Apt => &[
                 "apt-get",
                 "install",

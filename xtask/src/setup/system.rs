@@ -84,19 +84,14 @@ pub(super) fn pkg_action(ctx: &Ctx, tool: &'static str) -> Action {
             let removes = (pm == Pm::Apt)
                 .then(|| super::same_family_removals(&pkg))
                 .flatten();
-            let mut argv = ctx.pkg_argv(pm, &pkg);
-            let mut plan = Vec::new();
-            if let Some(r) = &removes {
-                argv.retain(|a| a != "--no-remove");
-                plan.push(argv.join(" "));
-                plan.push(format!(
+            let agreed = removes.is_some();
+            let mut plan = vec![ctx.pkg_argv(pm, &pkg, agreed).join(" ")];
+            plan.extend(removes.map(|r| {
+                format!(
                     "(apt removes {}, of the same family: the project does not use it)",
                     r.join(", ")
-                ));
-            } else {
-                plan.push(argv.join(" "));
-            }
-            let agreed = removes.is_some();
+                )
+            }));
             Action::Do {
                 plan,
                 work: Box::new(move |ctx| {
@@ -107,7 +102,7 @@ pub(super) fn pkg_action(ctx: &Ctx, tool: &'static str) -> Action {
         }
         Some((pm, pkg)) => Action::Cannot(format!(
             "needs root: run `sudo {}` yourself, then re-run",
-            pm.install_argv(&pkg).join(" ")
+            pm.install_argv(&pkg, false).join(" ")
         )),
         None => Action::Cannot(format!(
             "no package manager xtask knows ({}): install {tool} yourself, then re-run",
