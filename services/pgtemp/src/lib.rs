@@ -73,7 +73,10 @@ impl Builder {
                 let _ = std::fs::remove_dir_all(d);
                 std::fs::create_dir_all(d)
                     .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-                d.clone()
+                // Absolute: the server's tools run as another user, and `pg_ctl` changes
+                // directory; a relative `dir` would name another place for them.
+                std::path::absolute(d)
+                    .map_err(|e| format!("cannot make {} absolute: {e}", d.display()))?
             }
             None => temp_dir()?,
         };
