@@ -121,15 +121,17 @@ impl Cmd {
     }
 
     /// Starts the command in the background with its output kept in a file, so it can run
-    /// beside a build whose output is live ([`Background::wait`] shows it only on failure).
-    pub fn spawn_beside(mut self, what: &str) -> Result<Background> {
-        let log = std::env::temp_dir().join(format!("xtask-{}-{what}.log", std::process::id()));
+    /// beside `beside` (a build or an install whose output is live): [`Background::wait`]
+    /// shows that output only on failure, [`Background::follow`] from then on.
+    pub fn spawn_beside(mut self, what: &str, beside: &str) -> Result<Background> {
+        let name: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let log = std::env::temp_dir().join(format!("xtask-{}-{name}.log", std::process::id()));
         let file = std::fs::File::create(&log)
             .map_err(|e| Error(format!("cannot create {}: {e}", log.display())))?;
-        eprintln!(
-            "$ {} ({what}, beside the next build; its output is shown if it fails)",
-            self.display
-        );
+        eprintln!("$ {} ({what}, beside {beside})", self.display);
         let child = self
             .inner
             .stdin(std::process::Stdio::null())
@@ -141,17 +143,19 @@ impl Cmd {
             child: Some(child),
             display: self.display,
             what: what.to_string(),
+            beside: beside.to_string(),
             log,
             started: Instant::now(),
         })
     }
 }
 
-/// A command started by [`Cmd::spawn_beside`]; killed if dropped before [`Background::wait`].
+/// A command started by [`Cmd::spawn_beside`]; killed if dropped before it was waited for.
 pub struct Background {
     child: Option<std::process::Child>,
     display: String,
     what: String,
+    beside: String,
     log: std::path::PathBuf,
     started: Instant,
 }
@@ -171,15 +175,51 @@ impl Background {
                 self.started.elapsed().saturating_sub(since)
             })
             .as_secs_f64();
+        if !status.success() {
+            eprintln!("{output}");
+        }
+        self.finish(status, took)
+    }
+
+    /// Shows its output so far, then live until it ends (the person watches it from here
+    /// on); says how long it took, or fails pointing at that output.
+    pub fn follow(mut self) -> Result {
+        use std::io::{Read as _, Write as _};
+        // The child stays in `self` until it ended: an early return kills it (Drop).
+        let mut log = std::fs::File::open(&self.log)?;
+        let mut chunk = Vec::new();
+        let mut show = |log: &mut std::fs::File| -> Result {
+            chunk.clear();
+            log.read_to_end(&mut chunk)?;
+            std::io::stderr().write_all(&chunk)?;
+            Ok(())
+        };
+        let status = loop {
+            let child = self
+                .child
+                .as_mut()
+                .expect("followed once: follow takes self");
+            let done = child.try_wait()?;
+            show(&mut log)?;
+            if let Some(status) = done {
+                self.child = None;
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let took = self.started.elapsed().as_secs_f64();
+        self.finish(status, took)
+    }
+
+    fn finish(&self, status: std::process::ExitStatus, took: f64) -> Result {
         let _ = std::fs::remove_file(&self.log);
         if status.success() {
             eprintln!(
-                "    {}: done in {took:.1}s (beside the build above)",
-                self.what
+                "    {}: done in {took:.1}s (beside {})",
+                self.what, self.beside
             );
             return Ok(());
         }
-        eprintln!("{output}");
         bail!(
             "`{}` ({}) failed ({status}) after {took:.1}s; its output is above",
             self.display,

@@ -9,7 +9,7 @@
 use crate::cmd::{Result, cmd};
 use crate::firmware::{Board, BoardName};
 use crate::project::root as project_root;
-use crate::setup::ensure;
+use crate::setup::ensure::{self, When};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -113,11 +113,13 @@ pub fn run(args: Args) -> Result {
     if args.db == Db::Postgres {
         needs.push(ensure::POSTGRES);
     }
-    ensure::ensure("demo", &needs, args.yes)?;
+    // Every question first; then what the builds need (the thumb target, a C compiler).
+    let mut plan = ensure::check("demo", &needs, args.yes)?;
+    plan.install(When::Build)?;
     // The firmware (its own workspace and target dir) builds beside the host: on a fresh
     // clone its serial chain (syn, the macros, the app) fills the host build's idle core, so
     // the two take about as long as the host alone (13 s saved here from a cold start).
-    let firmware = firmware_build(board).spawn_beside("firmware")?;
+    let firmware = firmware_build(board).spawn_beside("firmware", "the host build")?;
     let mut build = cmd("cargo").arg("build").args(BUILD);
     if board.chip.is_some() {
         build = build.args(["--features", "beacon-gateway/rtt"]);
@@ -125,7 +127,17 @@ pub fn run(args: Args) -> Result {
     if args.db == Db::Postgres {
         build = build.args(["--features", "beacon-service/postgres"]);
     }
-    build.dir(&root).run()?;
+    let build = build.dir(&root);
+    if plan.has(When::Run) {
+        // QEMU (PostgreSQL) is needed only to run: its install (mostly download and unpack)
+        // goes beside the builds, in front, with its output and any question of its own live;
+        // the host build's output follows once it is done.
+        let host = build.spawn_beside("host build", "the install")?;
+        plan.install(When::Run)?;
+        host.follow()?;
+    } else {
+        build.run()?;
+    }
     firmware.wait()?;
 
     let demo = target_dir().join("debug").join("beacon-demo");

@@ -24,18 +24,23 @@ use crate::cmd::{Result, on_path};
 pub struct Need {
     pub tool: &'static str,
     pub why: &'static str,
+    /// Needed only when the command runs what it built (QEMU, the PostgreSQL server), not to
+    /// build: its install can go beside the build ([`Plan::install`] with [`When::Run`]).
+    pub at_run: bool,
 }
 
 /// The pinned toolchain's targets and components (the thumb target builds the firmware).
 pub const RUST: Need = Need {
     tool: "rust",
     why: "the firmware and the protocol crate build for thumbv7em-none-eabihf",
+    at_run: false,
 };
 
 /// A C compiler (the bundled SQLite is compiled from C; cargo links through it).
 pub const C_COMPILER: Need = Need {
     tool: "c-compiler",
     why: "the service's bundled SQLite is C, and cargo links host binaries through cc",
+    at_run: false,
 };
 
 // template:service:begin
@@ -43,6 +48,7 @@ pub const C_COMPILER: Need = Need {
 pub const POSTGRES: Need = Need {
     tool: "postgres",
     why: "--db postgres starts a throwaway local cluster with its initdb and pg_ctl",
+    at_run: true,
 };
 // template:service:end
 
@@ -51,13 +57,87 @@ pub fn qemu(what: &'static str) -> Need {
     Need {
         tool: "qemu",
         why: what,
+        at_run: true,
     }
 }
 
-/// Checks each need in order and repairs what is missing; `yes` as `--yes`.
+/// Which installs [`Plan::install`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// What the build needs (targets, a C compiler): before it starts.
+    Build,
+    /// What only running needs (QEMU, PostgreSQL): may go beside the build.
+    Run,
+}
+
+/// What is missing, checked and agreed to (every question asked up front, before anything
+/// takes time), and not installed yet.
+pub struct Plan {
+    ctx: Ctx,
+    installs: Vec<Install>,
+}
+
+struct Install {
+    need: Need,
+    /// The commands, joined with `' then '`.
+    commands: String,
+    /// The plan's notes (`(apt removes ...)`), each with a leading space.
+    notes: String,
+    work: super::Work,
+}
+
+impl Plan {
+    /// Whether anything of `when` is left to install.
+    pub fn has(&self, when: When) -> bool {
+        self.installs.iter().any(|i| phase(&i.need) == when)
+    }
+
+    /// Installs what `when` covers, in order, each step said before it runs and timed.
+    pub fn install(&mut self, when: When) -> Result {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.installs)
+            .into_iter()
+            .partition(|i| phase(&i.need) == when);
+        self.installs = later;
+        for Install {
+            need,
+            commands,
+            notes,
+            work,
+        } in now
+        {
+            eprintln!("==> {}: {commands}{notes} ({})", need.tool, need.why);
+            let t0 = Instant::now();
+            let r = with_heartbeat(need.tool, || work(&self.ctx));
+            let took = elapsed(t0.elapsed().as_secs_f64());
+            match r {
+                Ok(msg) => eprintln!("    {}: {msg} in {took}", need.tool),
+                Err(e) => crate::bail!(
+                    "{} failed after {took}: {e}; run '{commands}' yourself, then re-run",
+                    need.tool
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn phase(need: &Need) -> When {
+    if need.at_run { When::Run } else { When::Build }
+}
+
+/// Checks each need and repairs what is missing, in order; `yes` as `--yes`.
 pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
+    let mut plan = check(command, needs, yes)?;
+    plan.install(When::Build)?;
+    plan.install(When::Run)
+}
+
+/// Checks each need in order and asks (on a terminal, unless `yes`) for what must be
+/// installed; installs nothing: [`Plan::install`] does.
+pub fn check(command: &str, needs: &[Need], yes: bool) -> Result<Plan> {
     let mut ctx = Ctx::load()?;
     ctx.yes = yes || in_ci();
+    let mut installs = Vec::new();
     for need in needs {
         if need.tool == "rust" && !on_path("rustup") {
             eprintln!(
@@ -118,19 +198,14 @@ pub fn ensure(command: &str, needs: &[Need], yes: bool) -> Result {
                         );
                     }
                 }
-                eprintln!("==> {}: {commands}{notes} ({})", need.tool, need.why);
-                let t0 = Instant::now();
-                let r = with_heartbeat(need.tool, || work(&ctx));
-                let took = elapsed(t0.elapsed().as_secs_f64());
-                match r {
-                    Ok(msg) => eprintln!("    {}: {msg} in {took}", need.tool),
-                    Err(e) => crate::bail!(
-                        "{} failed after {took}: {e}; run '{commands}' yourself, then re-run",
-                        need.tool
-                    ),
-                }
+                installs.push(Install {
+                    need: *need,
+                    commands,
+                    notes,
+                    work,
+                });
             }
         }
     }
-    Ok(())
+    Ok(Plan { ctx, installs })
 }
