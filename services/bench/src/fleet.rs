@@ -401,6 +401,7 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let load_before = load_average();
+    let cpu_before = proc::CpuTimes::now();
 
     let mut ladder = Vec::new();
     for &n in &args.devices {
@@ -419,6 +420,7 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         None
     };
     let load_after = load_average();
+    let (steal_line, steal) = proc::steal_line(cpu_before);
 
     println!();
     println!(
@@ -427,6 +429,7 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!("load average before/after: {load_before} / {load_after}");
+    println!("{steal_line}");
     println!(
         "p50/p99: a frame's first write by the device to its arrival on the SSE stream (after \
          the commit); us/rd: CPU microseconds per stored reading (whole rung); steady: the same \
@@ -448,6 +451,7 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
     let report = json!({
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "steal_percent": steal,
         "ladder": ladder.iter().map(to_json).collect::<Vec<_>>(),
         "ceiling": ceiling.iter().map(to_json).collect::<Vec<_>>(),
         "registration_under_load": registered,

@@ -1,7 +1,8 @@
 //! The processes under test: starting the service (its listening line read with
 //! `beacon_api::parse_listening`), stopping by SIGTERM (a syscall, not the `kill` program), and
 //! what the benchmarks read about processes and the machine (Linux /proc): CPU seconds of a
-//! process, a `/proc/<pid>/status` figure, the clock-tick rate, the load average, a free port.
+//! process, a `/proc/<pid>/status` figure, the clock-tick rate, the load average, the
+//! hypervisor's steal ([`CpuTimes`]), a free port.
 
 use crate::{Result, bail};
 use std::io::{BufRead, BufReader};
@@ -136,6 +137,60 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The machine's CPU time so far (`/proc/stat`'s `cpu` line, in clock ticks): taken before
+/// and after a benchmark, it says how much of the run's CPU time the hypervisor gave to other
+/// guests of the host (steal), which no process of ours sees and every figure pays for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    /// Now, or `None` where there is no `/proc/stat` (not Linux).
+    pub fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// From the text of `/proc/stat`: `cpu user nice system idle iowait irq softirq steal ...`
+    /// (`guest` is already counted in `user`).
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        Some(Self {
+            total: f.iter().sum(),
+            steal: *f.get(7)?,
+        })
+    }
+
+    /// Steal since `earlier`, in percent of all CPU time (`None` if no time passed).
+    pub fn steal_percent_since(&self, earlier: &Self) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let steal = self.steal.checked_sub(earlier.steal)?;
+        (total > 0).then(|| 100.0 * steal as f64 / total as f64)
+    }
+}
+
+/// The line printed under the load average, and the figure for the JSON report.
+pub fn steal_line(before: Option<CpuTimes>) -> (String, Option<f64>) {
+    let pct = before
+        .zip(CpuTimes::now())
+        .and_then(|(b, a)| a.steal_percent_since(&b));
+    let line = match pct {
+        Some(p) => format!(
+            "hypervisor steal during the run: {p:.1} % of CPU time went to other guests of this              host (every figure pays for it; compare ratios from one run)"
+        ),
+        None => "hypervisor steal during the run: unknown (no /proc/stat)".to_owned(),
+    };
+    (line, pct)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -145,6 +200,27 @@ pub fn free_port() -> Result<u16> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn steal_is_its_share_of_all_cpu_time_between_two_readings() {
+        let at = |user: u64, idle: u64, steal: u64| {
+            super::CpuTimes::parse(&format!(
+                "cpu  {user} 0 10 {idle} 5 0 5 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+            ))
+            .unwrap()
+        };
+        let (a, b) = (at(100, 800, 0), at(400, 1100, 400));
+        // 1,000 ticks passed, 400 of them stolen.
+        assert_eq!(b.steal_percent_since(&a), Some(40.0));
+        assert_eq!(a.steal_percent_since(&a), None);
+        assert_eq!(super::CpuTimes::parse("intr 1 2 3"), None);
+        let (line, pct) = super::steal_line(super::CpuTimes::now());
+        assert!(
+            line.starts_with("hypervisor steal during the run: "),
+            "{line}"
+        );
+        assert!(pct.is_none_or(|p| (0.0..=100.0).contains(&p)), "{pct:?}");
+    }
+
     #[test]
     fn stat_fields_count_from_the_last_parenthesis() {
         let stat = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";

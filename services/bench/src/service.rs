@@ -211,19 +211,23 @@ pub fn run(args: &Args, bin_dir: &Path, out: &Path) -> Result {
         return compare(args, &bins, out, &dir);
     }
     let load_before = load_average();
+    let cpu_before = proc::CpuTimes::now();
     let (off, on) = console_off_on(args, &bins, &dir)?;
     let churn = churn(args, &bins, &dir)?;
     let load_after = load_average();
+    let (steal_line, steal) = proc::steal_line(cpu_before);
     let console = Console {
         off,
         on,
         ratio: on.rps / off.rps,
     };
     print_console(args, [&load_before, &load_after], &console, &churn);
+    println!("{steal_line}");
     let Console { off, on, ratio } = console;
     let report = json!({
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "steal_percent": steal,
         "concurrency": f64::from(args.concurrency),
         "batch": f64::from(args.batch),
         "console_off_readings_per_sec": off.rps,
@@ -412,6 +416,7 @@ fn measure(
 fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
     let cluster = crate::pg::start(&dir.join("pg"))?;
     let load_before = load_average();
+    let cpu_before = proc::CpuTimes::now();
     let replicas = args.replicas.max(1);
     let labels = compare_labels(replicas);
     let mut best: Vec<Option<Measured>> = vec![None; labels.len()];
@@ -436,8 +441,11 @@ fn compare(args: &Args, bins: &Bins, target: &Path, dir: &Path) -> Result {
         bail!("a benchmark run did not complete");
     }
     let loads = [load_before, load_average()];
+    let (steal_line, steal) = proc::steal_line(cpu_before);
     print_comparison(args, &loads, &labels, &best, replicas);
-    let report = comparison_report(args, loads, &labels, &best, replicas);
+    println!("{steal_line}");
+    let mut report = comparison_report(args, loads, &labels, &best, replicas);
+    report["steal_percent"] = json!(steal);
     drop(cluster);
     write_report(&target.join("bench-service-db.json"), &report)
 }
