@@ -79,10 +79,12 @@ impl Cmd {
         self
     }
 
+    // template:firmware:begin
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.inner.env_remove(key);
         self
     }
+    // template:firmware:end
 
     fn start_error(&self, e: std::io::Error) -> Error {
         Error(format!(
@@ -120,6 +122,8 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    // template:service:begin
+    // template:firmware:begin
     /// Starts the command in the background with its output kept in a file, so it can run
     /// beside `beside` (a build or an install whose output is live): [`Background::wait`]
     /// shows that output only on failure, [`Background::follow`] from then on.
@@ -148,8 +152,12 @@ impl Cmd {
             started: Instant::now(),
         })
     }
+    // template:firmware:end
+    // template:service:end
 }
 
+// template:service:begin
+// template:firmware:begin
 /// A command started by [`Cmd::spawn_beside`]; killed if dropped before it was waited for.
 pub struct Background {
     child: Option<std::process::Child>,
@@ -237,6 +245,8 @@ impl Drop for Background {
         }
     }
 }
+// template:firmware:end
+// template:service:end
 
 /// Is `program` on PATH?
 pub fn on_path(program: &str) -> bool {

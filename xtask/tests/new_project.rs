@@ -68,6 +68,27 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{shown} failed: {status}");
 }
 
+/// Runs `cmd` (a cargo build) with its output shown, and fails on a warning too: code a
+/// dropped part alone used, left behind in what remains, is dead code in the new project.
+fn run_without_warnings(cmd: &mut Command) {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{stderr}");
+    assert!(out.status.success(), "{shown} failed: {}", out.status);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "{shown} warned (mark what only a dropped part uses with its template marker): {warnings:#?}"
+    );
+}
+
 fn xtask_new(dest: &Path, name: &str, extra: &[&str]) {
     run(Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["new"])
@@ -131,12 +152,14 @@ fn build_and_test(dir: &Path, xtask_codegen_units: u32) {
     run(Command::new("cargo")
         .args(["fmt", "--all", "--check"])
         .current_dir(dir));
-    run(Command::new("cargo")
-        .args(["test", "--workspace", "--quiet", "--config"])
-        .args([units("dev"), "--config".into(), units("test")])
-        .env("CARGO_BUILD_BUILD_DIR", &build_dir)
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .current_dir(dir));
+    run_without_warnings(
+        Command::new("cargo")
+            .args(["test", "--workspace", "--quiet", "--config"])
+            .args([units("dev"), "--config".into(), units("test")])
+            .env("CARGO_BUILD_BUILD_DIR", &build_dir)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .current_dir(dir),
+    );
     if dir.join("firmware").exists() {
         let fw_build_dir = template_root().join("firmware").join("target");
         run(Command::new("cargo")

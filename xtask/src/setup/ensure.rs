@@ -44,14 +44,17 @@ pub const C_COMPILER: Need = Need {
 };
 
 // template:service:begin
+// template:firmware:begin
 /// The PostgreSQL server (`cargo xtask demo --db postgres` starts a throwaway cluster with it).
 pub const POSTGRES: Need = Need {
     tool: "postgres",
     why: "--db postgres starts a throwaway local cluster with its initdb and pg_ctl",
     at_run: true,
 };
+// template:firmware:end
 // template:service:end
 
+// template:firmware:begin
 /// `what` says who needs QEMU (`the demo`, `the firmware and end-to-end tests`).
 pub fn qemu(what: &'static str) -> Need {
     Need {
@@ -60,6 +63,7 @@ pub fn qemu(what: &'static str) -> Need {
         at_run: true,
     }
 }
+// template:firmware:end
 
 /// Which installs [`Plan::install`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +91,14 @@ struct Install {
 }
 
 impl Plan {
+    // template:service:begin
+    // template:firmware:begin
     /// Whether anything of `when` is left to install.
     pub fn has(&self, when: When) -> bool {
         self.installs.iter().any(|i| phase(&i.need) == when)
     }
+    // template:firmware:end
+    // template:service:end
 
     /// Installs what `when` covers, in order, each step said before it runs and timed.
     pub fn install(&mut self, when: When) -> Result {
