@@ -184,7 +184,8 @@ pub fn steal_line(before: Option<CpuTimes>) -> (String, Option<f64>) {
         .and_then(|(b, a)| a.steal_percent_since(&b));
     let line = match pct {
         Some(p) => format!(
-            "hypervisor steal during the run: {p:.1} % of CPU time went to other guests of this              host (every figure pays for it; compare ratios from one run)"
+            "hypervisor steal during the run: {p:.1} % of CPU time went to other guests of this \
+             host (every figure pays for it; compare ratios from one run)"
         ),
         None => "hypervisor steal during the run: unknown (no /proc/stat)".to_owned(),
     };
