@@ -1,73 +1,120 @@
 //! The consumer of one link: decodes its bytes and queues each frame for the service.
 
-use super::event::{AckSink, Ctx, LinkEvent, Pending};
+use super::event::{AckSink, Ctx, EventSink, LinkEvent, Pending};
 use crate::model::{NewReading, now_millis};
 use beacon_protocol::{Decoder, Downlink, Frame};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The consumer: decodes the link's bytes and queues each frame for the service, waiting for
-/// buffer space when there is none (back-pressure, see the module docs).
+/// The consumer as a task of its own, fed over a channel (files and the blocking links).
 pub async fn consume(name: String, mut rx: mpsc::Receiver<LinkEvent>, ctx: Ctx) {
-    let mut decoder = Decoder::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut ack_to: Option<AckSink> = None;
-    // A corrupted frame after the first good one of a connection (joining mid-frame is
-    // expected) means a frame the device holds never arrived: ask it to re-send what it holds,
-    // at most once a second, so its outbox front is not stuck until the next reconnect.
-    let mut good_since_connect = false;
-    let mut last_replay: Option<Instant> = None;
+    let mut consumer = Consumer::new(name, ctx);
     while let Some(event) = rx.recv().await {
+        if !consumer.handle(event).await {
+            return;
+        }
+    }
+}
+
+/// The decoder side of one link: decodes its bytes and queues each frame for the service,
+/// waiting for buffer space when there is none (back-pressure, see the module docs). A TCP
+/// connection calls it in its own task ([`EventSink`]: no channel, no second task per
+/// connection); the other links feed it from [`consume`].
+#[derive(Debug)]
+pub struct Consumer {
+    name: String,
+    ctx: Ctx,
+    decoder: Decoder,
+    frames: Vec<Frame>,
+    ack_to: Option<AckSink>,
+    /// A corrupted frame after the first good one of a connection (joining mid-frame is
+    /// expected) means a frame the device holds never arrived: ask it to re-send what it
+    /// holds, at most once a second, so its outbox front is not stuck until the next
+    /// reconnect.
+    good_since_connect: bool,
+    last_replay: Option<Instant>,
+}
+
+impl Consumer {
+    /// A consumer for the link called `name` (in its log lines).
+    pub fn new(name: String, ctx: Ctx) -> Self {
+        Self {
+            name,
+            ctx,
+            decoder: Decoder::new(),
+            frames: Vec::new(),
+            ack_to: None,
+            good_since_connect: false,
+            last_replay: None,
+        }
+    }
+
+    /// Takes one event; `false` when the gateway shut down while the buffer was full (what
+    /// could not be buffered is lost; the device still holds it).
+    pub async fn handle(&mut self, event: LinkEvent) -> bool {
         match event {
             LinkEvent::Connected => {
-                decoder.reset();
-                ack_to = None;
-                good_since_connect = false;
+                self.decoder.reset();
+                self.ack_to = None;
+                self.good_since_connect = false;
             }
-            LinkEvent::Downlink(sink) => ack_to = Some(sink),
+            LinkEvent::Downlink(sink) => self.ack_to = Some(sink),
             LinkEvent::Disconnected(_) => {
-                ack_to = None;
-                if decoder.pending() > 0 {
+                self.ack_to = None;
+                if self.decoder.pending() > 0 {
                     tracing::debug!(
-                        "link {name}: {} bytes of a partial frame discarded",
-                        decoder.pending()
+                        "link {}: {} bytes of a partial frame discarded",
+                        self.name,
+                        self.decoder.pending()
                     );
                 }
-                decoder.reset();
+                self.decoder.reset();
             }
-            LinkEvent::Bytes(bytes) => {
-                ctx.metrics.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
-                frames.clear();
-                let mut corrupt_after_good = false;
-                for item in decoder.feed(&bytes) {
-                    match item {
-                        Ok(frame) => {
-                            frames.push(frame);
-                            good_since_connect = true;
-                        }
-                        Err(e) => {
-                            ctx.metrics.corrupt.fetch_add(1, Relaxed);
-                            tracing::warn!("link {name}: {e}; skipped, resynchronising");
-                            corrupt_after_good |= good_since_connect;
-                        }
-                    }
+            LinkEvent::Bytes(bytes) => return self.bytes(&bytes).await,
+        }
+        true
+    }
+
+    async fn bytes(&mut self, bytes: &[u8]) -> bool {
+        let ctx = &self.ctx;
+        ctx.metrics.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
+        self.frames.clear();
+        let mut corrupt_after_good = false;
+        for item in self.decoder.feed(bytes) {
+            match item {
+                Ok(frame) => {
+                    self.frames.push(frame);
+                    self.good_since_connect = true;
                 }
-                if corrupt_after_good
-                    && ctx.replay
-                    && let Some(sink) = &ack_to
-                    && last_replay.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-                {
-                    tracing::info!("link {name}: asking the device to re-send what it holds");
-                    let _ = sink.send(Downlink::Replay);
-                    last_replay = Some(Instant::now());
-                }
-                if !queue_frames(&frames, ack_to.as_ref(), &ctx).await {
-                    // Shutdown while the buffer was full: what could not be buffered is lost.
-                    return;
+                Err(e) => {
+                    ctx.metrics.corrupt.fetch_add(1, Relaxed);
+                    tracing::warn!("link {}: {e}; skipped, resynchronising", self.name);
+                    corrupt_after_good |= self.good_since_connect;
                 }
             }
         }
+        if corrupt_after_good
+            && ctx.replay
+            && let Some(sink) = &self.ack_to
+            && self
+                .last_replay
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::info!(
+                "link {}: asking the device to re-send what it holds",
+                self.name
+            );
+            let _ = sink.send(Downlink::Replay);
+            self.last_replay = Some(Instant::now());
+        }
+        queue_frames(&self.frames, self.ack_to.as_ref(), ctx).await
+    }
+}
+
+impl EventSink for Consumer {
+    async fn send(&mut self, event: LinkEvent) -> bool {
+        self.handle(event).await
     }
 }
 

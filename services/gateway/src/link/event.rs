@@ -35,6 +35,20 @@ pub enum LinkEvent {
     Disconnected(String),
 }
 
+/// Where a producer's events go: a channel to a consumer task (files, the blocking links), or
+/// the consumer itself, called in the producer's own task (TCP: one task per connection, no
+/// hop between reading and decoding).
+pub trait EventSink {
+    /// Hands one event on; `false` when the consumer is gone or shutting down (stop).
+    fn send(&mut self, event: LinkEvent) -> impl Future<Output = bool> + Send;
+}
+
+impl EventSink for mpsc::Sender<LinkEvent> {
+    async fn send(&mut self, event: LinkEvent) -> bool {
+        mpsc::Sender::send(self, event).await.is_ok()
+    }
+}
+
 /// A decoded frame waiting for the service, holding one permit of the bounded buffer.
 #[derive(Debug)]
 pub struct Pending {

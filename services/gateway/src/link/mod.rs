@@ -1,10 +1,11 @@
 //! Device links: where the bytes come from, and turning them into frames.
 //!
-//! Every link is a *producer* that sends [`LinkEvent`]s over a small bounded channel to one
-//! *consumer* ([`consume`]) that owns the link's [`Decoder`]. Async links (TCP, files) produce
-//! on the runtime; blocking ones (serial ports, RTT through probe-rs) produce on their own
-//! `std::thread` and hand bytes over with `blocking_send`, so no blocking call ever runs on an
-//! async worker thread.
+//! Every link is a *producer* of [`LinkEvent`]s for one *consumer* ([`Consumer`]) that owns
+//! the link's [`Decoder`]. A TCP connection calls its consumer in its own task (an
+//! [`EventSink`]: at 10,000 devices a channel and a second task per connection cost a task
+//! wake-up per read); files feed theirs over a small bounded channel ([`consume`]); blocking
+//! links (serial ports, RTT through probe-rs) produce on their own `std::thread` and hand
+//! bytes over with `blocking_send`, so no blocking call ever runs on an async worker thread.
 //!
 //! Back-pressure: the consumer takes one permit of the gateway's buffer per decoded frame
 //! and waits when there is none left (the service is down and the buffer is full). It then
@@ -29,8 +30,8 @@ pub mod spec;
 pub mod tcp;
 
 pub use backoff::Backoff;
-pub use consume::consume;
-pub use event::{AckSink, Ctx, LinkEvent, Pending, REPLAY_REQUEST};
+pub use consume::{Consumer, consume};
+pub use event::{AckSink, Ctx, EventSink, LinkEvent, Pending, REPLAY_REQUEST};
 pub use pump::{encode_downlink, pump_blocking};
 pub use spec::LinkSpec;
 
@@ -43,10 +44,8 @@ pub async fn run_link(spec: LinkSpec, ctx: Ctx) -> Result<(), String> {
     let name = spec.to_string();
     match spec {
         LinkSpec::Tcp(addr) => {
-            let (tx, rx) = mpsc::channel(4);
-            let consumer = tokio::spawn(consume(name.clone(), rx, ctx.clone()));
-            tcp::connect_loop(&name, &addr, tx, &ctx).await;
-            let _ = consumer.await;
+            let mut consumer = Consumer::new(name.clone(), ctx.clone());
+            tcp::connect_loop(&name, &addr, &mut consumer, &ctx).await;
             Ok(())
         }
         LinkSpec::Listen(addr) => tcp::listen(&name, addr, ctx).await,

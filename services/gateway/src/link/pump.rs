@@ -1,7 +1,7 @@
 //! Byte pumps: forwarding a link's bytes to its consumer (async for sockets and files, on a
 //! thread for blocking links), and encoding what goes back to the device.
 
-use super::event::{LinkEvent, REPLAY_REQUEST};
+use super::event::{EventSink, LinkEvent, REPLAY_REQUEST};
 use crate::metrics::Metrics;
 use beacon_protocol::Downlink;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,7 +36,7 @@ pub fn encode_downlink(
 /// Forwards bytes until the stream ends (`Some(reason)`) or shutdown / consumer gone (`None`).
 pub async fn read_into(
     stream: &mut (impl AsyncRead + Unpin),
-    tx: &mpsc::Sender<LinkEvent>,
+    tx: &mut impl EventSink,
     cancel: &CancellationToken,
 ) -> Option<String> {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -49,7 +49,7 @@ pub async fn read_into(
             Ok(0) => return Some("closed by the device side".to_owned()),
             Ok(n) => {
                 let chunk = buf.get(..n).unwrap_or_default().to_vec();
-                if tx.send(LinkEvent::Bytes(chunk)).await.is_err() {
+                if !tx.send(LinkEvent::Bytes(chunk)).await {
                     return None;
                 }
             }

@@ -1,8 +1,8 @@
 //! `tcp:` (connect, reconnect with backoff) and `listen:` (accept) links.
 
 use super::backoff::{Backoff, sleep_or_cancel};
-use super::consume::consume;
-use super::event::{Ctx, LinkEvent, REPLAY_REQUEST};
+use super::consume::Consumer;
+use super::event::{Ctx, EventSink, LinkEvent, REPLAY_REQUEST};
 use super::pump::{encode_downlink, read_into};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,9 +11,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// Connects to `addr`, pumps the connection to its end, and reconnects with backoff until
-/// shutdown.
-pub async fn connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, ctx: &Ctx) {
+/// Connects to `addr`, pumps the connection into `tx` (its consumer) to its end, and
+/// reconnects with backoff until shutdown.
+pub async fn connect_loop(name: &str, addr: &str, tx: &mut impl EventSink, ctx: &Ctx) {
     // Short: a device link is local (QEMU, ser2net on the LAN) and a connect attempt is cheap;
     // every ms without a connection is a ms of frames only the device's replay can recover.
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
@@ -37,7 +37,7 @@ pub async fn connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, c
         };
         backoff.reset();
         let _ = stream.set_nodelay(true);
-        if !pump_stream(name, stream, &tx, ctx).await {
+        if !pump_stream(name, stream, tx, ctx).await {
             return;
         }
         if !sleep_or_cancel(Duration::from_millis(50), &ctx.cancel).await {
@@ -48,19 +48,12 @@ pub async fn connect_loop(name: &str, addr: &str, tx: mpsc::Sender<LinkEvent>, c
 
 /// Reads one connection to its end, writing the acks for its frames back on the same
 /// connection. `false` when the gateway is shutting down.
-async fn pump_stream(
-    name: &str,
-    stream: TcpStream,
-    tx: &mpsc::Sender<LinkEvent>,
-    ctx: &Ctx,
-) -> bool {
+async fn pump_stream(name: &str, stream: TcpStream, tx: &mut impl EventSink, ctx: &Ctx) -> bool {
     ctx.metrics.connects.fetch_add(1, Relaxed);
     tracing::info!("link {name}: connected");
     let (mut reader, mut writer) = stream.into_split();
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-    if tx.send(LinkEvent::Connected).await.is_err()
-        || tx.send(LinkEvent::Downlink(ack_tx)).await.is_err()
-    {
+    if !tx.send(LinkEvent::Connected).await || !tx.send(LinkEvent::Downlink(ack_tx)).await {
         return false;
     }
     if ctx.replay {
@@ -90,13 +83,14 @@ async fn pump_stream(
     match why {
         Some(why) => {
             tracing::warn!("link {name}: disconnected: {why}; reconnecting");
-            tx.send(LinkEvent::Disconnected(why)).await.is_ok()
+            tx.send(LinkEvent::Disconnected(why)).await
         }
         None => false,
     }
 }
 
-/// Accepts connections on `addr` until shutdown; each is decoded by a consumer of its own.
+/// Accepts connections on `addr` until shutdown; each is read and decoded in one task of its
+/// own (its [`Consumer`] called inline: no channel and no second task per device).
 pub async fn listen(name: &str, addr: SocketAddr, ctx: Ctx) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
@@ -133,11 +127,8 @@ pub async fn listen(name: &str, addr: SocketAddr, ctx: Ctx) -> Result<(), String
         let conn_name = format!("{name} from {peer}");
         let ctx = ctx.clone();
         conns.spawn(async move {
-            let (tx, rx) = mpsc::channel(4);
-            let consumer = tokio::spawn(consume(conn_name.clone(), rx, ctx.clone()));
-            pump_stream(&conn_name, stream, &tx, &ctx).await;
-            drop(tx);
-            let _ = consumer.await;
+            let mut consumer = Consumer::new(conn_name.clone(), ctx.clone());
+            pump_stream(&conn_name, stream, &mut consumer, &ctx).await;
         });
         while conns.try_join_next().is_some() {}
     }
