@@ -24,23 +24,23 @@ use crate::cmd::{Result, on_path};
 pub struct Need {
     pub tool: &'static str,
     pub why: &'static str,
-    /// Needed only when the command runs what it built (QEMU, the PostgreSQL server), not to
-    /// build: its install can go beside the build ([`Plan::install`] with [`When::Run`]).
-    pub at_run: bool,
+    /// When it is needed: to build, or only to run what was built (QEMU, the PostgreSQL
+    /// server), whose install can go beside the build ([`Plan::install`]).
+    pub when: When,
 }
 
 /// The pinned toolchain's targets and components (the thumb target builds the firmware).
 pub const RUST: Need = Need {
     tool: "rust",
     why: "the firmware and the protocol crate build for thumbv7em-none-eabihf",
-    at_run: false,
+    when: When::Build,
 };
 
 /// A C compiler (the bundled SQLite is compiled from C; cargo links through it).
 pub const C_COMPILER: Need = Need {
     tool: "c-compiler",
     why: "the service's bundled SQLite is C, and cargo links host binaries through cc",
-    at_run: false,
+    when: When::Build,
 };
 
 // template:service:begin
@@ -49,7 +49,7 @@ pub const C_COMPILER: Need = Need {
 pub const POSTGRES: Need = Need {
     tool: "postgres",
     why: "--db postgres starts a throwaway local cluster with its initdb and pg_ctl",
-    at_run: true,
+    when: When::Run,
 };
 // template:firmware:end
 // template:service:end
@@ -60,7 +60,7 @@ pub fn qemu(what: &'static str) -> Need {
     Need {
         tool: "qemu",
         why: what,
-        at_run: true,
+        when: When::Run,
     }
 }
 // template:firmware:end
@@ -95,7 +95,7 @@ impl Plan {
     // template:firmware:begin
     /// Whether anything of `when` is left to install.
     pub fn has(&self, when: When) -> bool {
-        self.installs.iter().any(|i| phase(&i.need) == when)
+        self.installs.iter().any(|i| i.need.when == when)
     }
     // template:firmware:end
     // template:service:end
@@ -104,7 +104,7 @@ impl Plan {
     pub fn install(&mut self, when: When) -> Result {
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.installs)
             .into_iter()
-            .partition(|i| phase(&i.need) == when);
+            .partition(|i| i.need.when == when);
         self.installs = later;
         for Install {
             need,
@@ -127,10 +127,6 @@ impl Plan {
         }
         Ok(())
     }
-}
-
-fn phase(need: &Need) -> When {
-    if need.at_run { When::Run } else { When::Build }
 }
 
 /// Checks each need and repairs what is missing, in order; `yes` as `--yes`.
