@@ -79,24 +79,31 @@ impl Proc {
     }
 }
 
-/// The `utime` and `stime` clock ticks in a `/proc/<pid>/stat` line, and its `ppid`. The
-/// command name is in parentheses and may hold spaces, so fields count from the last ')':
-/// state 0, ppid 1, ... utime 11, stime 12.
-fn stat_fields(stat: &str) -> Option<(String, f64)> {
+/// The `utime` and `stime` clock ticks in a `/proc/<pid>/stat` line, its `ppid`, and the
+/// `cutime` + `cstime` of the children it has reaped. The command name is in parentheses and
+/// may hold spaces, so fields count from the last ')': state 0, ppid 1, ... utime 11, stime
+/// 12, cutime 13, cstime 14.
+fn stat_fields(stat: &str) -> Option<(String, f64, f64)> {
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some(((*f.get(1)?).to_owned(), utime + stime))
+    let tick = |i: usize| -> Option<f64> { f.get(i)?.parse().ok() };
+    Some((
+        (*f.get(1)?).to_owned(),
+        tick(11)? + tick(12)?,
+        tick(13)? + tick(14)?,
+    ))
 }
 
 /// CPU seconds (user + system) process `pid` has used so far.
 pub fn cpu_secs(pid: u32, ticks: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat).map(|(_, t)| t / ticks)
+    stat_fields(&stat).map(|(_, t, _)| t / ticks)
 }
 
-/// CPU seconds of process `pid` and its direct children (a server and its workers).
+/// CPU seconds of process `pid` and its direct children (a server and its workers), the
+/// children that have exited included: PostgreSQL's postmaster reaps a backend whose client
+/// disconnected, and its time then moves into the postmaster's `cutime`/`cstime` (counting only
+/// the living made the database's CPU per reading negative when the bare COPY clients closed).
 pub fn cpu_secs_with_children(pid: &str, ticks: f64) -> f64 {
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -104,10 +111,10 @@ pub fn cpu_secs_with_children(pid: &str, ticks: f64) -> f64 {
             continue;
         };
         let own = entry.file_name().to_string_lossy() == pid;
-        if let Some((ppid, t)) = stat_fields(&stat)
-            && (own || ppid == pid)
-        {
-            total += t;
+        match stat_fields(&stat) {
+            Some((_, t, reaped)) if own => total += t + reaped,
+            Some((ppid, t, _)) if ppid == pid => total += t,
+            _ => {}
         }
     }
     total / ticks
@@ -224,10 +231,51 @@ mod tests {
 
     #[test]
     fn stat_fields_count_from_the_last_parenthesis() {
-        let stat = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
-        assert_eq!(super::stat_fields(stat), Some(("7".into(), 300.0)));
+        let stat = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 30 12 20 0 1 0";
+        assert_eq!(super::stat_fields(stat), Some(("7".into(), 300.0, 42.0)));
         assert_eq!(super::stat_fields("42 (x) S"), None);
         let me = super::cpu_secs(std::process::id(), 100.0);
         assert!(me.is_some_and(|s| s >= 0.0), "{me:?}");
+    }
+
+    /// A child that burns CPU and exits still counts: its time moves into the parent's
+    /// `cutime` once reaped (the database's backends exit when a client disconnects).
+    #[test]
+    fn a_reaped_child_keeps_counting_in_its_parents_cpu() {
+        let ticks = super::clock_ticks();
+        let me = std::process::id().to_string();
+        let before = super::cpu_secs_with_children(&me, ticks);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "proc::tests::spin_for_a_third_of_a_second",
+                "--ignored",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let after = super::cpu_secs_with_children(&me, ticks);
+        assert!(
+            after - before >= 0.25,
+            "the exited child's CPU is lost: {before} -> {after}"
+        );
+    }
+
+    #[test]
+    #[ignore = "the busy child of a_reaped_child_keeps_counting_in_its_parents_cpu, run by it"]
+    fn spin_for_a_third_of_a_second() {
+        // Until this process has used 0.3 s of CPU (steal does not count), at most 20 s.
+        let (t, ticks, me) = (
+            std::time::Instant::now(),
+            super::clock_ticks(),
+            std::process::id(),
+        );
+        let mut x = 0u64;
+        while super::cpu_secs(me, ticks).unwrap_or(0.0) < 0.3 && t.elapsed().as_secs() < 20 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
     }
 }
