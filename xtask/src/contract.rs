@@ -255,3 +255,11 @@ pub fn run() -> Result {
     );
     Ok(())
 }
+
+/// `cargo xtask contract --help`.
+pub const HELP: &str = "\
+The contract step of `cargo xtask test` alone: a bounded schemathesis run (installed into a venv
+under target/) against the real service's /openapi.json on 127.0.0.1, all checks.
+
+Usage: cargo xtask contract
+";

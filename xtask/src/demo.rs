@@ -12,47 +12,82 @@ use crate::project::root as project_root;
 use crate::setup::ensure::{self, When};
 use std::path::PathBuf;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
     pub duration: Option<u64>,
-    /// Exit non-zero if any reading was lost or no data flowed (for CI).
-    #[arg(long)]
     pub check: bool,
-    /// Emulated devices (`qemu`) or a real board through probe-rs RTT.
-    #[arg(long, value_enum, default_value_t = BoardName::Qemu)]
     pub board: BoardName,
-    /// Number of emulated devices.
-    #[arg(long, default_value_t = 3)]
     pub devices: u32,
-    /// Inject faults with a printed timeline: a device reboot, `kill -9` of the gateway and of
-    /// the service (each restarted), a 30 s cut of one device's link; the summary adds each
-    /// fault's heal time (`cargo xtask demo -- --help`: `--cut-secs`, `--down-secs`).
-    #[arg(long)]
     pub faults: bool,
-    /// The database the service replicas share: `sqlite` (a file) or `postgres` (a throwaway
-    /// local cluster under target/demo, removed at exit; `cargo xtask setup --only postgres`
-    /// installs the server).
-    #[arg(long, value_enum, default_value_t = Db::Sqlite)]
     pub db: Db,
-    /// Service replicas on that database (more than 1 needs `--db postgres`); the gateway
-    /// spreads batches across them and fails over.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub replicas: u32,
-    /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
-    #[arg(long, short = 'y')]
     pub yes: bool,
-    /// More flags for beacon-demo (`cargo xtask demo -- --help` lists them).
-    #[arg(last = true)]
+    /// After `--`: more flags for beacon-demo.
     pub rest: Vec<String>,
 }
 
+/// `cargo xtask demo --help`.
+pub const HELP: &str = "\
+The whole stack end to end: builds what is stale, starts the service (tokio-console on), the
+gateway and 3 QEMU devices, shows them live; Ctrl-C stops all and prints a summary. Installs what
+is missing first (the thumb target, QEMU, a C compiler), asking before it does.
+
+Usage: cargo xtask demo [OPTIONS] [-- <BEACON-DEMO FLAGS>...]
+
+Options:
+      --duration <SECS>  Stop after this many seconds (default: run until Ctrl-C)
+      --check            Exit non-zero if any reading was lost or no data flowed (for CI)
+      --board <BOARD>    Emulated devices (`qemu`) or a real board through probe-rs RTT
+                         [default: qemu] [possible values: qemu, nrf52840]
+      --devices <N>      Number of emulated devices [default: 3]
+      --faults           Inject faults with a printed timeline: a device reboot, `kill -9` of the
+                         gateway and of the service (each restarted), a 30 s cut of one device's
+                         link; the summary adds each fault's heal time (`cargo xtask demo --
+                         --help`: `--cut-secs`, `--down-secs`)
+      --db <DB>          The database the service replicas share: `sqlite` (a file) or `postgres`
+                         (a throwaway local cluster under target/demo, removed at exit; `cargo
+                         xtask setup --only postgres` installs the server) [default: sqlite]
+      --replicas <N>     Service replicas on that database, 1 to 16 (more than 1 needs `--db
+                         postgres`); the gateway spreads batches across them and fails over
+                         [default: 1]
+  -y, --yes              Install what is missing (QEMU, a C compiler) without asking (implied
+                         when CI=true)
+  -h, --help             Print help
+";
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        let replicas = a.value("--replicas")?.unwrap_or(1);
+        Ok(Args {
+            duration: a.value("--duration")?,
+            check: a.flag("--check", None)?,
+            board: a.value("--board")?.unwrap_or(BoardName::Qemu),
+            devices: a.value("--devices")?.unwrap_or(3),
+            faults: a.flag("--faults", None)?,
+            db: a.value("--db")?.unwrap_or(Db::Sqlite),
+            replicas: a.in_range(replicas, "--replicas", 1, 16)?,
+            yes: a.flag("--yes", Some('y'))?,
+            rest: a.rest(),
+        })
+    }
+}
+
 /// `--db`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
     Sqlite,
     Postgres,
+}
+
+impl std::str::FromStr for Db {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "sqlite" => Ok(Db::Sqlite),
+            "postgres" => Ok(Db::Postgres),
+            _ => Err(crate::args::one_of(s, &["sqlite", "postgres"])),
+        }
+    }
 }
 
 /// What the demo builds (after `cargo build`): the dev-loop feature check

@@ -15,12 +15,32 @@ use crate::project::{bench_link_choice, fast_toml, local_toml};
 use crate::setup::{self, Ctx};
 use crate::tools::{listed, rustup_installed, tool_version, version_at_least};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
     /// Print the result as JSON on stdout.
-    #[arg(long)]
     pub json: bool,
 }
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        Ok(Args {
+            json: a.flag("--json", None)?,
+        })
+    }
+}
+
+/// `cargo xtask doctor --help`.
+pub const HELP: &str = "\
+Check this machine: tools vs pins, and proof from built binaries that the chosen linker,
+Cranelift (host fast loop), the dependency dylib and --cfg tokio_unstable are really in effect.
+Exit code 1 when something the project needs is missing or wrong; warnings do not fail.
+
+Usage: cargo xtask doctor [OPTIONS]
+
+Options:
+      --json  Print the result as JSON on stdout
+  -h, --help  Print help
+";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {

@@ -10,13 +10,32 @@ use std::path::Path;
 use crate::cmd::{Result, cmd};
 use crate::toml_lite::Doc;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
     /// The cargo command and its arguments, e.g. `build -p beacon-service` or `run -p
     /// beacon-service -- --help`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub cargo_args: Vec<String>,
 }
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> Result<Self, crate::args::Usage> {
+        let cargo_args = a.pass_through();
+        if cargo_args.is_empty() {
+            return Err(crate::args::Usage(
+                "give a cargo command: `cargo xtask fast build -p beacon-service`".into(),
+            ));
+        }
+        Ok(Args { cargo_args })
+    }
+}
+
+/// `cargo xtask help fast`.
+pub const HELP: &str = "\
+Run a cargo command in the Cranelift fast loop (the pinned nightly, .cargo/fast.toml, the `fast`
+profile): `cargo xtask fast build -p beacon-service`. Everything after `fast` goes to cargo.
+
+Usage: cargo xtask fast <CARGO ARGS>...
+";
 
 /// Cargo commands that take `--profile`.
 const PROFILED: &[&str] = &[

@@ -20,9 +20,9 @@ const FLASH_BUDGET: u64 = 32 * 1024;
 const RAM_BUDGET: u64 = 16 * 1024;
 
 /// The boards, the one place their settings live: `--board` on demo and flash takes these
-/// names (clap's `ValueEnum`), and the chip name, package and binary come from here.
-/// TODO(4): your boards (also firmware/Cargo.toml's members and firmware/boards/).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// names (`Board::name`, parsed by `FromStr`), and the chip name, package and binary come from
+/// here. TODO(4): your boards (also firmware/Cargo.toml's members and firmware/boards/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BoardName {
     /// The emulated board (QEMU mps2-an386, Cortex-M4F): runs on any machine.
     Qemu,
@@ -31,11 +31,26 @@ pub enum BoardName {
 }
 
 impl BoardName {
+    /// Every board, in [`BOARDS`] order.
+    const ALL: [BoardName; 2] = [BoardName::Qemu, BoardName::Nrf52840];
+
     pub fn board(self) -> &'static Board {
         match self {
             BoardName::Qemu => &BOARDS[0],
             BoardName::Nrf52840 => &BOARDS[1],
         }
+    }
+}
+
+impl std::str::FromStr for BoardName {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        BoardName::ALL
+            .into_iter()
+            .find(|b| b.board().name == s)
+            .ok_or_else(|| {
+                crate::args::one_of(s, &BOARDS.iter().map(|b| b.name).collect::<Vec<_>>())
+            })
     }
 }
 
@@ -71,12 +86,38 @@ pub struct Board {
     outbox: u64,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct FlashArgs {
     /// The real board to flash.
-    #[arg(long, value_enum, default_value_t = BoardName::Nrf52840)]
     pub board: BoardName,
 }
+
+impl FlashArgs {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        Ok(FlashArgs {
+            board: a.value("--board")?.unwrap_or(BoardName::Nrf52840),
+        })
+    }
+}
+
+/// `cargo xtask flash --help`.
+pub const FLASH_HELP: &str = "\
+Build the real board's firmware and run it through probe-rs (flash, reset, defmt logs). Needs the
+board on USB; without a probe, probe-rs says so.
+
+Usage: cargo xtask flash [OPTIONS]
+
+Options:
+      --board <BOARD>  The board to flash [default: nrf52840]
+  -h, --help           Print help
+";
+
+/// `cargo xtask size --help`.
+pub const SIZE_HELP: &str = "\
+Flash and static RAM of each board's release firmware, checked against the budget.
+
+Usage: cargo xtask size
+";
 
 /// The firmware's cargo workspace.
 pub fn firmware_dir() -> PathBuf {

@@ -1,4 +1,4 @@
-//! Leaf module: JSON in and out, std only (xtask stays std + clap). [`Json::pretty`] prints
+//! Leaf module: JSON in and out, std only (xtask stays std only). [`Json::pretty`] prints
 //! xtask's reports; [`Json::parse`] reads JSON back (`cargo metadata`, the reports xtask wrote
 //! earlier) with a real parser, so a field order or a nested object cannot fool it as a
 //! substring search would. Measured alternative: serde_json with serde's

@@ -29,28 +29,60 @@ use std::path::{Path, PathBuf};
 /// from this one can be a template in turn.
 pub const TEMPLATE_NAME: &str = "beacon";
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
-    /// Where to create the project (must not exist, or be an empty directory).
     pub path: Option<PathBuf>,
-    /// The new project's name: lowercase letters, digits and '-', starting with a letter.
-    #[arg(long)]
     pub name: String,
-    /// Leave out the firmware (firmware/, its tests, docs and recipes).
-    #[arg(long)]
     pub no_firmware: bool,
-    /// Leave out the service, the gateway and the demo (services/).
-    #[arg(long)]
     pub no_service: bool,
-    /// Rename this tree in place instead of copying (what the cargo-generate hook runs).
-    #[arg(long, conflicts_with = "path")]
     pub in_place: bool,
-    /// Do not create a git repository in the new project.
-    #[arg(long)]
     pub no_git: bool,
-    /// Run the new project's `cargo xtask test` at the end.
-    #[arg(long)]
     pub test: bool,
+}
+
+/// `cargo xtask new --help`.
+pub const HELP: &str = "\
+Start a new project from this template: copy, rename, drop opted-out parts, fresh git.
+
+Usage: cargo xtask new [OPTIONS] --name <NAME> [PATH]
+
+Arguments:
+  [PATH]  Where to create the project (must not exist, or be an empty directory)
+
+Options:
+      --name <NAME>  The new project's name: lowercase letters, digits and '-', starting with a
+                     letter
+      --no-firmware  Leave out the firmware (firmware/, its tests, docs and recipes)
+      --no-service   Leave out the service, the gateway and the demo (services/)
+      --in-place     Rename this tree in place instead of copying (what the cargo-generate hook
+                     runs); not with PATH
+      --no-git       Do not create a git repository in the new project
+      --test         Run the new project's `cargo xtask test` at the end
+  -h, --help         Print help
+";
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        use crate::args::Usage;
+        let name = a.value("--name")?.ok_or_else(|| {
+            Usage("--name is required: `cargo xtask new --name my-project ../my-project`".into())
+        })?;
+        let args = Args {
+            name,
+            no_firmware: a.flag("--no-firmware", None)?,
+            no_service: a.flag("--no-service", None)?,
+            in_place: a.flag("--in-place", None)?,
+            no_git: a.flag("--no-git", None)?,
+            test: a.flag("--test", None)?,
+            path: a.positional().map(PathBuf::from),
+        };
+        if args.in_place && args.path.is_some() {
+            return Err(Usage(
+                "--in-place renames this tree, so it takes no PATH; give one or the other".into(),
+            ));
+        }
+        Ok(args)
+    }
 }
 
 /// The four spellings of a project name.

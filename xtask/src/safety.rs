@@ -9,11 +9,28 @@
 use std::process::{Command, ExitCode};
 
 /// The command line after `safety`, passed through untouched.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
 }
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> Self {
+        Args {
+            rest: a.pass_through(),
+        }
+    }
+}
+
+/// `cargo xtask help safety` (`cargo xtask safety --help` is beacon-safety's own).
+pub const HELP: &str = "\
+The safety evidence pack for the protocol crate: strict lints, Miri, coverage, mutation testing,
+Kani harnesses, requirement traceability; writes target/safety/report.md and report.json.
+`--fast` is what CI runs on every change. Runs `beacon-safety` (protocol/safety) with the rest of
+the command line.
+
+Usage: cargo xtask safety [BEACON-SAFETY OPTIONS]   (`cargo xtask safety --help` lists them)
+";
 
 /// Runs `beacon-safety` with the rest of the command line; its exit status is ours.
 pub fn run(args: Args) -> ExitCode {

@@ -4,15 +4,37 @@ use crate::cmd::{Result, cmd};
 use crate::project::root as project_root;
 use crate::setup::ensure;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
     /// Only the host workspace tests (skip firmware, QEMU and end-to-end).
-    #[arg(long)]
     pub host_only: bool,
     /// Install what is missing (QEMU, a C compiler) without asking (implied when CI=true).
-    #[arg(long, short = 'y')]
     pub yes: bool,
 }
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        Ok(Args {
+            host_only: a.flag("--host-only", None)?,
+            yes: a.flag("--yes", Some('y'))?,
+        })
+    }
+}
+
+/// `cargo xtask test --help`.
+pub const HELP: &str = "\
+Run every test in the repository: the host workspace, the protocol crate built for the firmware
+target, the firmware's host tests and QEMU boot, and the end-to-end tests. First checks and
+repairs what they need (the toolchain's targets, QEMU, a C compiler), asking before it installs.
+
+Usage: cargo xtask test [OPTIONS]
+
+Options:
+      --host-only  Only the host workspace tests (skip firmware, QEMU and end-to-end)
+  -y, --yes        Install what is missing (QEMU, a C compiler) without asking (implied when
+                   CI=true)
+  -h, --help       Print help
+";
 
 pub fn run(args: Args) -> Result {
     let root = project_root();

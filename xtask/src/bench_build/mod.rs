@@ -35,39 +35,73 @@ use crate::setup::{self, Ctx};
 use report::{breakdown_report, levers_report, loops_report, nums};
 use trees::{prepare, seed};
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
 pub struct Args {
     /// Clean builds per variant (L4; each is minutes on 2 cores).
-    #[arg(long, default_value_t = 2)]
     pub runs: usize,
     /// Timed rebuilds per variant and loop (L1-L3).
-    #[arg(long, default_value_t = 5)]
     pub incr_runs: usize,
     /// Skip L4 (the clean builds).
-    #[arg(long)]
     pub no_clean: bool,
     /// Also race mold against LLD on L1 (needs mold on PATH); setup picks the linker from it.
-    #[arg(long)]
     pub link: bool,
     /// The older commit measured with stock cargo as "baseline" (empty: skip).
-    #[arg(long, default_value = "876272a")]
     pub baseline: String,
     /// Also measure Cranelift for the workspace crates (pinned nightly), on L1-L3.
-    #[arg(long)]
     pub cranelift: bool,
-    /// Also race the smaller levers against the configured tree on L1 and L2: debug info off,
-    /// split debug info, 16 codegen units, and the wild linker (src/bench_build/levers.rs).
-    #[arg(long)]
+    /// Also race the smaller levers against the configured tree on L1 and L2.
     pub levers: bool,
     /// The wild linker's binary for `--levers` (default: `wild` on PATH; none: not raced).
-    #[arg(long)]
     pub wild: Option<PathBuf>,
     /// Scratch directory (default: <tmp>/beacon-bench-build).
-    #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Where to write the JSON (default: target/bench-build.json, which setup reads).
-    #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `cargo xtask bench-build --help`.
+pub const HELP: &str = "\
+Measure stock stable vs the fast loop (clean and incremental builds, L1-L4) and mold vs LLD;
+writes target/bench-build.json, which setup chooses from.
+
+Usage: cargo xtask bench-build [OPTIONS]
+
+Options:
+      --runs <N>          Clean builds per variant (L4; each is minutes on 2 cores) [default: 2]
+      --incr-runs <N>     Timed rebuilds per variant and loop (L1-L3) [default: 5]
+      --no-clean          Skip L4 (the clean builds)
+      --link              Also race mold against LLD on L1 (needs mold on PATH); setup picks the
+                          linker from it
+      --baseline <REV>    The older commit measured with stock cargo as \"baseline\" (empty:
+                          skip) [default: 876272a]
+      --cranelift         Also measure Cranelift for the workspace crates (pinned nightly), on
+                          L1-L3
+      --levers            Also race the smaller levers against the configured tree on L1 and L2:
+                          debug info off, split debug info, 16 codegen units, and the wild linker
+                          (src/bench_build/levers.rs)
+      --wild <PATH>       The wild linker's binary for `--levers` (default: `wild` on PATH; none:
+                          not raced)
+      --work-dir <DIR>    Scratch directory (default: <tmp>/beacon-bench-build)
+      --out <FILE>        Where to write the JSON (default: target/bench-build.json, which setup
+                          reads)
+  -h, --help              Print help
+";
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> std::result::Result<Self, crate::args::Usage> {
+        Ok(Args {
+            runs: a.value("--runs")?.unwrap_or(2),
+            incr_runs: a.value("--incr-runs")?.unwrap_or(5),
+            no_clean: a.flag("--no-clean", None)?,
+            link: a.flag("--link", None)?,
+            baseline: a.value("--baseline")?.unwrap_or_else(|| "876272a".into()),
+            cranelift: a.flag("--cranelift", None)?,
+            levers: a.flag("--levers", None)?,
+            wild: a.value("--wild")?,
+            work_dir: a.value("--work-dir")?,
+            out: a.value("--out")?,
+        })
+    }
 }
 
 impl Default for Args {

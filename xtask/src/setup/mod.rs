@@ -64,39 +64,61 @@ pub const TOOLS: &[&str] = &[
     "local-config",
 ];
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default)]
 pub struct Args {
-    /// Print the plan and change nothing.
-    #[arg(long)]
     pub dry_run: bool,
-    /// Only these tools (comma-separated or repeated): rust, nightly, cc, mold, qemu, postgres
-    /// (opt-in: only when named here), probe-rs, tokio-console, just, udev, ferrocene,
-    /// local-config.
-    #[arg(long, value_delimiter = ',', value_name = "TOOL")]
     pub only: Vec<String>,
-    /// Leave these tools alone (same names as --only).
-    #[arg(long, value_delimiter = ',', value_name = "TOOL")]
     pub skip: Vec<String>,
-    /// Do not ask before changing anything (implied when CI=true).
-    #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Linux: also install udev rules so debug probes work without root (needs root or sudo).
-    #[arg(long)]
     pub udev: bool,
-    /// Install the qualified toolchain (Ferrocene) with criticalup from
-    /// toolchains/criticalup.toml. Needs criticalup installed and authenticated.
-    #[arg(long)]
     pub ferrocene: bool,
-    /// Run `cargo xtask bench-build` first, so the linker choice is measured (takes minutes).
-    #[arg(long)]
     pub bench: bool,
-    /// Replace a machine-local config file that was edited by hand (yours is kept as .bak).
-    #[arg(long)]
     pub force: bool,
-    /// Remove what setup wrote to the project (.cargo/local.toml, .cargo/fast.toml) and put
-    /// back any file it had replaced. Installed tools stay.
-    #[arg(long)]
     pub undo: bool,
+}
+
+/// `cargo xtask setup --help`.
+pub const HELP: &str = "\
+Install and configure every tool the project uses (toolchains/manifest.toml): rustup components,
+the Cranelift nightly, mold, QEMU, probe-rs, tokio-console, just; write .cargo/local.toml and
+.cargo/fast.toml for this machine. Idempotent: a re-run with everything present changes nothing.
+
+Usage: cargo xtask setup [OPTIONS]
+
+Options:
+      --dry-run      Print the plan and change nothing
+      --only <TOOL>  Only these tools (comma-separated or repeated): rust, nightly, cc, mold, qemu,
+                     postgres (opt-in: only when named here), probe-rs, tokio-console, just, udev,
+                     ferrocene, local-config
+      --skip <TOOL>  Leave these tools alone (same names as --only)
+  -y, --yes          Do not ask before changing anything (implied when CI=true)
+      --udev         Linux: also install udev rules so debug probes work without root (needs root
+                     or sudo)
+      --ferrocene    Install the qualified toolchain (Ferrocene) with criticalup from
+                     toolchains/criticalup.toml; needs criticalup installed and authenticated
+      --bench        Run `cargo xtask bench-build` first, so the linker choice is measured (takes
+                     minutes)
+      --force        Replace a machine-local config file that was edited by hand (yours is kept
+                     as .bak)
+      --undo         Remove what setup wrote to the project (.cargo/local.toml, .cargo/fast.toml)
+                     and put back any file it had replaced; installed tools stay
+  -h, --help         Print help
+";
+
+impl Args {
+    pub fn parse(a: &mut crate::args::Args) -> Result<Self, crate::args::Usage> {
+        Ok(Args {
+            dry_run: a.flag("--dry-run", None)?,
+            only: a.values("--only")?,
+            skip: a.values("--skip")?,
+            yes: a.flag("--yes", Some('y'))?,
+            udev: a.flag("--udev", None)?,
+            ferrocene: a.flag("--ferrocene", None)?,
+            bench: a.flag("--bench", None)?,
+            force: a.flag("--force", None)?,
+            undo: a.flag("--undo", None)?,
+        })
+    }
 }
 
 /// What a step does when run: a description for the plan, and the work.
