@@ -200,7 +200,9 @@ fn the_layout_checks_catch_what_they_claim() {
 
 /// xtask's modules that any command may import. Each imports only other leaves, so a leaf
 /// can never pull a command into a cycle (rust-analyzer's rule for its xtask).
-const XTASK_LEAVES: &[&str] = &["args", "cmd", "elf", "fs", "json", "project", "sha256", "tools"];
+const XTASK_LEAVES: &[&str] = &[
+    "args", "cmd", "elf", "fs", "json", "project", "sha256", "tools",
+];
 
 /// The shared leaf crate's modules (xtask/leaf), `use`d at xtask's crate root: a separate
 /// crate, so it cannot import xtask; every module may name them.
