@@ -81,7 +81,8 @@ impl Args {
         while i < self.items.len() {
             let a = &self.items[i];
             if a == long {
-                if i + 1 >= self.items.len() {
+                // `--duration --check`: the next option is not this one's value.
+                if self.items.get(i + 1).is_none_or(|v| v.starts_with("--")) {
                     return Err(self.usage(format!("{long} needs a value")));
                 }
                 self.items.remove(i);
@@ -247,6 +248,14 @@ mod tests {
         let e = p.value::<u32>("--devices").unwrap_err().0;
         assert!(e.contains("invalid value `many` for --devices"), "{e}");
         assert!(e.ends_with("see `cargo xtask demo --help`"), "{e}");
+
+        let mut p = a("demo", &["--duration", "--check"]);
+        assert!(
+            p.value::<u64>("--duration")
+                .unwrap_err()
+                .0
+                .contains("--duration needs a value")
+        );
 
         let mut p = a("demo", &["--duration"]);
         assert!(
