@@ -296,3 +296,44 @@ fn xtask_leaf_modules_import_only_leaves_and_no_modules_import_in_a_circle() {
     }
     assert!(graph.len() > XTASK_LEAVES.len(), "found only {graph:?}");
 }
+
+/// The `[dependencies]` table of a manifest: the crate names, in order.
+fn dependency_names(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// ARCHITECTURE.md's invariant: xtask compiles first on every fresh machine, so it depends on
+/// std and the std-only xtask-leaf alone (clap was 7 of the 12.5 s its cold build took; a new
+/// dependency must be argued for here, in this list).
+#[test]
+fn xtask_depends_on_xtask_leaf_alone_and_the_leaf_on_nothing() {
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).unwrap();
+    assert_eq!(
+        dependency_names(&read("xtask/Cargo.toml")),
+        ["xtask-leaf"],
+        "xtask/Cargo.toml: xtask's dependencies are paid before any command can run"
+    );
+    assert!(
+        dependency_names(&read("xtask/leaf/Cargo.toml")).is_empty(),
+        "xtask/leaf/Cargo.toml must depend on nothing"
+    );
+    // The parser itself, so the check can fail.
+    assert_eq!(
+        dependency_names(
+            "[package]\nname = \"x\"\n[dependencies]\n# c\nclap = \"4\"\nxtask-leaf.workspace = true\n[dev-dependencies]\ny = \"1\"\n"
+        ),
+        ["clap", "xtask-leaf"]
+    );
+}
