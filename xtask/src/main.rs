@@ -48,8 +48,7 @@ mod tools;
 use args::Usage;
 use std::process::ExitCode;
 
-/// `cargo xtask`, `cargo xtask help`, `cargo xtask --help`: this, the commands' lines, and
-/// [`HELP_END`].
+/// `cargo xtask`, `cargo xtask help`, `cargo xtask --help`: this, then a line per [`COMMANDS`].
 const HELP: &str = "\
 Project automation: run `cargo xtask help <command>` (or `<command> --help`)
 
@@ -57,36 +56,106 @@ Usage: cargo xtask <COMMAND>
 
 Commands:
 ";
-const HELP_CORE: &str = concat!(
-    "  setup          Install and configure every tool the project uses (toolchains/manifest.toml)\n",
-    "  doctor         Check this machine: tools vs pins, and proof from built binaries of each lever\n",
-    "  bench-build    Measure stock stable vs the fast loop (L1-L4) and the linkers; writes JSON\n",
-    "  fast           Run a cargo command in the Cranelift fast loop\n",
-    "  test           Run every test in the repository (host, firmware target, QEMU, end to end)\n",
-    "  safety         The protocol crate's safety evidence pack (`--fast` is what CI runs)\n",
-    "  new            Start a new project from this template\n",
-);
-// The lines that `cargo xtask new` drops with their parts.
-// template:service:begin
-const HELP_SERVICE: &str = concat!(
-    "  bench-service  Load-test the telemetry service on loopback (`--db postgres --replicas 2`)\n",
-    "  bench-fleet    A simulated fleet through one gateway into one service, 100 to 10,000 devices\n",
-    "  contract       The contract step of `test` alone: schemathesis against /openapi.json\n",
-);
-// template:service:end
-// template:firmware:begin
-const HELP_FIRMWARE: &str = concat!(
-    "  flash          Build the real board's firmware and run it through probe-rs\n",
-    "  size           Flash and static RAM of each board's release firmware, against the budget\n",
-);
-// template:firmware:end
-// template:service:begin
-// template:firmware:begin
-const HELP_DEMO: &str =
-    "  demo           The whole stack end to end: service, gateway, 3 QEMU devices, live\n";
-// template:firmware:end
-// template:service:end
-const HELP_END: &str = "  help           Print this message or the help of the given command\n";
+
+/// A command's name, its line in [`HELP`], its own help, and whether it hands its whole
+/// command line (`--help` included) to the program it runs.
+struct Entry {
+    name: &'static str,
+    summary: &'static str,
+    help: &'static str,
+    passes_through: bool,
+}
+
+const fn own(name: &'static str, summary: &'static str, help: &'static str) -> Entry {
+    Entry {
+        name,
+        summary,
+        help,
+        passes_through: false,
+    }
+}
+
+const fn passing(name: &'static str, summary: &'static str, help: &'static str) -> Entry {
+    Entry {
+        name,
+        summary,
+        help,
+        passes_through: true,
+    }
+}
+
+/// Every command, in [`HELP`]'s order; `cargo xtask new` drops the lines of the parts it drops.
+const COMMANDS: &[Entry] = &[
+    own(
+        "setup",
+        "Install and configure every tool the project uses (toolchains/manifest.toml)",
+        setup::HELP,
+    ),
+    own(
+        "doctor",
+        "Check this machine: tools vs pins, and proof from built binaries of each lever",
+        doctor::HELP,
+    ),
+    own(
+        "bench-build",
+        "Measure stock stable vs the fast loop (L1-L4) and the linkers; writes JSON",
+        bench_build::HELP,
+    ),
+    passing(
+        "fast",
+        "Run a cargo command in the Cranelift fast loop",
+        fast::HELP,
+    ),
+    own(
+        "test",
+        "Run every test in the repository (host, firmware target, QEMU, end to end)",
+        test::HELP,
+    ),
+    passing(
+        "safety",
+        "The protocol crate's safety evidence pack (`--fast` is what CI runs)",
+        safety::HELP,
+    ),
+    own("new", "Start a new project from this template", new::HELP),
+    // template:service:begin
+    passing(
+        "bench-service",
+        "Load-test the telemetry service on loopback (`--db postgres --replicas 2`)",
+        bench::HELP_SERVICE,
+    ),
+    passing(
+        "bench-fleet",
+        "A simulated fleet through one gateway into one service, 100 to 10,000 devices",
+        bench::HELP_FLEET,
+    ),
+    own(
+        "contract",
+        "The contract step of `test` alone: schemathesis against /openapi.json",
+        contract::HELP,
+    ),
+    // template:service:end
+    // template:firmware:begin
+    own(
+        "flash",
+        "Build the real board's firmware and run it through probe-rs",
+        firmware::FLASH_HELP,
+    ),
+    own(
+        "size",
+        "Flash and static RAM of each board's release firmware, against the budget",
+        firmware::SIZE_HELP,
+    ),
+    // template:firmware:end
+    // template:service:begin
+    // template:firmware:begin
+    own(
+        "demo",
+        "The whole stack end to end: service, gateway, 3 QEMU devices, live",
+        demo::HELP,
+    ),
+    // template:firmware:end
+    // template:service:end
+];
 
 /// The commands, one per module (or folder); `main` runs the one named.
 #[derive(Debug)]
@@ -114,49 +183,21 @@ enum Command {
     // template:firmware:end
 }
 
-/// The top-level help: [`HELP`] and the lines of the parts this project still has.
+/// The top-level help: [`HELP`] and a line per command.
 fn help() -> String {
-    let mut h = format!("{HELP}{HELP_CORE}");
-    // template:service:begin
-    h.push_str(HELP_SERVICE);
-    // template:service:end
-    // template:firmware:begin
-    h.push_str(HELP_FIRMWARE);
-    // template:firmware:end
-    // template:service:begin
-    // template:firmware:begin
-    h.push_str(HELP_DEMO);
-    // template:firmware:end
-    // template:service:end
-    h.push_str(HELP_END);
+    let mut h = HELP.to_owned();
+    for c in COMMANDS {
+        h.push_str(&format!("  {:<14} {}\n", c.name, c.summary));
+    }
+    h.push_str("  help           Print this message or the help of the given command\n");
     h
 }
 
-/// A command's help text (None: no such command).
-fn help_of(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "setup" => setup::HELP,
-        "doctor" => doctor::HELP,
-        "bench-build" => bench_build::HELP,
-        // template:service:begin
-        "bench-service" => bench::HELP_SERVICE,
-        "bench-fleet" => bench::HELP_FLEET,
-        "contract" => contract::HELP,
-        // template:service:end
-        "fast" => fast::HELP,
-        "test" => test::HELP,
-        // template:service:begin
-        // template:firmware:begin
-        "demo" => demo::HELP,
-        // template:firmware:end
-        // template:service:end
-        "safety" => safety::HELP,
-        "new" => new::HELP,
-        // template:firmware:begin
-        "flash" => firmware::FLASH_HELP,
-        "size" => firmware::SIZE_HELP,
-        // template:firmware:end
-        _ => return None,
+fn entry(name: &str) -> Result<&'static Entry, Usage> {
+    COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
+        Usage(format!(
+            "unknown command `{name}`; `cargo xtask help` lists them"
+        ))
     })
 }
 
@@ -171,35 +212,20 @@ fn parse(mut argv: Vec<String>) -> Result<Wanted, Usage> {
         return Err(Usage(format!("no command given\n\n{}", help())));
     }
     let name = argv.remove(0);
-    let unknown = || {
-        Usage(format!(
-            "unknown command `{name}`; `cargo xtask help` lists them"
-        ))
-    };
     if name == "help" || name == "-h" || name == "--help" {
         return match argv.first() {
             None => Ok(Wanted::Help(help())),
-            Some(c) => help_of(c)
-                .map(|h| Wanted::Help(h.to_owned()))
-                .ok_or_else(|| {
-                    Usage(format!(
-                        "unknown command `{c}`; `cargo xtask help` lists them"
-                    ))
-                }),
+            Some(c) => Ok(Wanted::Help(entry(c)?.help.to_owned())),
         };
     }
-    // Pass-through commands hand `--help` to the program they run; `fast --help` (nothing
-    // before it) is xtask's own, `fast test -- --help` is cargo's.
-    let passes_through = match name.as_str() {
-        "bench-service" | "bench-fleet" | "safety" => true,
-        "fast" => !matches!(argv.first().map(String::as_str), Some("-h" | "--help")),
-        _ => false,
-    };
+    let e = entry(&name)?;
+    // A pass-through command hands `--help` to the program it runs, except `fast --help`
+    // with nothing before it: cargo's own help would say nothing of the fast loop.
+    let own_help = !e.passes_through
+        || (name == "fast" && matches!(argv.first().map(String::as_str), Some("-h" | "--help")));
     let mut a = args::Args::new(&name, argv);
-    if !passes_through && a.wants_help() {
-        return help_of(&name)
-            .map(|h| Wanted::Help(h.to_owned()))
-            .ok_or_else(unknown);
+    if own_help && a.wants_help() {
+        return Ok(Wanted::Help(e.help.to_owned()));
     }
     let command = match name.as_str() {
         "setup" => Command::Setup(setup::Args::parse(&mut a)?),
@@ -223,7 +249,7 @@ fn parse(mut argv: Vec<String>) -> Result<Wanted, Usage> {
         "flash" => Command::Flash(firmware::FlashArgs::parse(&mut a)?),
         "size" => Command::Size,
         // template:firmware:end
-        _ => return Err(unknown()),
+        _ => unreachable!("`{name}` is in COMMANDS but not here"),
     };
     a.finish()?;
     Ok(Wanted::Run(command))
@@ -295,7 +321,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{Command, Wanted, help, help_of, parse};
+    use super::{COMMANDS, Command, Wanted, help, parse};
     use crate::{args, project};
 
     fn p(line: &str) -> Result<Wanted, args::Usage> {
@@ -313,7 +339,13 @@ mod tests {
             .collect();
         assert!(listed.len() >= 8, "{listed:?}");
         for c in listed.iter().filter(|c| **c != "help") {
-            assert!(help_of(c).is_some(), "`cargo xtask help {c}` has no text");
+            assert!(
+                COMMANDS.iter().any(|e| e.name == *c && !e.help.is_empty()),
+                "`cargo xtask help {c}` has no text"
+            );
+            // Every listed command reaches the dispatch (an error for missing flags is fine;
+            // a name left out of the dispatch panics).
+            let _ = p(c);
             assert!(
                 matches!(p(&format!("help {c}")), Ok(Wanted::Help(_))),
                 "{c}"
